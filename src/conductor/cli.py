@@ -1,0 +1,149 @@
+"""`conductor run|up|check|clean`: a thin layer over the API, which owns the behaviour."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from conductor import errors, runner
+from conductor.config import Config, load_config
+from conductor.plan import env_name, make_plan
+from conductor.probes import describe
+from conductor.report import Reporter
+
+USAGE_RUN = "conductor run [options] [SERVICE ...] -- COMMAND [ARG ...]"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="conductor",
+        description="Start services in dependency order, wait until they are ready, run a "
+        "command inside them, and always tear everything down.",
+    )
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def stack_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--config",
+            type=Path,
+            help="pyproject.toml or standalone TOML file "
+            "(default: nearest pyproject.toml with [tool.conductor])",
+        )
+        p.add_argument(
+            "--logs-dir",
+            type=Path,
+            help="where logs, summary.json and the run "
+            "record go (default: logs_dir from the configuration)",
+        )
+        p.add_argument(
+            "--timeout",
+            type=float,
+            metavar="SECONDS",
+            help="stop everything and exit 124 after this long",
+        )
+        p.add_argument(
+            "--auto-ports", action="store_true", help="replace every fixed port with a free one"
+        )
+        p.add_argument(
+            "--show-logs",
+            action="store_true",
+            help="also stream every service's output to the console",
+        )
+        p.add_argument(
+            "services",
+            nargs="*",
+            metavar="SERVICE",
+            help="services to start (default: all); dependencies come along",
+        )
+
+    stack_options(
+        sub.add_parser("run", usage=USAGE_RUN, help="start services, run COMMAND, tear down")
+    )
+    stack_options(sub.add_parser("up", help="start services and keep them until Ctrl-C"))
+    check = sub.add_parser("check", help="validate the configuration and show the plan")
+    check.add_argument("--config", type=Path, help="configuration file")
+    clean = sub.add_parser("clean", help="stop what a killed run left behind")
+    clean.add_argument("--config", type=Path, help="configuration file (for logs_dir)")
+    clean.add_argument("--logs-dir", type=Path, help="logs folder of the killed run")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1 :]
+    args = _parser().parse_args(argv)
+    reporter = Reporter()
+    try:
+        if args.action == "run":
+            if not command:
+                reporter.console.print(
+                    f"usage: {USAGE_RUN}\nconductor: run needs a COMMAND after --", markup=False
+                )
+                return errors.EXIT_USAGE
+            config = load_config(args.config)
+            return asyncio.run(runner.run(config, command, _options(args), reporter))
+        if command:
+            reporter.console.print(
+                f"conductor: '{args.action}' takes no COMMAND after --", markup=False
+            )
+            return errors.EXIT_USAGE
+        if args.action == "up":
+            return asyncio.run(runner.up(load_config(args.config), _options(args), reporter))
+        if args.action == "check":
+            return _check(load_config(args.config))
+        logs_dir = args.logs_dir
+        if logs_dir is None:
+            logs_dir = load_config(args.config).logs_dir
+        stopped = asyncio.run(runner.clean(logs_dir.resolve(), reporter))
+        if stopped:
+            print(f"stopped {len(stopped)} leftover process(es):")
+            for line in stopped:
+                print(f"  {line}")
+        else:
+            print(f"nothing left behind in {logs_dir}")
+        return 0
+    except errors.ConductorError as exc:
+        reporter.console.print(f"conductor: {exc}", markup=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return errors.EXIT_SIGINT
+
+
+def _options(args: argparse.Namespace) -> runner.Options:
+    if args.timeout is not None and args.timeout <= 0:
+        raise errors.ConductorError("--timeout must be a positive number of seconds")
+    return runner.Options(
+        services=args.services,
+        logs_dir=args.logs_dir.resolve() if args.logs_dir else None,
+        timeout=args.timeout,
+        auto_ports=args.auto_ports,
+        show_logs=args.show_logs,
+    )
+
+
+def _check(config: Config) -> int:
+    plan = make_plan(config, check_ports=False)
+    print(f"configuration: {config.file}")
+    print(f"logs: {config.logs_dir}")
+    print(f"start order: {' -> '.join(plan.services)}")
+    for name, service in plan.services.items():
+        spec = service.spec
+        port = "auto" if spec.port == "auto" else (service.port or "-")
+        deps = ", ".join(service.depends_on) or "-"
+        print(
+            f"  {name}: kind={spec.kind} port={port} url={service.url or '-'} "
+            f"depends_on={deps} ready={describe(service.ready, service.host, service.port)} "
+            f"env={env_name(name)}_URL"
+        )
+    for name, reason in plan.skipped.items():
+        print(f"  {name}: skipped ({reason})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

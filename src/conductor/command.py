@@ -1,0 +1,108 @@
+"""COMMAND, the test run itself: live on the terminal, in a process group of its own
+unless it shares the terminal with us (then Ctrl-C already reaches it directly)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Mapping
+
+import psutil
+
+from conductor import compat, process
+from conductor.errors import ConductorError
+
+
+class CommandNotRunnable(ConductorError):
+    """COMMAND could not be executed at all; statuses as a shell gives them."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _shares_terminal() -> bool:
+    """True when we run in the terminal's foreground group, so the terminal's Ctrl-C
+    signals COMMAND itself; forwarding would deliver it twice."""
+    if compat.WINDOWS:
+        return False
+    try:
+        return os.isatty(sys.stdin.fileno()) and os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+class Command:
+    def __init__(self, argv: list[str], env: Mapping[str, str]) -> None:
+        self.argv = argv
+        self.env = dict(env)
+        self.shares_terminal = _shares_terminal()
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def start(self) -> None:
+        group = {} if self.shares_terminal else compat.child_group_kwargs()
+        try:
+            self.proc = await asyncio.create_subprocess_exec(*self.argv, env=self.env, **group)
+        except FileNotFoundError:
+            raise CommandNotRunnable(
+                f"command not found: {self.argv[0]!r}; check the words after --", 127
+            ) from None
+        except PermissionError:
+            raise CommandNotRunnable(f"command not executable: {self.argv[0]!r}", 126) from None
+
+    async def wait(self) -> int:
+        assert self.proc is not None
+        code = await self.proc.wait()
+        status = process.exit_status(code)
+        assert status is not None
+        return status
+
+    def send(self, sig: int) -> None:
+        """Signal COMMAND (its whole group when it has one of its own)."""
+        if not self.running:
+            return
+        assert self.proc is not None
+        if self.shares_terminal:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, sig)
+        else:
+            compat.signal_group(self.proc.pid, sig)
+
+    def _tree(self) -> list[psutil.Process]:
+        if self.proc is None:
+            return []
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def kill_now(self) -> None:
+        tree = self._tree()
+        self.send(signal.SIGKILL)
+        for proc in tree:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+
+    async def terminate(self, grace: float) -> None:
+        """SIGTERM the tree, SIGKILL what is left after `grace`; always waits for it."""
+        if not self.running:
+            return
+        assert self.proc is not None
+        tree = self._tree()
+        self.send(signal.SIGTERM)
+        for proc in tree[1:]:
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()
+        try:
+            await asyncio.wait_for(self.proc.wait(), grace)
+        except TimeoutError:
+            self.kill_now()
+            await self.proc.wait()

@@ -1,0 +1,250 @@
+"""`run` and `up`: a stack, a command, signals and a deadline, with teardown in `finally`.
+
+Exit statuses: COMMAND's own; 124 when --timeout expired; 125 when a service failed;
+2 for usage or configuration errors; 130 and 143 after SIGINT and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conductor import errors
+from conductor.command import Command, CommandNotRunnable
+from conductor.config import Config
+from conductor.report import Reporter, write_summary
+from conductor.signals import CaptureSignals
+from conductor.stack import Stack, shielded
+from conductor.state import RunDir
+
+COMMAND_GRACE = 10.0  # how long COMMAND may take to finish after a forwarded signal
+TIMEOUT_GRACE = 2.0  # SIGTERM to SIGKILL for COMMAND when --timeout expires
+
+
+@dataclass
+class Options:
+    services: list[str] = field(default_factory=list)
+    logs_dir: Path | None = None
+    timeout: float | None = None
+    auto_ports: bool = False
+    show_logs: bool = False
+
+
+@dataclass
+class _Outcome:
+    signals: list[signal.Signals] = field(default_factory=list)
+    timed_out: bool = False
+
+    def status(self) -> int | None:
+        if self.timed_out:
+            return errors.EXIT_TIMEOUT
+        if self.signals:
+            return errors.EXIT_SIGINT if self.signals[0] == signal.SIGINT else errors.EXIT_SIGTERM
+        return None
+
+
+def _stack(config: Config, options: Options, reporter: Reporter) -> Stack:
+    return Stack(
+        config,
+        options.services or None,
+        logs_dir=options.logs_dir,
+        auto_ports=options.auto_ports,
+        show_logs=options.show_logs,
+        reporter=reporter,
+        subreaper=True,
+    )
+
+
+async def run(
+    config: Config, command: list[str], options: Options, reporter: Reporter | None = None
+) -> int:
+    """Start the services, run COMMAND inside them, tear down; the exit status."""
+    reporter = reporter or Reporter()
+    stack = _stack(config, options, reporter)
+    outcome = _Outcome()
+    cmd: Command | None = None
+    woken = asyncio.Event()
+    began = time.monotonic()
+    command_began: float | None = None
+    command_ended: float | None = None
+    status: int | None = None
+
+    async def body() -> int:
+        nonlocal cmd, command_began, command_ended
+        await stack.start()
+        cmd = Command(command, stack.command_env())
+        command_began = time.monotonic()
+        reporter.info("all services ready; running " + " ".join(command))
+        await cmd.start()
+        try:
+            return await cmd.wait()
+        finally:
+            command_ended = time.monotonic()
+
+    body_task = asyncio.create_task(body())
+
+    def on_signal(sig: signal.Signals) -> None:
+        outcome.signals.append(sig)
+        woken.set()
+        if len(outcome.signals) > 1:
+            reporter.warning(f"second {sig.name}: killing everything now")
+            if cmd is not None:
+                cmd.kill_now()
+            stack.kill_now()
+            body_task.cancel()
+        elif cmd is not None and cmd.running:
+            reporter.warning(
+                f"{sig.name}: passing it to the command, then stopping services "
+                "(again to kill everything at once)"
+            )
+            if not (sig == signal.SIGINT and cmd.shares_terminal):
+                cmd.send(sig)
+        else:
+            reporter.warning(f"{sig.name}: stopping services (again to kill everything at once)")
+            body_task.cancel()
+
+    try:
+        with CaptureSignals(on_signal):
+            await _supervise(
+                body_task, woken, outcome, options.timeout, began, lambda: cmd, reporter
+            )
+            try:
+                status = body_task.result()
+            except asyncio.CancelledError:
+                status = None
+            except errors.ServiceFailed:
+                status = errors.EXIT_SERVICE_FAILED
+            except CommandNotRunnable as exc:
+                reporter.failure("(command)", str(exc), None)
+                status = exc.exit_code
+    finally:
+
+        def force(sig: signal.Signals) -> None:
+            reporter.warning(f"{sig.name} during teardown: killing everything now")
+            stack.kill_now()
+            if cmd is not None:
+                cmd.kill_now()
+
+        with CaptureSignals(force):
+            torn = time.monotonic()
+            if cmd is not None:
+                await shielded(cmd.terminate(TIMEOUT_GRACE))
+            await shielded(stack.stop())
+            ended = time.monotonic()
+        final = outcome.status() or status
+        if final is None or (final == 0 and stack.died):
+            final = errors.EXIT_SERVICE_FAILED
+        if stack.plan is not None:
+            write_summary(
+                stack.logs_dir / "summary.json",
+                exit_code=final,
+                command=command,
+                durations={
+                    "startup_s": (stack.ready_at or torn) - began,
+                    "command_s": (command_ended or torn) - command_began if command_began else None,
+                    "teardown_s": ended - torn,
+                    "total_s": ended - began,
+                },
+                services=stack.reports,
+            )
+            reporter.table()
+    return final
+
+
+async def _supervise(
+    body_task: asyncio.Task[int],
+    woken: asyncio.Event,
+    outcome: _Outcome,
+    timeout: float | None,
+    began: float,
+    get_cmd: Callable[[], Command | None],
+    reporter: Reporter,
+) -> None:
+    """Wait for the body, enforcing --timeout and the grace after a forwarded signal."""
+    deadline = began + timeout if timeout else None
+    grace_until: float | None = None
+    while not body_task.done():
+        now = time.monotonic()
+        limits = [t - now for t in (deadline, grace_until) if t is not None]
+        woken.clear()
+        waiter = asyncio.create_task(woken.wait())
+        await asyncio.wait(
+            {body_task, waiter},
+            timeout=max(min(limits), 0) if limits else None,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        waiter.cancel()
+        now = time.monotonic()
+        cmd = get_cmd()
+        if deadline is not None and now >= deadline and not outcome.timed_out:
+            outcome.timed_out = True
+            reporter.failure(
+                "(conductor)",
+                f"--timeout of {timeout:g}s expired; killing the command and stopping services",
+                None,
+            )
+            if cmd is not None and cmd.running:
+                await cmd.terminate(TIMEOUT_GRACE)
+            else:
+                body_task.cancel()
+        if outcome.signals and grace_until is None:
+            grace_until = now + COMMAND_GRACE
+        if grace_until is not None and now >= grace_until and cmd is not None and cmd.running:
+            reporter.warning(
+                f"the command did not exit {COMMAND_GRACE:g}s after "
+                f"{outcome.signals[0].name}; terminating it"
+            )
+            await cmd.terminate(TIMEOUT_GRACE)
+    await asyncio.gather(body_task, return_exceptions=True)
+
+
+async def up(config: Config, options: Options, reporter: Reporter | None = None) -> int:
+    """Start the services and keep them until Ctrl-C or until one of them dies."""
+    reporter = reporter or Reporter()
+    stack = _stack(config, options, reporter)
+    stop = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            reporter.warning(f"second {sig.name}: killing everything now")
+            stack.kill_now()
+        stop.set()
+        starting.cancel()
+
+    starting = asyncio.create_task(stack.start())
+    with CaptureSignals(on_signal):
+        try:
+            try:
+                await starting
+            except asyncio.CancelledError:
+                return 0
+            except errors.ServiceFailed:
+                return errors.EXIT_SERVICE_FAILED
+            for name, url in stack.urls.items():
+                print(f"{name}: {url}", flush=True)
+            reporter.info("all services ready; Ctrl-C to stop them")
+            died = asyncio.create_task(stack.died_event.wait())
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({died, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            died.cancel()
+            stopped.cancel()
+        finally:
+            await shielded(stack.stop())
+            reporter.table()
+    return errors.EXIT_SERVICE_FAILED if stack.died else 0
+
+
+async def clean(logs_dir: Path, reporter: Reporter | None = None) -> list[str]:
+    """Stop what a killed run left behind in `logs_dir`."""
+    reporter = reporter or Reporter()
+    rundir = RunDir(logs_dir)
+    rundir.lock()
+    try:
+        stopped = await rundir.stop_leftovers()
+    finally:
+        rundir.release()
+    return stopped

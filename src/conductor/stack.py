@@ -1,0 +1,417 @@
+"""A running set of services: started in parallel in dependency order, watched while the
+command runs, and always stopped in reverse order, leaving nothing behind.
+
+    async with Stack(load_config(), ["backend"], auto_ports=True) as stack:
+        status = await stack.run(["pytest", "tests/e2e"])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+from conductor import compat, logs, postgres, probes, process
+from conductor.config import Config
+from conductor.errors import ServiceFailed
+from conductor.plan import Plan, PlannedService, env_name, make_plan
+from conductor.report import Reporter, ServiceReport
+from conductor.state import RunDir
+
+T = TypeVar("T")
+
+
+async def shielded(awaitable: Awaitable[T]) -> T:
+    """Run `awaitable` to the end even if we are cancelled meanwhile, then re-raise the
+    cancellation: teardown must never be cut short."""
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+@dataclass
+class _Runtime:
+    planned: PlannedService
+    report: ServiceReport
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    proc: asyncio.subprocess.Process | None = None
+    log_fd: int | None = None
+    cluster: postgres.Cluster | None = None
+
+
+class Stack:
+    """Services of one run. `start()` raises ConfigError (nothing started) or
+    ServiceFailed (everything already stopped again)."""
+
+    def __init__(
+        self,
+        config: Config,
+        services: list[str] | None = None,
+        *,
+        logs_dir: Path | None = None,
+        auto_ports: bool = False,
+        show_logs: bool = False,
+        reporter: Reporter | None = None,
+        subreaper: bool = False,
+    ) -> None:
+        self.config = config
+        self.names = services
+        self.logs_dir = (logs_dir or config.logs_dir).resolve()
+        self.auto_ports = auto_ports
+        self.show_logs = show_logs
+        self.reporter = reporter or Reporter()
+        self.subreaper = subreaper and compat.become_subreaper()
+        self.run_id = uuid.uuid4().hex
+        self.plan: Plan | None = None
+        self.runtimes: dict[str, _Runtime] = {}
+        self.died: list[str] = []
+        self.died_event = asyncio.Event()
+        self.started_at = time.monotonic()
+        self.ready_at: float | None = None
+        self.leftovers: list[str] = []
+        self._rundir = RunDir(self.logs_dir)
+        self._locked = False
+        self._stopping = False
+        self._stopped = False
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._echoes: set[asyncio.Task[None]] = set()
+        self._log_handler: object | None = None
+
+    # public view ----------------------------------------------------------------
+    @property
+    def reports(self) -> dict[str, ServiceReport]:
+        return {name: rt.report for name, rt in self.runtimes.items()}
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return {n: rt.planned.url for n, rt in self.runtimes.items() if rt.planned.url}
+
+    @property
+    def env(self) -> dict[str, str]:
+        """NAME_HOST, NAME_PORT and NAME_URL for every running service."""
+        out: dict[str, str] = {}
+        for name, rt in self.runtimes.items():
+            if rt.report.status not in ("ready", "reused"):
+                continue
+            prefix = env_name(name)
+            out[f"{prefix}_HOST"] = rt.planned.host
+            if rt.planned.port is not None:
+                out[f"{prefix}_PORT"] = str(rt.planned.port)
+            if rt.planned.url is not None:
+                out[f"{prefix}_URL"] = rt.planned.url
+        return out
+
+    def command_env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            **self.env,
+            process.MARKER_RUN: self.run_id,
+            process.MARKER_SERVICE: "(command)",
+        }
+
+    async def __aenter__(self) -> Stack:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await shielded(self.stop())
+
+    async def run(self, command: list[str]) -> int:
+        """Run COMMAND in the stack's environment with our stdio; its exit status."""
+        from conductor.command import Command
+
+        cmd = Command(command, self.command_env())
+        await cmd.start()
+        try:
+            return await cmd.wait()
+        finally:
+            await shielded(cmd.terminate(5.0))
+
+    # start ----------------------------------------------------------------------
+    async def start(self) -> None:
+        self.started_at = time.monotonic()
+        self._rundir.lock()
+        self._locked = True
+        self._log_handler = logs.setup_event_log(self.logs_dir)
+        try:
+            self.leftovers = await self._rundir.stop_leftovers()
+            if self.leftovers:
+                self.reporter.warning(
+                    f"stopped {len(self.leftovers)} process(es) left by an earlier run in "
+                    f"{self.logs_dir}: " + "; ".join(self.leftovers)
+                )
+            self.plan = make_plan(
+                self.config, self.names, auto_ports=self.auto_ports, logs_dir=self.logs_dir
+            )
+        except BaseException:
+            self._release()
+            raise
+        for name, reason in self.plan.skipped.items():
+            self.reporter.info(f"{name}: skipped ({reason})")
+        self._rundir.begin(self.run_id)
+        self.runtimes = {
+            name: _Runtime(
+                p,
+                ServiceReport(name=name, host=p.host, port=p.port, url=p.url, log=str(p.log_path)),
+            )
+            for name, p in self.plan.services.items()
+        }
+        self.reporter.track(self.reports)
+        if self.show_logs:
+            for rt in self.runtimes.values():
+                self._spawn_bg(self._echoes, self._echo(rt))
+        tasks = {
+            name: asyncio.create_task(self._bring_up(rt), name=f"start {name}")
+            for name, rt in self.runtimes.items()
+        }
+        try:
+            pending: set[asyncio.Task[None]] = set(tasks.values())
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    task.result()
+        except BaseException as exc:
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            self.reporter.untrack()
+            if isinstance(exc, ServiceFailed):
+                failed = self.runtimes.get(exc.service)
+                if failed is not None:
+                    failed.report.status = "failed"
+                self.reporter.failure(
+                    exc.service, exc.reason, failed.planned.log_path if failed else None
+                )
+            await shielded(self.stop())
+            raise
+        self.ready_at = time.monotonic()
+        self.reporter.untrack()
+
+    async def _bring_up(self, rt: _Runtime) -> None:
+        p, report = rt.planned, rt.report
+        if p.depends_on:
+            self.reporter.event(p.name, "waiting", "for " + ", ".join(p.depends_on))
+            await asyncio.gather(*(self.runtimes[d].ready.wait() for d in p.depends_on))
+        began = time.monotonic()
+        deadline = began + p.spec.ready_timeout
+        if p.reuse:
+            await self._reuse(rt, deadline)
+            return
+        rt.log_fd = logs.open_log(p.log_path)
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            **p.env,
+            process.MARKER_RUN: self.run_id,
+            process.MARKER_SERVICE: p.name,
+        }
+        command, cwd, run_as = list(p.command), p.cwd, None
+        self.reporter.event(p.name, "starting")
+        if p.spec.kind == "postgres":
+            assert p.pg_bindir is not None
+            assert p.port is not None
+            rt.cluster = postgres.Cluster(p.name, p.pg_bindir, p.host, p.port, p.spec.database)
+            self._rundir.add_folder(rt.cluster.make_datadir())
+            try:
+                await asyncio.wait_for(
+                    rt.cluster.init(rt.log_fd, env), max(deadline - time.monotonic(), 0.001)
+                )
+            except TimeoutError:
+                raise ServiceFailed(p.name, "timed out in initdb") from None
+            command, cwd, run_as = rt.cluster.command(), rt.cluster.folder, postgres.run_as()
+        try:
+            rt.proc = await process.spawn(
+                command, env=env, cwd=cwd, log_fd=rt.log_fd, run_as=run_as
+            )
+        except OSError as exc:
+            raise ServiceFailed(p.name, f"could not be started: {exc}") from None
+        report.pid = rt.proc.pid
+        self._rundir.add_process(p.name, rt.proc.pid)
+        what = probes.describe(p.ready, p.host, p.port)
+        self.reporter.event(p.name, "started", f"pid {rt.proc.pid}, waiting for {what}")
+        probe = asyncio.create_task(
+            probes.wait_ready(
+                p.ready, host=p.host, port=p.port, log_path=p.log_path, env=env, cwd=cwd
+            )
+        )
+        exited = asyncio.create_task(rt.proc.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {probe, exited},
+                timeout=max(deadline - time.monotonic(), 0.001),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for task in (probe, exited):
+                task.cancel()
+            await asyncio.gather(probe, exited, return_exceptions=True)
+        if probe in done and not probe.cancelled() and probe.exception() is None:
+            pass
+        elif exited in done:
+            report.exit_code = process.exit_status(rt.proc.returncode)
+            raise ServiceFailed(
+                p.name, f"{process.describe_exit(rt.proc.returncode)} before it was ready"
+            )
+        elif probe in done:
+            raise ServiceFailed(p.name, f"readiness probe failed: {probe.exception()!r}")
+        else:
+            raise ServiceFailed(
+                p.name,
+                f"was not ready after {p.spec.ready_timeout:g}s (ready_timeout; waited for {what})",
+            )
+        if rt.cluster is not None:
+            await rt.cluster.create_database(rt.log_fd, env)
+        report.ready_after_s = time.monotonic() - self.started_at
+        self.reporter.event(p.name, "ready", f"{report.ready_after_s:.2f}s")
+        rt.ready.set()
+        self._spawn_bg(self._watchers, self._watch(rt))
+
+    async def _reuse(self, rt: _Runtime, deadline: float) -> None:
+        p = rt.planned
+        try:
+            await asyncio.wait_for(
+                probes.wait_ready(
+                    p.ready,
+                    host=p.host,
+                    port=p.port,
+                    log_path=p.log_path,
+                    env=dict(os.environ),
+                    cwd=p.cwd,
+                ),
+                max(deadline - time.monotonic(), 0.001),
+            )
+        except TimeoutError:
+            raise ServiceFailed(
+                p.name,
+                f"port {p.port} is taken (reuse_existing) but what holds it did not pass "
+                f"its readiness probe ({probes.describe(p.ready, p.host, p.port)})",
+            ) from None
+        rt.report.status = "reused"
+        rt.report.ready_after_s = time.monotonic() - self.started_at
+        self.reporter.event(p.name, "reused", f"already answering on port {p.port}")
+        rt.ready.set()
+
+    async def _watch(self, rt: _Runtime) -> None:
+        assert rt.proc is not None
+        await rt.proc.wait()
+        if self._stopping:
+            return
+        rt.report.status = "failed"
+        rt.report.exit_code = process.exit_status(rt.proc.returncode)
+        self.died.append(rt.planned.name)
+        self.reporter.failure(
+            rt.planned.name,
+            f"{process.describe_exit(rt.proc.returncode)} while the command ran",
+            rt.planned.log_path,
+        )
+        self.died_event.set()
+
+    async def _echo(self, rt: _Runtime) -> None:
+        async for line in logs.follow(rt.planned.log_path, stop=lambda: self._stopped):
+            self.reporter.log_line(rt.planned.name, line)
+
+    @staticmethod
+    def _spawn_bg(tasks: set[asyncio.Task[None]], coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    # stop -----------------------------------------------------------------------
+    def kill_now(self) -> None:
+        """Second Ctrl-C: SIGKILL every service group and marked process at once."""
+        pgids = [rt.proc.pid for rt in self.runtimes.values() if rt.proc is not None]
+        process.kill_now(pgids, self.run_id)
+
+    async def stop(self) -> None:
+        """Stop every service, dependents first; idempotent; never leaves a process."""
+        if self._stopped or not self._locked:
+            return
+        self._stopping = True
+        try:
+            tasks: dict[str, asyncio.Task[None]] = {}
+
+            async def stop_one(name: str) -> None:
+                dependents = [
+                    tasks[n] for n, rt in self.runtimes.items() if name in rt.planned.depends_on
+                ]
+                await asyncio.gather(*dependents, return_exceptions=True)
+                await self._stop_service(self.runtimes[name])
+
+            for name in reversed(list(self.runtimes)):
+                tasks[name] = asyncio.create_task(stop_one(name))
+            await asyncio.gather(*tasks.values())
+            exclude = {rt.proc.pid for rt in self.runtimes.values() if rt.proc is not None}
+            found = await process.sweep(
+                self.run_id, adopted_from=os.getpid() if self.subreaper else None, exclude=exclude
+            )
+            if found:
+                self.reporter.warning(
+                    f"killed {len(found)} leftover process(es) that escaped their service's "
+                    "process group: " + "; ".join(found)
+                )
+        finally:
+            self._stopped = True
+            for task in self._watchers:
+                task.cancel()
+            # Echo tasks see _stopped, read what is left of each log, and end.
+            await asyncio.gather(*self._watchers, *self._echoes, return_exceptions=True)
+            self._release()
+
+    async def _stop_service(self, rt: _Runtime) -> None:
+        p, report = rt.planned, rt.report
+        try:
+            if rt.proc is None:
+                return
+            result = await process.stop_service(
+                rt.proc,
+                run_id=self.run_id,
+                service=p.name,
+                stop_signal=p.spec.stop_signal,
+                timeout=p.spec.stop_timeout,
+            )
+            report.stop_s, report.stopped = result.seconds, result.how
+            report.exit_code = result.exit_code
+            if result.forced:
+                self.reporter.warning(
+                    f"service '{p.name}' ignored {p.spec.stop_signal.name} for "
+                    f"{p.spec.stop_timeout:g}s (stop_timeout) and was killed with SIGKILL"
+                )
+            else:
+                logs.logger.info("%s: %s in %.3fs", p.name, result.how, result.seconds)
+        finally:
+            if rt.cluster is not None:
+                rt.cluster.remove()
+            if rt.log_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(rt.log_fd)
+                rt.log_fd = None
+
+    def _release(self) -> None:
+        if self._log_handler is not None:
+            logs.close_event_log(self._log_handler)  # type: ignore[arg-type]
+            self._log_handler = None
+        if self._locked:
+            self._rundir.release()
+            self._locked = False

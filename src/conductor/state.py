@@ -1,0 +1,139 @@
+"""What a run owns in its logs folder: a lock, so two runs never share one folder, and a
+record of every process it started, so a run killed with SIGKILL can be cleaned up.
+
+The OS releases the lock when its holder dies, so "record present, lock free" means the
+previous conductor died without tearing down; the record's start times make sure a
+recycled pid is never hit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import psutil
+
+from conductor import compat, process
+from conductor.errors import LogsDirBusy
+
+LOCK_NAME = ".conductor.lock"
+RECORD_NAME = ".conductor-run.json"
+_LEFTOVER_GRACE = 3.0
+
+
+def _started(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+class RunDir:
+    """The logs folder of one live run."""
+
+    def __init__(self, logs_dir: Path) -> None:
+        self.logs_dir = logs_dir
+        self._lock: IO[str] | None = None
+        self._record: dict[str, Any] = {}
+
+    @property
+    def record_path(self) -> Path:
+        return self.logs_dir / RECORD_NAME
+
+    def lock(self) -> None:
+        """Own the folder, or raise LogsDirBusy naming the run that does."""
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        handle = (self.logs_dir / LOCK_NAME).open("a+", encoding="utf-8")
+        if not compat.try_lock(handle):
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise LogsDirBusy(
+                f"another conductor run (pid {holder}) is using {self.logs_dir}; wait for it "
+                "to finish, or give this run its own folder with --logs-dir"
+            )
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock = handle
+
+    async def stop_leftovers(self) -> list[str]:
+        """Stop what a dead earlier run left behind; describes each process stopped."""
+        try:
+            record = json.loads(self.record_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError):
+            self.record_path.unlink(missing_ok=True)
+            return []
+        victims: dict[int, psutil.Process] = {}
+        for entry in record.get("processes", []):
+            pid, created = int(entry["pid"]), float(entry["created"])
+            started = _started(pid)
+            if started is not None and abs(started - created) < 0.05:
+                compat.signal_group(int(entry["pgid"]), signal.SIGTERM)
+                with contextlib.suppress(psutil.Error):
+                    victims[pid] = psutil.Process(pid)
+        run_id = str(record.get("run_id", ""))
+        if run_id:
+            for proc in process.marked_processes(run_id):
+                victims.setdefault(proc.pid, proc)
+        described = []
+        for proc in victims.values():
+            with contextlib.suppress(psutil.Error):
+                described.append(f"pid {proc.pid} ({' '.join(proc.cmdline())[:80]})")
+                proc.terminate()
+        _, alive = await asyncio.to_thread(
+            psutil.wait_procs, list(victims.values()), _LEFTOVER_GRACE
+        )
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        await asyncio.to_thread(psutil.wait_procs, alive, 5.0)
+        for folder in record.get("folders", []):
+            shutil.rmtree(folder, ignore_errors=True)
+        self.record_path.unlink(missing_ok=True)
+        return described
+
+    def begin(self, run_id: str) -> None:
+        self._record = {
+            "conductor_pid": os.getpid(),
+            "run_id": run_id,
+            "started": time.time(),
+            "processes": [],
+            "folders": [],
+        }
+        self._save()
+
+    def add_process(self, service: str, pid: int) -> None:
+        created = _started(pid)
+        if created is None:
+            return
+        self._record["processes"].append(
+            {"service": service, "pid": pid, "pgid": pid, "created": created}
+        )
+        self._save()
+
+    def add_folder(self, folder: Path) -> None:
+        self._record["folders"].append(str(folder))
+        self._save()
+
+    def _save(self) -> None:
+        tmp = self.record_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._record, indent=2), encoding="utf-8")
+        os.replace(tmp, self.record_path)
+
+    def release(self) -> None:
+        """Called only once nothing of the run is left."""
+        self.record_path.unlink(missing_ok=True)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None

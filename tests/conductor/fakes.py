@@ -1,0 +1,119 @@
+"""Small fake services for conductor's tests (stdlib only, so they start in ~20 ms).
+
+    python fakes.py http  --port P [--delay S] [--status N]   HTTP listener after a delay
+    python fakes.py tcp   --port P [--delay S]                bare TCP listener
+    python fakes.py crash [--delay S] [--code N]              prints, then exits
+    python fakes.py never                                     runs, never gets ready
+    python fakes.py stubborn --port P                         ignores SIGTERM
+    python fakes.py daemon --port P --pidfile F               double-forks a setsid daemon
+    python fakes.py flood --port P --mb N                     writes N MB, then listens
+    python fakes.py logline [--delay S] [--text T]            prints a readiness line
+    python fakes.py child-ignores-term --port P --pidfile F   a child that ignores SIGTERM
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+
+def serve_tcp(port: int) -> None:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(64)
+    print(f"listening on {port}", flush=True)
+    while True:
+        conn, _ = sock.accept()
+        conn.close()
+
+
+def serve_http(port: int, status: int) -> None:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = f"fake {self.path}\n".encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            print("request", self.path, flush=True)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    print(f"http on {port}", flush=True)
+    server.serve_forever()
+
+
+def sleep_forever() -> None:
+    while True:
+        time.sleep(3600)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--status", type=int, default=200)
+    parser.add_argument("--code", type=int, default=3)
+    parser.add_argument("--pidfile", default="")
+    parser.add_argument("--mb", type=int, default=200)
+    parser.add_argument("--text", default="READY to serve")
+    args = parser.parse_args()
+    print(f"fake {args.mode} pid {os.getpid()}", flush=True)
+    time.sleep(args.delay)
+    if args.mode == "http":
+        serve_http(args.port, args.status)
+    elif args.mode == "tcp":
+        serve_tcp(args.port)
+    elif args.mode == "crash":
+        print("boom: something went wrong", file=sys.stderr, flush=True)
+        sys.exit(args.code)
+    elif args.mode == "never":
+        sleep_forever()
+    elif args.mode == "stubborn":
+        signal.signal(signal.SIGTERM, lambda *_: print("ignoring SIGTERM", flush=True))
+        serve_tcp(args.port)
+    elif args.mode == "daemon":
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                with open(args.pidfile, "w") as handle:
+                    handle.write(str(os.getpid()))
+                sleep_forever()
+            os._exit(0)
+        serve_tcp(args.port)
+    elif args.mode == "child-ignores-term":
+        if os.fork() == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            with open(args.pidfile, "w") as handle:
+                handle.write(str(os.getpid()))
+            sleep_forever()
+        serve_tcp(args.port)
+    elif args.mode == "flood":
+        chunk = b"x" * 1023 + b"\n"
+        out = sys.stdout.buffer
+        started = time.perf_counter()
+        for _ in range(args.mb * 1024):
+            out.write(chunk)
+        out.flush()
+        print(f"flooded {args.mb} MB in {time.perf_counter() - started:.3f}s", flush=True)
+        serve_tcp(args.port)
+    elif args.mode == "logline":
+        print("warming up", flush=True)
+        print(args.text, flush=True)
+        sleep_forever()
+    else:
+        parser.error(f"unknown mode {args.mode}")
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "fake"
+    main()
