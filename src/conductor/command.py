@@ -102,7 +102,8 @@ class Command:
             with contextlib.suppress(psutil.Error):
                 proc.terminate()
         try:
-            await asyncio.wait_for(self.proc.wait(), grace)
+            async with asyncio.timeout(grace):
+                await self.proc.wait()
         except TimeoutError:
             self.kill_now()
             await self.proc.wait()

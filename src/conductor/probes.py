@@ -87,7 +87,8 @@ async def tcp_accepts(host: str, port: int) -> bool:
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setblocking(False)
         try:
-            await asyncio.wait_for(loop.sock_connect(sock, (host, port)), _ATTEMPT_TIMEOUT)
+            async with asyncio.timeout(_ATTEMPT_TIMEOUT):
+                await loop.sock_connect(sock, (host, port))
         except (OSError, TimeoutError):
             return False
     return True
@@ -131,7 +132,8 @@ async def wait_cmd(argv: tuple[str, ...], env: Mapping[str, str], cwd: Path) -> 
             cwd=cwd,
         )
         try:
-            code = await asyncio.wait_for(proc.wait(), _ATTEMPT_TIMEOUT * 2)
+            async with asyncio.timeout(_ATTEMPT_TIMEOUT * 2):
+                code = await proc.wait()
         except TimeoutError:
             code = None
         finally:

@@ -158,7 +158,8 @@ async def _wait_gone(
 ) -> bool:
     deadline = time.monotonic() + timeout
     try:
-        await asyncio.wait_for(proc.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await proc.wait()
     except TimeoutError:
         return False
     while compat.group_alive(pgid) or _alive(strays):

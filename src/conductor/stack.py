@@ -152,6 +152,15 @@ class Stack:
     # start ----------------------------------------------------------------------
     async def start(self) -> None:
         self.started_at = time.monotonic()
+        # Everything the file alone can get wrong fails here, before the logs folder is
+        # touched; ports are checked below, once a killed run's leftovers are gone.
+        make_plan(
+            self.config,
+            self.names,
+            auto_ports=self.auto_ports,
+            logs_dir=self.logs_dir,
+            check_ports=False,
+        )
         self._rundir.lock()
         self._locked = True
         self._log_handler = logs.setup_event_log(self.logs_dir)
@@ -210,6 +219,14 @@ class Stack:
         self.reporter.untrack()
 
     async def _bring_up(self, rt: _Runtime) -> None:
+        try:
+            await self._start_service(rt)
+        except asyncio.CancelledError:
+            # Another service failed (or Ctrl-C) while this one was on its way.
+            rt.report.status = "not ready" if rt.proc is not None else "not started"
+            raise
+
+    async def _start_service(self, rt: _Runtime) -> None:
         p, report = rt.planned, rt.report
         if p.depends_on:
             self.reporter.event(p.name, "waiting", "for " + ", ".join(p.depends_on))
@@ -235,9 +252,8 @@ class Stack:
             rt.cluster = postgres.Cluster(p.name, p.pg_bindir, p.host, p.port, p.spec.database)
             self._rundir.add_folder(rt.cluster.make_datadir())
             try:
-                await asyncio.wait_for(
-                    rt.cluster.init(rt.log_fd, env), max(deadline - time.monotonic(), 0.001)
-                )
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                    await rt.cluster.init(rt.log_fd, env)
             except TimeoutError:
                 raise ServiceFailed(p.name, "timed out in initdb") from None
             command, cwd, run_as = rt.cluster.command(), rt.cluster.folder, postgres.run_as()
@@ -291,17 +307,15 @@ class Stack:
     async def _reuse(self, rt: _Runtime, deadline: float) -> None:
         p = rt.planned
         try:
-            await asyncio.wait_for(
-                probes.wait_ready(
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                await probes.wait_ready(
                     p.ready,
                     host=p.host,
                     port=p.port,
                     log_path=p.log_path,
                     env=dict(os.environ),
                     cwd=p.cwd,
-                ),
-                max(deadline - time.monotonic(), 0.001),
-            )
+                )
         except TimeoutError:
             raise ServiceFailed(
                 p.name,

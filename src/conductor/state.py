@@ -35,6 +35,13 @@ def _started(pid: int) -> float | None:
         return None
 
 
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return f"pid {proc.pid} ({' '.join(proc.cmdline())[:80] or proc.name()})"
+    except psutil.Error:
+        return f"pid {proc.pid}"
+
+
 class RunDir:
     """The logs folder of one live run."""
 
@@ -75,25 +82,26 @@ class RunDir:
             self.record_path.unlink(missing_ok=True)
             return []
         victims: dict[int, psutil.Process] = {}
+        groups = []
         for entry in record.get("processes", []):
             pid, created = int(entry["pid"]), float(entry["created"])
             started = _started(pid)
             if started is not None and abs(started - created) < 0.05:
-                compat.signal_group(int(entry["pgid"]), signal.SIGTERM)
+                groups.append(int(entry["pgid"]))
                 with contextlib.suppress(psutil.Error):
                     victims[pid] = psutil.Process(pid)
         run_id = str(record.get("run_id", ""))
         if run_id:
             for proc in process.marked_processes(run_id):
                 victims.setdefault(proc.pid, proc)
-        described = []
+        described = [_describe(proc) for proc in victims.values()]
+        for pgid in groups:
+            compat.signal_group(pgid, signal.SIGTERM)
         for proc in victims.values():
             with contextlib.suppress(psutil.Error):
-                described.append(f"pid {proc.pid} ({' '.join(proc.cmdline())[:80]})")
                 proc.terminate()
-        _, alive = await asyncio.to_thread(
-            psutil.wait_procs, list(victims.values()), _LEFTOVER_GRACE
-        )
+        procs = list(victims.values())
+        _, alive = await asyncio.to_thread(psutil.wait_procs, procs, _LEFTOVER_GRACE)
         for proc in alive:
             with contextlib.suppress(psutil.Error):
                 proc.kill()

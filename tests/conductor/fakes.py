@@ -8,6 +8,7 @@
     python fakes.py daemon --port P --pidfile F               double-forks a setsid daemon
     python fakes.py flood --port P --mb N                     writes N MB, then listens
     python fakes.py logline [--delay S] [--text T]            prints a readiness line
+    python fakes.py die-later --port P --text SECONDS --code N  ready, then dies
     python fakes.py child-ignores-term --port P --pidfile F   a child that ignores SIGTERM
 """
 
@@ -106,6 +107,11 @@ def main() -> None:
         out.flush()
         print(f"flooded {args.mb} MB in {time.perf_counter() - started:.3f}s", flush=True)
         serve_tcp(args.port)
+    elif args.mode == "die-later":
+        threading.Thread(target=serve_tcp, args=(args.port,), daemon=True).start()
+        time.sleep(float(args.text) if args.text[0].isdigit() else 1.0)
+        print("dying now", flush=True)
+        os._exit(args.code)
     elif args.mode == "logline":
         print("warming up", flush=True)
         print(args.text, flush=True)

@@ -1,0 +1,130 @@
+"""Helpers for conductor's tests: configs in tmp_path, conductor as a real subprocess,
+and a per-test marker that finds (and only ever touches) this test's own leftovers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+FAKES = Path(__file__).with_name("fakes.py")
+PY = sys.executable
+
+
+def fake(mode: str, *args: str) -> list[str]:
+    return [PY, str(FAKES), mode, *args]
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    return str(value)
+
+
+def write_config(path: Path, services: dict[str, dict[str, object]], **top: object) -> Path:
+    lines = [f"{k} = {toml_value(v)}" for k, v in top.items()]
+    for name, keys in services.items():
+        lines.append(f"\n[services.{name}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in keys.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "") -> object:
+    """Poll a real condition (a file, a process) until it holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+    seconds: float
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+class Conductor:
+    """Runs `python -m conductor` in tmp_path with this test's marker in its environment."""
+
+    def __init__(self, cwd: Path, marker: str) -> None:
+        self.cwd = cwd
+        self.marker = marker
+        self.env = {**os.environ, "CONDUCTOR_TEST_MARKER": marker, "COLUMNS": "200"}
+
+    def argv(self, *args: str) -> list[str]:
+        return [PY, "-m", "conductor", *args]
+
+    def run(self, *args: str, timeout: float = 120) -> Result:
+        started = time.monotonic()
+        proc = subprocess.run(self.argv(*args), cwd=self.cwd, env=self.env, capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return Result(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """In a session of its own, so a 'terminal Ctrl-C' can go to its whole group."""
+        return subprocess.Popen(self.argv(*args), cwd=self.cwd, env=self.env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def mine(self) -> list[psutil.Process]:
+        """Live processes carrying this test's marker (never anything else)."""
+        found = []
+        for proc in psutil.process_iter():
+            if proc.pid == os.getpid():
+                continue
+            try:
+                if proc.environ().get("CONDUCTOR_TEST_MARKER") != self.marker:
+                    continue
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    continue
+            except psutil.Error:
+                continue
+            found.append(proc)
+        return found
+
+
+@pytest.fixture
+def conductor(tmp_path: Path) -> Iterator[Conductor]:
+    runner = Conductor(tmp_path, f"test-{uuid.uuid4().hex}")
+    yield runner
+    left = runner.mine()
+    for proc in left:
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.Error:
+            pass
+    assert not left, f"processes left behind: {[p.pid for p in left]}"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Callable[..., Path]:
+    def make(services: dict[str, dict[str, object]], **top: object) -> Path:
+        top.setdefault("logs_dir", "logs")
+        return write_config(tmp_path / "conductor.toml", services, **top)
+
+    return make

@@ -1,0 +1,128 @@
+"""Bad configuration ends before anything starts: exit 2, one line naming file, service, key."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from conductor import templates
+from conductor.config import load_config
+from conductor.errors import ConfigError
+from tests.conductor.conftest import PY, fake
+
+pytestmark = pytest.mark.conductor
+
+OK = {"command": fake("tcp", "--port", "{port}"), "port": "auto"}
+
+BAD = {
+    "unknown-key": ({"svc": {**OK, "colour": "red"}}, "service 'svc'", "key 'colour'"),
+    "missing-command": ({"svc": {"port": 1234}}, "service 'svc'", "key 'command'"),
+    "unknown-dependency": ({"svc": {**OK, "depends_on": ["nope"]}}, "unknown service 'nope'",
+                           "key 'depends_on'"),
+    "cycle": ({"a": {**OK, "depends_on": ["b"]}, "b": {**OK, "depends_on": ["a"]}},
+              "dependency cycle: a -> b -> a", "key 'depends_on'"),
+    "bad-template": ({"svc": {**OK, "env": {"X": "{services.svc.colour}"}}},
+                     "service 'svc'", "key 'env.X'"),
+    "unknown-placeholder": ({"svc": {"command": [PY, "{pyhton}"]}}, "unknown placeholder '{pyhton}'",
+                            "key 'command[1]'"),
+    "port-value": ({"svc": {**OK, "port": "eighty"}}, "1 to 65535", "key 'port'"),
+    "shell-string": ({"svc": {"command": "python -m http.server"}}, "argument lists",
+                     "key 'command'"),
+    "missing-program": ({"svc": {"command": ["no-such-program-xyz"]}}, "was not found on PATH",
+                        "key 'command[0]'"),
+    "bad-signal": ({"svc": {**OK, "stop_signal": "SIGNOPE"}}, "unknown signal",
+                   "key 'stop_signal'"),
+    "bad-ready": ({"svc": {**OK, "ready": {"http": "/", "tcp": True}}}, "exactly one",
+                  "key 'ready'"),
+    "unset-env": ({"svc": {**OK, "env": {"X": "{env.CONDUCTOR_SURELY_UNSET}"}}},
+                  "CONDUCTOR_SURELY_UNSET is not set", "key 'env.X'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_configuration_exits_2_naming_file_service_key(conductor, config, tmp_path, case):
+    services, *expected = BAD[case]
+    config(services)
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    assert result.code == 2, result.text
+    assert "Traceback" not in result.text
+    assert str(tmp_path / "conductor.toml") in result.err
+    for text in expected:
+        assert text in result.err
+    assert not (tmp_path / "logs").exists()  # nothing started, nothing written
+
+
+def test_taken_port_is_refused_before_anything_starts(conductor, config, tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        config({"early": OK, "svc": {"command": fake("tcp", "--port", "{port}"), "port": port}})
+        result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    assert result.code == 2, result.text
+    assert f"port {port} on 127.0.0.1 is already taken by pid" in result.err
+    assert "service 'svc', key 'port'" in result.err
+    assert "--auto-ports" in result.err
+    assert not (tmp_path / "logs" / "early.log").exists()
+
+
+def test_invalid_toml_and_missing_file(conductor, tmp_path):
+    (tmp_path / "conductor.toml").write_text("[services.a\ncommand = 1")
+    result = conductor.run("check", "--config", "conductor.toml")
+    assert result.code == 2
+    assert "is not valid TOML" in result.err
+    missing = conductor.run("check", "--config", "nope.toml")
+    assert missing.code == 2
+    assert "nope.toml: file not found" in missing.err
+
+
+def test_unknown_service_on_command_line(conductor, config):
+    config({"svc": OK})
+    result = conductor.run("run", "--config", "conductor.toml", "nope", "--", PY, "-c", "pass")
+    assert result.code == 2
+    assert "unknown service 'nope' on the command line (known: svc)" in result.err
+
+
+def test_run_without_command_is_a_usage_error(conductor, config):
+    config({"svc": OK})
+    result = conductor.run("run", "--config", "conductor.toml")
+    assert result.code == 2
+    assert "run needs a COMMAND after --" in result.err
+
+
+def test_pyproject_is_found_by_walking_up(tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n[tool.conductor]\nlogs_dir = "out"\n'
+        '[tool.conductor.services.web]\ncommand = ["srv", "{port}"]\nport = 3000\n'
+        'depends_on = ["api"]\n'
+        '[tool.conductor.services.api]\ncommand = ["srv"]\nport = "auto"\n'
+        'ready = { http = "/health" }\n'
+    )
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    config = load_config()
+    assert config.file == tmp_path / "pyproject.toml"
+    assert config.logs_dir == tmp_path / "out"
+    assert list(config.services) == ["api", "web"]  # dependency order
+    assert config.services["web"].ready.kind == "tcp"  # a port and no ready: tcp
+    assert config.services["api"].ready.target == "/health"
+
+
+def test_pyproject_without_table_is_an_error(tmp_path: Path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    with pytest.raises(ConfigError, match=r"has no \[tool.conductor\] table"):
+        load_config(tmp_path / "pyproject.toml")
+
+
+def test_templates_render_and_escape():
+    context = {"host": "127.0.0.1", "port": "80", "services.db.url": "postgresql://x"}
+    assert templates.render("{{literal}} {host}:{port} {services.db.url}", context) == (
+        "{literal} 127.0.0.1:80 postgresql://x"
+    )
+    with pytest.raises(templates.TemplateError, match="unclosed"):
+        list(templates.fields("{host"))
+    with pytest.raises(templates.TemplateError, match="has no value"):
+        templates.render("{url}", {})
