@@ -3,6 +3,7 @@ and a per-test marker that finds (and only ever touches) this test's own leftove
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -81,15 +82,29 @@ class Conductor:
 
     def run(self, *args: str, timeout: float = 120) -> Result:
         started = time.monotonic()
-        proc = subprocess.run(self.argv(*args), cwd=self.cwd, env=self.env, capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            self.argv(*args),
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         return Result(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         """In a session of its own, so a 'terminal Ctrl-C' can go to its whole group."""
-        return subprocess.Popen(self.argv(*args), cwd=self.cwd, env=self.env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            self.argv(*args),
+            cwd=self.cwd,
+            env=self.env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def mine(self) -> list[psutil.Process]:
         """Live processes carrying this test's marker (never anything else)."""
@@ -114,10 +129,8 @@ def conductor(tmp_path: Path) -> Iterator[Conductor]:
     yield runner
     left = runner.mine()
     for proc in left:
-        try:
+        with contextlib.suppress(psutil.Error):
             proc.send_signal(signal.SIGKILL)
-        except psutil.Error:
-            pass
     assert not left, f"processes left behind: {[p.pid for p in left]}"
 
 

@@ -1,15 +1,15 @@
 """Small fake services for conductor's tests (stdlib only, so they start in ~20 ms).
 
-    python fakes.py http  --port P [--delay S] [--status N]   HTTP listener after a delay
-    python fakes.py tcp   --port P [--delay S]                bare TCP listener
-    python fakes.py crash [--delay S] [--code N]              prints, then exits
-    python fakes.py never                                     runs, never gets ready
-    python fakes.py stubborn --port P                         ignores SIGTERM
-    python fakes.py daemon --port P --pidfile F               double-forks a setsid daemon
-    python fakes.py flood --port P --mb N                     writes N MB, then listens
-    python fakes.py logline [--delay S] [--text T]            prints a readiness line
-    python fakes.py die-later --port P --text SECONDS --code N  ready, then dies
-    python fakes.py child-ignores-term --port P --pidfile F   a child that ignores SIGTERM
+python fakes.py http  --port P [--delay S] [--status N]   HTTP listener after a delay
+python fakes.py tcp   --port P [--delay S]                bare TCP listener
+python fakes.py crash [--delay S] [--code N]              prints, then exits
+python fakes.py never                                     runs, never gets ready
+python fakes.py stubborn --port P                         ignores SIGTERM
+python fakes.py daemon --port P --pidfile F               double-forks a setsid daemon
+python fakes.py flood --port P --mb N                     writes N MB, then listens
+python fakes.py logline [--delay S] [--text T]            prints a readiness line
+python fakes.py die-later --port P --text SECONDS --code N  ready, then dies
+python fakes.py child-ignores-term --port P --pidfile F   a child that ignores SIGTERM
 """
 
 from __future__ import annotations

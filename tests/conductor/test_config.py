@@ -19,25 +19,52 @@ OK = {"command": fake("tcp", "--port", "{port}"), "port": "auto"}
 BAD = {
     "unknown-key": ({"svc": {**OK, "colour": "red"}}, "service 'svc'", "key 'colour'"),
     "missing-command": ({"svc": {"port": 1234}}, "service 'svc'", "key 'command'"),
-    "unknown-dependency": ({"svc": {**OK, "depends_on": ["nope"]}}, "unknown service 'nope'",
-                           "key 'depends_on'"),
-    "cycle": ({"a": {**OK, "depends_on": ["b"]}, "b": {**OK, "depends_on": ["a"]}},
-              "dependency cycle: a -> b -> a", "key 'depends_on'"),
-    "bad-template": ({"svc": {**OK, "env": {"X": "{services.svc.colour}"}}},
-                     "service 'svc'", "key 'env.X'"),
-    "unknown-placeholder": ({"svc": {"command": [PY, "{pyhton}"]}}, "unknown placeholder '{pyhton}'",
-                            "key 'command[1]'"),
+    "unknown-dependency": (
+        {"svc": {**OK, "depends_on": ["nope"]}},
+        "unknown service 'nope'",
+        "key 'depends_on'",
+    ),
+    "cycle": (
+        {"a": {**OK, "depends_on": ["b"]}, "b": {**OK, "depends_on": ["a"]}},
+        "dependency cycle: a -> b -> a",
+        "key 'depends_on'",
+    ),
+    "bad-template": (
+        {"svc": {**OK, "env": {"X": "{services.svc.colour}"}}},
+        "service 'svc'",
+        "key 'env.X'",
+    ),
+    "unknown-placeholder": (
+        {"svc": {"command": [PY, "{pyhton}"]}},
+        "unknown placeholder '{pyhton}'",
+        "key 'command[1]'",
+    ),
     "port-value": ({"svc": {**OK, "port": "eighty"}}, "1 to 65535", "key 'port'"),
-    "shell-string": ({"svc": {"command": "python -m http.server"}}, "argument lists",
-                     "key 'command'"),
-    "missing-program": ({"svc": {"command": ["no-such-program-xyz"]}}, "was not found on PATH",
-                        "key 'command[0]'"),
-    "bad-signal": ({"svc": {**OK, "stop_signal": "SIGNOPE"}}, "unknown signal",
-                   "key 'stop_signal'"),
-    "bad-ready": ({"svc": {**OK, "ready": {"http": "/", "tcp": True}}}, "exactly one",
-                  "key 'ready'"),
-    "unset-env": ({"svc": {**OK, "env": {"X": "{env.CONDUCTOR_SURELY_UNSET}"}}},
-                  "CONDUCTOR_SURELY_UNSET is not set", "key 'env.X'"),
+    "shell-string": (
+        {"svc": {"command": "python -m http.server"}},
+        "argument lists",
+        "key 'command'",
+    ),
+    "missing-program": (
+        {"svc": {"command": ["no-such-program-xyz"]}},
+        "was not found on PATH",
+        "key 'command[0]'",
+    ),
+    "bad-signal": (
+        {"svc": {**OK, "stop_signal": "SIGNOPE"}},
+        "unknown signal",
+        "key 'stop_signal'",
+    ),
+    "bad-ready": (
+        {"svc": {**OK, "ready": {"http": "/", "tcp": True}}},
+        "exactly one",
+        "key 'ready'",
+    ),
+    "unset-env": (
+        {"svc": {**OK, "env": {"X": "{env.CONDUCTOR_SURELY_UNSET}"}}},
+        "CONDUCTOR_SURELY_UNSET is not set",
+        "key 'env.X'",
+    ),
 }
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conductor.conftest import PY, Conductor, fake, wait_for
+from tests.conductor.conftest import PY, fake, wait_for
 
 pytestmark = pytest.mark.conductor
 
@@ -21,11 +21,17 @@ def read_summary(tmp_path: Path) -> dict:
 
 
 def test_services_ready_command_gets_addresses_and_exit_status(conductor, config, tmp_path):
-    config({
-        "api": {"command": fake("http", "--port", "{port}", "--delay", "0.3"), "port": "auto",
-                "ready": {"http": "/health"}, "depends_on": ["db"]},
-        "db": {"command": fake("logline", "--delay", "0.2"), "ready": {"log": "READY"}},
-    })
+    config(
+        {
+            "api": {
+                "command": fake("http", "--port", "{port}", "--delay", "0.3"),
+                "port": "auto",
+                "ready": {"http": "/health"},
+                "depends_on": ["db"],
+            },
+            "db": {"command": fake("logline", "--delay", "0.2"), "ready": {"log": "READY"}},
+        }
+    )
     script = "import os; print('URL', os.environ['API_URL'], os.environ['API_PORT'], os.environ['DB_HOST']); raise SystemExit(7)"
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", script)
     assert result.code == 7, result.text
@@ -36,8 +42,17 @@ def test_services_ready_command_gets_addresses_and_exit_status(conductor, config
     assert summary["command"][0] == PY
     assert set(summary["durations"]) == {"startup_s", "command_s", "teardown_s", "total_s"}
     assert api["status"] == "ready"
-    assert set(api) >= {"pid", "host", "port", "url", "status", "ready_after_s", "exit_code",
-                        "stop_s", "log"}
+    assert set(api) >= {
+        "pid",
+        "host",
+        "port",
+        "url",
+        "status",
+        "ready_after_s",
+        "exit_code",
+        "stop_s",
+        "log",
+    }
     # depends_on: api starts only once db is ready
     assert api["ready_after_s"] > summary["services"]["db"]["ready_after_s"]
     assert "request /health" in (tmp_path / "logs" / "api.log").read_text()
@@ -47,8 +62,12 @@ def test_services_ready_command_gets_addresses_and_exit_status(conductor, config
 
 
 def test_independent_services_start_in_parallel(conductor, config, tmp_path):
-    config({f"s{i}": {"command": fake("tcp", "--port", "{port}", "--delay", "1"), "port": "auto"}
-            for i in range(3)})
+    config(
+        {
+            f"s{i}": {"command": fake("tcp", "--port", "{port}", "--delay", "1"), "port": "auto"}
+            for i in range(3)
+        }
+    )
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
     assert result.code == 0, result.text
     ready = [s["ready_after_s"] for s in read_summary(tmp_path)["services"].values()]
@@ -57,11 +76,21 @@ def test_independent_services_start_in_parallel(conductor, config, tmp_path):
 
 
 def test_teardown_stops_dependents_first(conductor, config, tmp_path):
-    config({
-        "db": {"command": fake("tcp", "--port", "{port}"), "port": "auto"},
-        "api": {"command": fake("tcp", "--port", "{port}"), "port": "auto", "depends_on": ["db"]},
-        "web": {"command": fake("tcp", "--port", "{port}"), "port": "auto", "depends_on": ["api"]},
-    })
+    config(
+        {
+            "db": {"command": fake("tcp", "--port", "{port}"), "port": "auto"},
+            "api": {
+                "command": fake("tcp", "--port", "{port}"),
+                "port": "auto",
+                "depends_on": ["db"],
+            },
+            "web": {
+                "command": fake("tcp", "--port", "{port}"),
+                "port": "auto",
+                "depends_on": ["api"],
+            },
+        }
+    )
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
     assert result.code == 0, result.text
     log = (tmp_path / "logs" / "conductor.log").read_text().splitlines()
@@ -70,11 +99,17 @@ def test_teardown_stops_dependents_first(conductor, config, tmp_path):
 
 
 def test_only_named_services_and_their_dependencies_start(conductor, config, tmp_path):
-    config({
-        "db": {"command": fake("tcp", "--port", "{port}"), "port": "auto"},
-        "api": {"command": fake("tcp", "--port", "{port}"), "port": "auto", "depends_on": ["db"]},
-        "other": {"command": fake("tcp", "--port", "{port}"), "port": "auto"},
-    })
+    config(
+        {
+            "db": {"command": fake("tcp", "--port", "{port}"), "port": "auto"},
+            "api": {
+                "command": fake("tcp", "--port", "{port}"),
+                "port": "auto",
+                "depends_on": ["db"],
+            },
+            "other": {"command": fake("tcp", "--port", "{port}"), "port": "auto"},
+        }
+    )
     result = conductor.run("run", "--config", "conductor.toml", "api", "--", PY, "-c", "pass")
     assert result.code == 0, result.text
     assert set(read_summary(tmp_path)["services"]) == {"db", "api"}
@@ -82,13 +117,19 @@ def test_only_named_services_and_their_dependencies_start(conductor, config, tmp
 
 def test_crash_before_ready_fails_fast_with_log_tail(conductor, config, tmp_path):
     marker = tmp_path / "command-ran"
-    config({
-        "ok": {"command": fake("tcp", "--port", "{port}"), "port": "auto"},
-        "broken": {"command": fake("crash", "--delay", "0.2", "--code", "3"), "port": "auto",
-                   "ready_timeout": 60},
-    })
-    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c",
-                           f"open({str(marker)!r}, 'w')")
+    config(
+        {
+            "ok": {"command": fake("tcp", "--port", "{port}"), "port": "auto"},
+            "broken": {
+                "command": fake("crash", "--delay", "0.2", "--code", "3"),
+                "port": "auto",
+                "ready_timeout": 60,
+            },
+        }
+    )
+    result = conductor.run(
+        "run", "--config", "conductor.toml", "--", PY, "-c", f"open({str(marker)!r}, 'w')"
+    )
     assert result.code == 125, result.text
     assert "service 'broken' exited with status 3 before it was ready" in result.err
     assert "broken | boom: something went wrong" in result.err
@@ -110,18 +151,32 @@ def test_ready_timeout_names_service_and_probe(conductor, config, tmp_path):
 
 
 def test_dependents_of_a_failed_service_are_not_started(conductor, config, tmp_path):
-    config({
-        "db": {"command": fake("crash"), "port": "auto"},
-        "api": {"command": fake("tcp", "--port", "{port}"), "port": "auto", "depends_on": ["db"]},
-    })
+    config(
+        {
+            "db": {"command": fake("crash"), "port": "auto"},
+            "api": {
+                "command": fake("tcp", "--port", "{port}"),
+                "port": "auto",
+                "depends_on": ["db"],
+            },
+        }
+    )
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
     assert result.code == 125
     assert read_summary(tmp_path)["services"]["api"]["status"] == "not started"
 
 
 def test_http_status_list_narrows_readiness(conductor, config, tmp_path):
-    config({"api": {"command": fake("http", "--port", "{port}", "--status", "200"),
-                    "port": "auto", "ready": {"http": "/", "status": [204]}, "ready_timeout": 1}})
+    config(
+        {
+            "api": {
+                "command": fake("http", "--port", "{port}", "--status", "200"),
+                "port": "auto",
+                "ready": {"http": "/", "status": [204]},
+                "ready_timeout": 1,
+            }
+        }
+    )
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
     assert result.code == 125
     assert "was not ready after 1s" in result.err
@@ -129,42 +184,64 @@ def test_http_status_list_narrows_readiness(conductor, config, tmp_path):
 
 def test_cmd_probe(conductor, config, tmp_path):
     check = "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])))"
-    config({"svc": {"command": fake("tcp", "--port", "{port}", "--delay", "0.3"), "port": "auto",
-                    "ready": {"cmd": [PY, "-c", check, "{port}"]}}})
+    config(
+        {
+            "svc": {
+                "command": fake("tcp", "--port", "{port}", "--delay", "0.3"),
+                "port": "auto",
+                "ready": {"cmd": [PY, "-c", check, "{port}"]},
+            }
+        }
+    )
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
     assert result.code == 0, result.text
     assert read_summary(tmp_path)["services"]["svc"]["ready_after_s"] >= 0.3
 
 
 def test_service_dying_during_command_is_reported_and_fails_the_run(conductor, config, tmp_path):
-    config({"svc": {"command": fake("die-later", "--port", "{port}", "--text", "0.3"),
-                    "port": "auto"}})
+    config(
+        {"svc": {"command": fake("die-later", "--port", "{port}", "--text", "0.3"), "port": "auto"}}
+    )
     wait = "import time; time.sleep(1.5)"
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", wait)
     assert result.code == 125, result.text
     assert "service 'svc' exited with status 3 while the command ran" in result.err
     assert "svc | dying now" in result.err
-    failing = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c",
-                            wait + "; raise SystemExit(4)")
+    failing = conductor.run(
+        "run", "--config", "conductor.toml", "--", PY, "-c", wait + "; raise SystemExit(4)"
+    )
     assert failing.code == 4
 
 
 def test_flooding_service_never_blocks_and_log_is_complete(conductor, config, tmp_path):
-    config({"flood": {"command": fake("flood", "--port", "{port}", "--mb", "200"),
-                      "port": "auto", "ready_timeout": 60}})
+    config(
+        {
+            "flood": {
+                "command": fake("flood", "--port", "{port}", "--mb", "200"),
+                "port": "auto",
+                "ready_timeout": 60,
+            }
+        }
+    )
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
     assert result.code == 0, result.text
     log = tmp_path / "logs" / "flood.log"
     assert log.stat().st_size >= 200 * 1024 * 1024
     with log.open("rb") as handle:
-        assert handle.read(1024) .startswith(b"fake flood pid")
+        assert handle.read(1024).startswith(b"fake flood pid")
     assert "flooded 200 MB" in log.read_text()[-200:]
 
 
 def test_double_forked_setsid_daemon_is_killed(conductor, config, tmp_path):
     pidfile = tmp_path / "daemon.pid"
-    config({"svc": {"command": fake("daemon", "--port", "{port}", "--pidfile", str(pidfile)),
-                    "port": "auto"}})
+    config(
+        {
+            "svc": {
+                "command": fake("daemon", "--port", "{port}", "--pidfile", str(pidfile)),
+                "port": "auto",
+            }
+        }
+    )
     script = f"import pathlib; print(pathlib.Path({str(pidfile)!r}).read_text())"
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", script)
     assert result.code == 0, result.text
@@ -173,8 +250,15 @@ def test_double_forked_setsid_daemon_is_killed(conductor, config, tmp_path):
 
 
 def test_service_ignoring_sigterm_is_killed_after_stop_timeout(conductor, config, tmp_path):
-    config({"svc": {"command": fake("stubborn", "--port", "{port}"), "port": "auto",
-                    "stop_timeout": 0.5}})
+    config(
+        {
+            "svc": {
+                "command": fake("stubborn", "--port", "{port}"),
+                "port": "auto",
+                "stop_timeout": 0.5,
+            }
+        }
+    )
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
     assert result.code == 0
     assert "service 'svc' ignored SIGTERM for 0.5s (stop_timeout) and was killed" in result.err
@@ -185,8 +269,17 @@ def test_service_ignoring_sigterm_is_killed_after_stop_timeout(conductor, config
 
 def test_child_ignoring_sigterm_is_killed_with_its_group(conductor, config, tmp_path):
     pidfile = tmp_path / "child.pid"
-    config({"svc": {"command": fake("child-ignores-term", "--port", "{port}", "--pidfile",
-                                    str(pidfile)), "port": "auto", "stop_timeout": 0.5}})
+    config(
+        {
+            "svc": {
+                "command": fake(
+                    "child-ignores-term", "--port", "{port}", "--pidfile", str(pidfile)
+                ),
+                "port": "auto",
+                "stop_timeout": 0.5,
+            }
+        }
+    )
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
     assert result.code == 0, result.text
     child = int(pidfile.read_text())
@@ -195,8 +288,9 @@ def test_child_ignoring_sigterm_is_killed_with_its_group(conductor, config, tmp_
 
 def test_show_logs_streams_prefixed_lines(conductor, config, tmp_path):
     config({"svc": {"command": fake("logline"), "ready": {"log": "READY"}}})
-    result = conductor.run("run", "--config", "conductor.toml", "--show-logs", "--", PY, "-c",
-                           "pass")
+    result = conductor.run(
+        "run", "--config", "conductor.toml", "--show-logs", "--", PY, "-c", "pass"
+    )
     assert result.code == 0
     assert "svc | warming up" in result.err
     assert "svc | READY to serve" in result.err
@@ -212,8 +306,9 @@ def test_command_not_found(conductor, config, tmp_path):
 def test_timeout_kills_command_tree_and_exits_124(conductor, config, tmp_path):
     config({"svc": {"command": fake("tcp", "--port", "{port}"), "port": "auto"}})
     child = "import subprocess,sys,time; subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']); time.sleep(60)"
-    result = conductor.run("run", "--config", "conductor.toml", "--timeout", "2", "--", PY,
-                           "-c", child)
+    result = conductor.run(
+        "run", "--config", "conductor.toml", "--timeout", "2", "--", PY, "-c", child
+    )
     assert result.code == 124, result.text
     assert "--timeout of 2s expired" in result.err
     assert result.seconds < 15
@@ -222,16 +317,18 @@ def test_timeout_kills_command_tree_and_exits_124(conductor, config, tmp_path):
 
 def test_logs_dir_used_by_a_live_run_is_refused(conductor, config, tmp_path):
     config({"svc": {"command": fake("tcp", "--port", "{port}"), "port": "auto"}})
-    first = conductor.start("run", "--config", "conductor.toml", "--", PY, "-c",
-                            "import time; time.sleep(30)")
+    first = conductor.start(
+        "run", "--config", "conductor.toml", "--", PY, "-c", "import time; time.sleep(30)"
+    )
     try:
         wait_for(lambda: (tmp_path / "logs" / "svc.log").exists(), what="first run to start")
         second = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
         assert second.code == 2
         assert f"another conductor run (pid {first.pid}) is using" in second.err
         assert "--logs-dir" in second.err
-        beside = conductor.run("run", "--config", "conductor.toml", "--logs-dir", "other", "--",
-                               PY, "-c", "pass")
+        beside = conductor.run(
+            "run", "--config", "conductor.toml", "--logs-dir", "other", "--", PY, "-c", "pass"
+        )
         assert beside.code == 0, beside.text
     finally:
         first.send_signal(2)
@@ -240,15 +337,30 @@ def test_logs_dir_used_by_a_live_run_is_refused(conductor, config, tmp_path):
 
 def test_auto_ports_let_two_stacks_run_side_by_side(conductor, config, tmp_path):
     port = free_port()
-    config({"svc": {"command": fake("http", "--port", "{port}"), "port": port,
-                    "ready": {"http": "/"}}})
+    config(
+        {"svc": {"command": fake("http", "--port", "{port}"), "port": port, "ready": {"http": "/"}}}
+    )
     script = "import os,time; print('PORT', os.environ['SVC_PORT']); time.sleep(1)"
-    procs = [conductor.start("run", "--config", "conductor.toml", "--auto-ports", "--logs-dir",
-                             f"logs{i}", "--", PY, "-c", script) for i in range(2)]
+    procs = [
+        conductor.start(
+            "run",
+            "--config",
+            "conductor.toml",
+            "--auto-ports",
+            "--logs-dir",
+            f"logs{i}",
+            "--",
+            PY,
+            "-c",
+            script,
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    ports = {line.split()[1] for out, _ in outs for line in out.splitlines()
-             if line.startswith("PORT")}
+    ports = {
+        line.split()[1] for out, _ in outs for line in out.splitlines() if line.startswith("PORT")
+    }
     assert len(ports) == 2
     assert str(port) not in ports
 
@@ -259,8 +371,15 @@ def test_reuse_existing_server_is_used_and_left_running(conductor, config, tmp_p
     listener.listen()
     port = listener.getsockname()[1]
     try:
-        config({"svc": {"command": fake("tcp", "--port", "{port}"), "port": port,
-                        "reuse_existing": True}})
+        config(
+            {
+                "svc": {
+                    "command": fake("tcp", "--port", "{port}"),
+                    "port": port,
+                    "reuse_existing": True,
+                }
+            }
+        )
         result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
         assert result.code == 0, result.text
         svc = read_summary(tmp_path)["services"]["svc"]
@@ -272,23 +391,38 @@ def test_reuse_existing_server_is_used_and_left_running(conductor, config, tmp_p
 
 
 def test_optional_service_without_its_program_is_skipped(conductor, config, tmp_path):
-    config({
-        "cache": {"command": ["no-such-cache-server", "--port", "{port}"], "port": "auto",
-                  "optional": True},
-        "api": {"command": fake("tcp", "--port", "{port}"), "port": "auto",
-                "depends_on": ["cache"], "env": {"CACHE": "{services.cache.url}", "X": "1"}},
-    })
+    config(
+        {
+            "cache": {
+                "command": ["no-such-cache-server", "--port", "{port}"],
+                "port": "auto",
+                "optional": True,
+            },
+            "api": {
+                "command": fake("tcp", "--port", "{port}"),
+                "port": "auto",
+                "depends_on": ["cache"],
+                "env": {"CACHE": "{services.cache.url}", "X": "1"},
+            },
+        }
+    )
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
     assert result.code == 0, result.text
     assert "cache: skipped (program 'no-such-cache-server' was not found on PATH" in result.err
 
 
 def test_check_prints_plan(conductor, config, tmp_path):
-    config({
-        "db": {"command": fake("tcp", "--port", "{port}"), "port": 5999},
-        "api": {"command": fake("tcp"), "port": "auto", "depends_on": ["db"],
-                "ready": {"http": "/health"}},
-    })
+    config(
+        {
+            "db": {"command": fake("tcp", "--port", "{port}"), "port": 5999},
+            "api": {
+                "command": fake("tcp"),
+                "port": "auto",
+                "depends_on": ["db"],
+                "ready": {"http": "/health"},
+            },
+        }
+    )
     result = conductor.run("check", "--config", "conductor.toml")
     assert result.code == 0, result.text
     assert "start order: db -> api" in result.out
@@ -297,8 +431,15 @@ def test_check_prints_plan(conductor, config, tmp_path):
 
 
 def test_up_serves_until_interrupted(conductor, config, tmp_path):
-    config({"svc": {"command": fake("http", "--port", "{port}"), "port": "auto",
-                    "ready": {"http": "/"}}})
+    config(
+        {
+            "svc": {
+                "command": fake("http", "--port", "{port}"),
+                "port": "auto",
+                "ready": {"http": "/"},
+            }
+        }
+    )
     proc = conductor.start("up", "--config", "conductor.toml")
     line = proc.stdout.readline() if proc.stdout else ""
     assert line.startswith("svc: http://127.0.0.1:"), line
@@ -320,7 +461,7 @@ def test_python_api_stack(tmp_path):
 import asyncio, sys
 from conductor import Stack, load_config
 async def main():
-    config = load_config({str(tmp_path / 'conductor.toml')!r})
+    config = load_config({str(tmp_path / "conductor.toml")!r})
     async with Stack(config) as stack:
         assert stack.env['SVC_URL'] == stack.urls['svc']
         status = await stack.run([sys.executable, '-c', 'import os; raise SystemExit(int(os.environ["SVC_PORT"]) % 7)'])
@@ -331,14 +472,12 @@ print('ok')
 """
     from tests.conductor.conftest import write_config
 
-    write_config(tmp_path / "conductor.toml",
-                 {"svc": {"command": fake("tcp", "--port", "{port}"), "port": "auto"}},
-                 logs_dir="logs")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, cwd=tmp_path)
+    write_config(
+        tmp_path / "conductor.toml",
+        {"svc": {"command": fake("tcp", "--port", "{port}"), "port": "auto"}},
+        logs_dir="logs",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert proc.stdout.strip() == "ok", proc.stderr
-
-
-@pytest.fixture(autouse=True)
-def _no_leftovers(conductor: Conductor):
-    yield

@@ -37,11 +37,17 @@ time.sleep(60)
 
 
 def _stack(config) -> None:
-    config({
-        "db": {"command": fake("tcp", "--port", "{port}"), "port": "auto"},
-        "api": {"command": fake("http", "--port", "{port}"), "port": "auto",
-                "ready": {"http": "/"}, "depends_on": ["db"]},
-    })
+    config(
+        {
+            "db": {"command": fake("tcp", "--port", "{port}"), "port": "auto"},
+            "api": {
+                "command": fake("http", "--port", "{port}"),
+                "port": "auto",
+                "ready": {"http": "/"},
+                "depends_on": ["db"],
+            },
+        }
+    )
 
 
 def _start(conductor, tmp_path: Path, script: str):
@@ -72,8 +78,10 @@ def test_second_ctrl_c_kills_everything_at_once(conductor, config, tmp_path):
     proc, _ = _start(conductor, tmp_path, STUBBORN)
     proc.send_signal(signal.SIGINT)
     log = tmp_path / "logs" / "conductor.log"
-    wait_for(lambda: "SIGINT: passing it to the command" in log.read_text(),
-             what="first Ctrl-C to be taken")
+    wait_for(
+        lambda: "SIGINT: passing it to the command" in log.read_text(),
+        what="first Ctrl-C to be taken",
+    )
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -90,13 +98,21 @@ def test_sigterm_stops_everything_with_143(conductor, config, tmp_path):
 
 
 def test_ctrl_c_during_startup_stops_what_started(conductor, config, tmp_path):
-    config({
-        "db": {"command": fake("tcp", "--port", "{port}"), "port": "auto"},
-        "slow": {"command": fake("never"), "port": "auto", "ready_timeout": 60},
-    })
+    config(
+        {
+            "db": {"command": fake("tcp", "--port", "{port}"), "port": "auto"},
+            "slow": {"command": fake("never"), "port": "auto", "ready_timeout": 60},
+        }
+    )
     proc = conductor.start("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
-    wait_for(lambda: "waiting for tcp" in (tmp_path / "logs" / "conductor.log").read_text()
-             if (tmp_path / "logs" / "conductor.log").exists() else False, what="startup")
+    wait_for(
+        lambda: (
+            "waiting for tcp" in (tmp_path / "logs" / "conductor.log").read_text()
+            if (tmp_path / "logs" / "conductor.log").exists()
+            else False
+        ),
+        what="startup",
+    )
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -134,10 +150,21 @@ def test_recycled_pid_in_record_is_not_touched(conductor, config, tmp_path):
     logs.mkdir()
     bystander = psutil.Popen([PY, "-c", "import time; time.sleep(30)"])
     try:
-        (logs / ".conductor-run.json").write_text(json.dumps({
-            "run_id": "gone", "processes": [
-                {"service": "x", "pid": bystander.pid, "pgid": bystander.pid,
-                 "created": bystander.create_time() - 100}]}))
+        (logs / ".conductor-run.json").write_text(
+            json.dumps(
+                {
+                    "run_id": "gone",
+                    "processes": [
+                        {
+                            "service": "x",
+                            "pid": bystander.pid,
+                            "pgid": bystander.pid,
+                            "created": bystander.create_time() - 100,
+                        }
+                    ],
+                }
+            )
+        )
         result = conductor.run("clean", "--logs-dir", "logs")
         assert result.code == 0, result.text
         assert bystander.is_running()

@@ -1,0 +1,88 @@
+"""kind = "postgres" against the real server binaries (initdb, postgres, createdb)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conductor.postgres import find_bindir
+from tests.conductor.conftest import PY
+
+pytestmark = [pytest.mark.conductor, pytest.mark.postgres]
+
+needs_server = pytest.mark.skipif(
+    find_bindir() is None, reason="PostgreSQL server binaries not installed"
+)
+
+
+@needs_server
+def test_throwaway_cluster_serves_a_database_and_is_removed(conductor, config, tmp_path):
+    psql = find_bindir() / "psql"  # type: ignore[operator]
+    assert psql.exists()
+    config(
+        {
+            "db": {"kind": "postgres", "database": "genesis_test"},
+            "app": {
+                "command": [
+                    PY,
+                    "-c",
+                    "import os, time; print(os.environ['DATABASE_URL']); time.sleep(60)",
+                ],
+                "env": {"DATABASE_URL": "{services.db.url}"},
+                "depends_on": ["db"],
+            },
+        }
+    )
+    query = "select current_database(), setting from pg_settings where name = 'listen_addresses'"
+    result = conductor.run(
+        "run",
+        "--config",
+        "conductor.toml",
+        "db",
+        "--",
+        "sh",
+        "-c",
+        f'"{psql}" --no-psqlrc -At -d "$DB_URL" -c "{query}"',
+    )
+    assert result.code == 0, result.text
+    assert "genesis_test|127.0.0.1" in result.out
+    summary = json.loads((tmp_path / "logs" / "summary.json").read_text())
+    db = summary["services"]["db"]
+    assert db["url"] == f"postgresql://postgres@127.0.0.1:{db['port']}/genesis_test"
+    assert db["stopped"] == "stopped by SIGINT"
+    log = (tmp_path / "logs" / "db.log").read_text()
+    assert "database system is ready to accept connections" in log
+    datadirs = [
+        line.split()[-2]
+        for line in log.splitlines()
+        if line.startswith("fixing permissions on existing directory")
+    ]
+    assert datadirs
+    assert all(not Path(folder).exists() for folder in datadirs)
+
+
+def test_missing_binaries_say_what_to_install(config, monkeypatch):
+    from conductor import plan
+    from conductor.config import load_config
+    from conductor.errors import ConfigError
+
+    path = config({"db": {"kind": "postgres"}})
+    monkeypatch.setattr(plan.postgres, "find_bindir", lambda: None)
+    with pytest.raises(ConfigError) as info:
+        plan.make_plan(load_config(path), check_ports=False)
+    message = str(info.value)
+    assert "service 'db', key 'kind'" in message
+    assert "apt-get install postgresql" in message
+    assert "TEST_DATABASE_URL" in message
+
+
+def test_optional_postgres_without_binaries_is_skipped(config, monkeypatch):
+    from conductor import plan
+    from conductor.config import load_config
+
+    path = config({"db": {"kind": "postgres", "optional": True}})
+    monkeypatch.setattr(plan.postgres, "find_bindir", lambda: None)
+    result = plan.make_plan(load_config(path), check_ports=False)
+    assert "db" in result.skipped
