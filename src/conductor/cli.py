@@ -81,16 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "run":
             if not command:
-                reporter.console.print(
-                    f"usage: {USAGE_RUN}\nconductor: run needs a COMMAND after --", markup=False
-                )
+                reporter.error(f"run needs a COMMAND after -- (usage: {USAGE_RUN})")
                 return errors.EXIT_USAGE
             config = load_config(args.config)
             return asyncio.run(runner.run(config, command, _options(args), reporter))
         if command:
-            reporter.console.print(
-                f"conductor: '{args.action}' takes no COMMAND after --", markup=False
-            )
+            reporter.error(f"'{args.action}' takes no COMMAND after --")
             return errors.EXIT_USAGE
         if args.action == "up":
             return asyncio.run(runner.up(load_config(args.config), _options(args), reporter))
@@ -108,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nothing left behind in {logs_dir}")
         return 0
     except errors.ConductorError as exc:
-        reporter.console.print(f"conductor: {exc}", markup=False, soft_wrap=True)
+        reporter.error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         return errors.EXIT_SIGINT

@@ -8,20 +8,18 @@ it is one plain line per event. Every event also goes to conductor.log.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console, RenderableType
-from rich.live import Live
-from rich.markup import escape
-from rich.spinner import Spinner
-from rich.table import Table
-from rich.text import Text
+from typing import IO, TYPE_CHECKING, Any
 
 from conductor.logs import logger, tail
+
+if TYPE_CHECKING:  # rich is imported only on a terminal: it costs ~0.1 s of start-up
+    from rich.console import Console, RenderableType
+    from rich.live import Live
 
 TAIL_LINES = 30
 _WAITING = {"waiting", "starting", "started"}
@@ -65,18 +63,33 @@ def _round(value: float | None) -> float | None:
 
 
 class Reporter:
-    """Console output for one run; stderr, so COMMAND's stdout stays its own."""
+    """Console output for one run, on stderr so COMMAND's stdout stays its own: rich
+    spinners and a table on a terminal, plain lines elsewhere (CI, pipes)."""
 
-    def __init__(self, console: Console | None = None, *, quiet: bool = False) -> None:
-        self.console = console or Console(stderr=True, highlight=False)
+    def __init__(
+        self, stream: IO[str] | None = None, *, quiet: bool = False, fancy: bool | None = None
+    ) -> None:
+        self.stream = stream or sys.stderr
+        self.fancy = self.stream.isatty() if fancy is None else fancy
         self.quiet = quiet
         self.services: dict[str, ServiceReport] = {}
+        self._console: Console | None = None
         self._live: Live | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(file=self.stream, highlight=False)
+        return self._console
 
     # progress -----------------------------------------------------------------
     def track(self, reports: Mapping[str, ServiceReport]) -> None:
         self.services = dict(reports)
-        if self.console.is_terminal and not self.quiet:
+        if self.fancy and not self.quiet:
+            from rich.live import Live
+
             self._live = Live(
                 _Progress(self), console=self.console, refresh_per_second=12, transient=True
             )
@@ -89,8 +102,7 @@ class Reporter:
             for report in self.services.values():
                 if report.status in ("ready", "reused"):
                     self._line(
-                        f"[green]✓[/] {report.name} {report.status} after "
-                        f"{report.ready_after_s or 0:.2f}s"
+                        f"✓ {report.name} {report.status} after {report.ready_after_s or 0:.2f}s"
                     )
 
     def event(self, service: str, status: str, detail: str = "") -> None:
@@ -99,7 +111,7 @@ class Reporter:
             report.status, report.detail, report.since = status, detail, time.monotonic()
         logger.info("%s: %s%s", service, status, f" ({detail})" if detail else "")
         if self._live is None:
-            self._line(f"{escape(service)}: {status}" + (f" ({escape(detail)})" if detail else ""))
+            self._line(f"{service}: {status}" + (f" ({detail})" if detail else ""))
 
     def failure(self, service: str, reason: str, log_path: Path | None) -> None:
         """A service failed: say who and why, then the end of its log."""
@@ -107,45 +119,66 @@ class Reporter:
         lines = tail(log_path, TAIL_LINES) if log_path else []
         for line in lines:
             logger.error("%s| %s", service, line)
-        self._print(f"[bold red]✗ service '{escape(service)}' {escape(reason)}[/]")
+        self._print(f"✗ service '{service}' {reason}", "bold red")
         if log_path is not None:
             self._print(f"  last {len(lines)} lines of {log_path}:")
             for line in lines:
-                self._print(Text(f"  {service} | {line}", style="dim"))
+                self._print(f"  {service} | {line}", "dim")
 
     def warning(self, message: str) -> None:
         logger.warning("%s", message)
-        self._print(f"[yellow]conductor: warning: {escape(message)}[/]")
+        self._print(f"conductor: warning: {message}", "yellow")
+
+    def error(self, message: str) -> None:
+        """A run-ending error such as bad configuration: one line, no traceback."""
+        self._print(f"conductor: {message}", "bold red")
 
     def info(self, message: str) -> None:
         logger.info("%s", message)
-        self._line(escape(message))
+        self._line(message)
 
     def log_line(self, service: str, line: bytes) -> None:
         """--show-logs: one service line, prefixed with its name."""
-        text = line.decode("utf-8", "replace")
-        self._print(Text(f"{service} | ", style="cyan") + Text(text), markup=False)
+        self._print(f"{service} | " + line.decode("utf-8", "replace"))
 
     def _line(self, message: str) -> None:
         if not self.quiet:
             self._print(f"conductor: {message}")
 
-    def _print(self, message: RenderableType, *, markup: bool = True) -> None:
-        self.console.print(message, markup=markup, soft_wrap=True)
+    def _print(self, message: str, style: str | None = None) -> None:
+        if self.fancy:
+            from rich.text import Text
+
+            self.console.print(Text(message, style=style or ""), soft_wrap=True)
+        else:
+            self.stream.write(message + "\n")
+            self.stream.flush()
 
     # closing ------------------------------------------------------------------
     def table(self) -> None:
-        table = Table(title="conductor", title_justify="left", show_edge=False)
-        for column in ("service", "ready after", "stopped", "log"):
-            table.add_column(column)
+        rows = [("service", "ready after", "stopped", "log")]
         for report in self.services.values():
             ready = (
                 f"{report.ready_after_s:.2f}s"
                 if report.ready_after_s is not None
                 else report.status
             )
-            table.add_row(report.name, ready, report.stopped or "-", report.log or "-")
-        self.console.print(table)
+            rows.append((report.name, ready, report.stopped or "-", report.log or "-"))
+        if self.fancy:
+            from rich.table import Table
+
+            table = Table(title="conductor", title_justify="left", show_edge=False)
+            for column in rows[0]:
+                table.add_column(column)
+            for row in rows[1:]:
+                table.add_row(*row)
+            self.console.print(table)
+            return
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        for row in rows:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+            self.stream.write("  ".join([*cells, row[3]]).rstrip() + "\n")
+        self.stream.flush()
 
 
 class _Progress:
@@ -153,19 +186,22 @@ class _Progress:
 
     def __init__(self, reporter: Reporter) -> None:
         self.reporter = reporter
-        self.spinners: dict[str, Spinner] = {}
+        self.spinners: dict[str, Any] = {}
 
     def __rich__(self) -> RenderableType:
+        from rich.spinner import Spinner
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table.grid(padding=(0, 1))
         now = time.monotonic()
         for report in self.reporter.services.values():
+            icon: RenderableType
             if report.status in _WAITING:
-                icon: RenderableType = self.spinners.setdefault(report.name, Spinner("dots"))
+                icon = self.spinners.setdefault(report.name, Spinner("dots"))
             else:
-                icon = Text(
-                    "✓" if report.status in ("ready", "reused") else "•",
-                    style="green" if report.status in ("ready", "reused") else "",
-                )
+                ok = report.status in ("ready", "reused")
+                icon = Text("✓" if ok else "•", style="green" if ok else "")
             elapsed = f"{now - report.since:5.1f}s" if report.status in _WAITING else ""
             table.add_row(
                 icon,

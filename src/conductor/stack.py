@@ -180,6 +180,10 @@ class Stack:
         for name, reason in self.plan.skipped.items():
             self.reporter.info(f"{name}: skipped ({reason})")
         self._rundir.begin(self.run_id)
+        if any(p.ready.kind == "http" for p in self.plan.services.values()):
+            preload = asyncio.create_task(asyncio.to_thread(probes.preload_http))
+            self._watchers.add(preload)
+            preload.add_done_callback(self._watchers.discard)
         self.runtimes = {
             name: _Runtime(
                 p,

@@ -1,0 +1,194 @@
+"""conductor against start-server-and-test, side by side on the same services and command.
+
+    python benchmarks/bench_conductor.py [--runs 5]
+
+Installs start-server-and-test from benchmarks/package-lock.json when it is missing,
+then prints one Markdown table: each metric for both tools, their ratio, and
+conductor's target. Services and commands write wall-clock stamps to files, so every
+number is measured from the outside, not reported by the tool being measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SST = HERE / "node_modules" / ".bin" / "start-server-and-test"
+
+# A service: sleeps DELAY (its own start time), listens, stamps "<began> <listening>",
+# answers HTTP; with FLOOD_MB it first writes that much to stdout and stamps the seconds.
+SERVICE = r"""
+import socket, sys, time
+delay, port, stamp, flood = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+began = time.time()
+if flood:
+    chunk = b"x" * 1023 + b"\n"
+    t = time.perf_counter()
+    for _ in range(flood * 1024):
+        sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
+    open(stamp + ".flood", "w").write(str(time.perf_counter() - t))
+time.sleep(delay)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.listen(64)
+open(stamp, "w").write(f"{began} {time.time()}")
+while True:
+    c, _ = s.accept()
+    c.recv(65536)
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    c.close()
+"""
+COMMAND = "date +%s.%N > {0}; date +%s.%N >> {0}"
+
+
+@dataclass
+class Run:
+    wall: float
+    launched: float
+    exited: float
+    command_start: float
+    command_end: float
+    services: list[tuple[float, float]]  # (began, listening)
+    flood_s: float | None = None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def service_argv(delay: float, port: int, stamp: Path, flood: int) -> list[str]:
+    script = stamp.parent / "service.py"
+    script.write_text(SERVICE)
+    return [sys.executable, str(script), str(delay), str(port), str(stamp), str(flood)]
+
+
+def run_once(tool: str, work: Path, delays: list[float], flood: int = 0) -> Run:
+    for old in work.glob("*.stamp*"):
+        old.unlink()
+    ports = [free_port() for _ in delays]
+    stamps = [work / f"svc{i}.stamp" for i in range(len(delays))]
+    cmd_stamp = work / "command.stamp"
+    command = ["sh", "-c", COMMAND.format(shlex.quote(str(cmd_stamp)))]
+    if tool == "conductor":
+        lines = ['logs_dir = "logs"']
+        for i, (delay, port) in enumerate(zip(delays, ports, strict=True)):
+            argv_i = service_argv(delay, port, stamps[i], flood)
+            lines += [f"[services.svc{i}]", f"command = {json.dumps(argv_i)}",
+                      f"port = {port}", 'ready = { http = "/" }', "stop_timeout = 5"]
+        (work / "conductor.toml").write_text("\n".join(lines) + "\n")
+        argv = [sys.executable, "-m", "conductor", "run", "--config", "conductor.toml", "--",
+                *command]
+    else:
+        # start-server-and-test takes at most two services; a third means nesting it,
+        # which is what its users do.
+        pairs = [(shlex.join(service_argv(d, p, stamps[i], flood)), f"http-get://127.0.0.1:{p}")
+                 for i, (d, p) in enumerate(zip(delays, ports, strict=True))]
+        inner = shlex.join(command)
+        while len(pairs) > 2:
+            inner = shlex.join([str(SST), *pairs.pop()[::1], inner])
+        argv = [str(SST), *[x for pair in pairs for x in pair], inner]
+    out = (work / "tool.out").open("wb")
+    launched = time.time()
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=work, stdout=out, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        code = proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group we made for this one run
+        proc.wait()
+        raise SystemExit(f"{tool} did not finish within 120 s; see {work / 'tool.out'}") from None
+    wall = time.perf_counter() - started
+    exited = time.time()
+    out.close()
+    if code != 0:
+        raise SystemExit(f"{tool} failed ({code}); see {work / 'tool.out'}:\n"
+                         + (work / "tool.out").read_text()[-2000:])
+    c_start, c_end = (float(x) for x in cmd_stamp.read_text().split())
+    services = [tuple(float(x) for x in s.read_text().split()) for s in stamps]
+    flood_s = None
+    if flood:
+        flood_s = max(float(Path(str(s) + ".flood").read_text()) for s in stamps)
+    return Run(wall, launched, exited, c_start, c_end, services, flood_s)  # type: ignore[arg-type]
+
+
+def measure(tool: str, runs: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix=f"bench-{tool}-") as tmp:
+        work = Path(tmp)
+        run_once(tool, work, [0.1])  # warm caches (npx, imports) before measuring
+        single = [run_once(tool, work, [0.5]) for _ in range(runs)]
+        three = [run_once(tool, work, [1.0, 1.0, 1.0]) for _ in range(max(3, runs // 2))]
+        flood = [run_once(tool, work, [0.0], flood=200) for _ in range(2)]
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+    return {
+        "overhead_ms": 1000 * med([
+            r.wall - (r.services[0][1] - r.services[0][0]) - (r.command_end - r.command_start)
+            for r in single]),
+        "latency_ms": 1000 * med([r.command_start - r.services[0][1] for r in single]),
+        "three_s": med([r.command_start - r.launched for r in three]),
+        "teardown_ms": 1000 * med([r.exited - r.command_end for r in single]),
+        "throughput_mb_s": med([200 / r.flood_s for r in flood if r.flood_s]),
+    }
+
+
+ROWS = [
+    ("wrapper overhead", "overhead_ms", "ms", "<= 150 ms", lambda v: v <= 150, False),
+    ("readiness detection latency (median)", "latency_ms", "ms", "<= 20 ms",
+     lambda v: v <= 20, False),
+    ("three 1 s services ready", "three_s", "s", "<= 1.2 s", lambda v: v <= 1.2, False),
+    ("teardown of a cooperative service", "teardown_ms", "ms", "<= 100 ms",
+     lambda v: v <= 100, False),
+    ("log throughput while flooding", "throughput_mb_s", "MB/s", ">= 200 MB/s",
+     lambda v: v >= 200, True),
+]
+
+
+def ensure_sst() -> None:
+    if SST.exists():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SystemExit("npm is not installed; install Node.js 20+ to run the comparison")
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=HERE,
+                   check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs per single-service metric")
+    args = parser.parse_args()
+    ensure_sst()
+    os.environ.setdefault("CONDUCTOR_BENCH", "1")
+    ours = measure("conductor", args.runs)
+    theirs = measure("start-server-and-test", args.runs)
+    print(f"conductor vs start-server-and-test ({args.runs} runs, median; "
+          f"{os.cpu_count()} cores, Python {sys.version.split()[0]})\n")
+    print("| metric | conductor | start-server-and-test | ratio | target | met |")
+    print("|---|---:|---:|---:|---|---|")
+    for label, key, unit, target, ok, higher_better in ROWS:
+        a, b = ours[key], theirs[key]
+        ratio = (a / b if higher_better else b / a) if a and b else float("nan")
+        print(f"| {label} | {a:.1f} {unit} | {b:.1f} {unit} | {ratio:.1f}x better | "
+              f"{target} | {'yes' if ok(a) else 'NO'} |")
+
+
+if __name__ == "__main__":
+    main()
