@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         logs_dir = args.logs_dir
         if logs_dir is None:
             logs_dir = load_config(args.config).logs_dir
-        stopped = asyncio.run(runner.clean(logs_dir.resolve(), reporter))
+        stopped = asyncio.run(runner.clean(logs_dir.resolve()))
         if stopped:
             print(f"stopped {len(stopped)} leftover process(es):")
             for line in stopped:

@@ -8,6 +8,7 @@ binaries run as the `postgres` user, because PostgreSQL refuses to run as root.
 from __future__ import annotations
 
 import asyncio
+import functools
 import glob
 import os
 import shutil
@@ -27,8 +28,10 @@ MISSING = (
 )
 
 
+@functools.cache
 def find_bindir() -> Path | None:
-    """The folder holding initdb, postgres and createdb, or None."""
+    """The folder holding initdb, postgres and createdb, or None (looked up once: it may
+    run pg_config, and every plan asks for it)."""
     candidates: list[Path] = []
     on_path = shutil.which("postgres")
     if on_path:

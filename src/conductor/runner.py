@@ -238,9 +238,8 @@ async def up(config: Config, options: Options, reporter: Reporter | None = None)
     return errors.EXIT_SERVICE_FAILED if stack.died else 0
 
 
-async def clean(logs_dir: Path, reporter: Reporter | None = None) -> list[str]:
+async def clean(logs_dir: Path) -> list[str]:
     """Stop what a killed run left behind in `logs_dir`."""
-    reporter = reporter or Reporter()
     rundir = RunDir(logs_dir)
     rundir.lock()
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conductor.conftest import PY, fake, wait_for
+from tests.conductor.conftest import PY, fake, free_port, wait_for
 
 pytestmark = pytest.mark.conductor
 
@@ -447,12 +447,6 @@ def test_up_serves_until_interrupted(conductor, config, tmp_path):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert not conductor.mine()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_python_api_stack(tmp_path):

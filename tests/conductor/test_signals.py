@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conductor.conftest import PY, fake, wait_for
+from tests.conductor.conftest import PY, fake, free_port, wait_for
 
 pytestmark = pytest.mark.conductor
 
@@ -134,7 +134,7 @@ def test_sigkill_leaves_a_record_that_clean_uses(conductor, config, tmp_path):
 
 
 def test_next_run_stops_leftovers_of_a_killed_run_first(conductor, config, tmp_path):
-    port_config = {"svc": {"command": fake("tcp", "--port", "{port}"), "port": _port()}}
+    port_config = {"svc": {"command": fake("tcp", "--port", "{port}"), "port": free_port()}}
     config(port_config)
     proc, _ = _start(conductor, tmp_path, TRAP)
     _kill_conductor_only(proc)
@@ -171,14 +171,6 @@ def test_recycled_pid_in_record_is_not_touched(conductor, config, tmp_path):
     finally:
         bystander.kill()
         bystander.wait()
-
-
-def _port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _kill_conductor_only(proc) -> None:
