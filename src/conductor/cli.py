@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
             help="also stream every service's output to the console",
         )
         p.add_argument(
+            "--env",
+            action="append",
+            default=[],
+            metavar="NAME=TEMPLATE",
+            help="set NAME for COMMAND, e.g. TEST_DATABASE_URL={services.db.url} (repeatable)",
+        )
+        p.add_argument(
             "services",
             nargs="*",
             metavar="SERVICE",
@@ -113,7 +120,14 @@ def main(argv: list[str] | None = None) -> int:
 def _options(args: argparse.Namespace) -> runner.Options:
     if args.timeout is not None and args.timeout <= 0:
         raise errors.ConductorError("--timeout must be a positive number of seconds")
+    env: dict[str, str] = {}
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise errors.ConductorError(f"--env wants NAME=TEMPLATE, not {item!r}")
+        env[name] = value
     return runner.Options(
+        env=env,
         services=args.services,
         logs_dir=args.logs_dir.resolve() if args.logs_dir else None,
         timeout=args.timeout,

@@ -32,6 +32,7 @@ _SERVICE_KEYS = {
     "reuse_existing",
     "kind",
     "database",
+    "password",
     "optional",
 }
 _READY_KEYS = {"http", "tcp", "log", "cmd", "status"}
@@ -66,6 +67,7 @@ class ServiceSpec:
     reuse_existing: bool = False
     kind: ServiceKind = "process"
     database: str = "genesis"
+    password: str | None = None
     optional: bool = False
 
 
@@ -255,8 +257,24 @@ def _parse_service(name: str, raw: object, file: Path) -> ServiceSpec:
         reuse_existing=_typed(raw.get("reuse_existing", False), bool, file, name, "reuse_existing"),
         kind=kind,
         database=_typed(raw.get("database", "genesis"), str, file, name, "database"),
+        password=_password(raw, kind, file, name),
         optional=_typed(raw.get("optional", False), bool, file, name, "optional"),
     )
+
+
+def _password(raw: dict[str, object], kind: str, file: Path, name: str) -> str | None:
+    """A postgres cluster with a password demands it over TCP (scram-sha-256), like a real
+    server does; without one, every connection is trusted."""
+    if "password" not in raw:
+        return None
+    if kind != "postgres":
+        raise ConfigError(
+            'is only for kind = "postgres"; remove it', file=file, service=name, key="password"
+        )
+    value = _typed(raw["password"], str, file, name, "password")
+    if not value:
+        raise ConfigError("must not be empty", file=file, service=name, key="password")
+    return value
 
 
 def _parse_ready(raw: object, port: object, file: Path, name: str) -> ReadySpec:

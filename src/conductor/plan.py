@@ -11,6 +11,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import quote
 
 from conductor import ports, postgres, templates
 from conductor.config import Config, ReadySpec, ServiceSpec
@@ -213,7 +214,8 @@ def _url(
         except templates.TemplateError as exc:
             raise ConfigError(str(exc), file=config.file, service=spec.name, key="url") from None
     if spec.kind == "postgres":
-        return f"postgresql://postgres@{config.host}:{port}/{spec.database}"
+        user = "postgres" if spec.password is None else f"postgres:{quote(spec.password, safe='')}"
+        return f"postgresql://{user}@{config.host}:{port}/{spec.database}"
     if port is not None:
         return f"http://{config.host}:{port}"
     return None

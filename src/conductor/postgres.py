@@ -61,12 +61,21 @@ def run_as() -> str | None:
 class Cluster:
     """One throwaway cluster: its data folder, its server command, its database."""
 
-    def __init__(self, service: str, bindir: Path, host: str, port: int, database: str) -> None:
+    def __init__(
+        self,
+        service: str,
+        bindir: Path,
+        host: str,
+        port: int,
+        database: str,
+        password: str | None = None,
+    ) -> None:
         self.service = service
         self.bindir = bindir
         self.host = host
         self.port = port
         self.database = database
+        self.password = password
         self.datadir: Path | None = None
 
     def make_datadir(self) -> Path:
@@ -79,24 +88,39 @@ class Cluster:
 
     async def init(self, log_fd: int, env: dict[str, str]) -> None:
         assert self.datadir is not None, "make_datadir() first"
-        await self._step(
-            log_fd,
-            env,
-            "initdb",
-            [
-                str(self.bindir / "initdb"),
-                "-D",
-                str(self.datadir),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ],
-        )
+        auth = ["-A", "trust"]
+        if self.password is not None:
+            # The password file sits outside the data folder (initdb wants it empty) and
+            # goes away as soon as initdb has read it.
+            pwfile = self.datadir.parent / f"{self.datadir.name}.pw"
+            fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(self.password + "\n")
+            user = run_as()
+            if user:
+                shutil.chown(pwfile, user, user)
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+        try:
+            await self._step(
+                log_fd,
+                env,
+                "initdb",
+                [
+                    str(self.bindir / "initdb"),
+                    "-D",
+                    str(self.datadir),
+                    "-U",
+                    "postgres",
+                    *auth,
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ],
+            )
+        finally:
+            if self.password is not None:
+                pwfile.unlink(missing_ok=True)
 
     def command(self) -> list[str]:
         assert self.datadir is not None
@@ -121,6 +145,8 @@ class Cluster:
     async def create_database(self, log_fd: int, env: dict[str, str]) -> None:
         if self.database == "postgres":
             return
+        if self.password is not None:
+            env = {**env, "PGPASSWORD": self.password}
         await self._step(
             log_fd,
             env,

@@ -32,6 +32,8 @@ class Options:
     timeout: float | None = None
     auto_ports: bool = False
     show_logs: bool = False
+    # Extra variables for COMMAND, templated like a service's env: {services.db.url}.
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -56,6 +58,7 @@ def _stack(config: Config, options: Options, reporter: Reporter) -> Stack:
         show_logs=options.show_logs,
         reporter=reporter,
         subreaper=True,
+        command_env=options.env,
     )
 
 

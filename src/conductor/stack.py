@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import time
 import uuid
 from collections.abc import Awaitable
@@ -18,9 +19,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from conductor import compat, logs, postgres, probes, process
+from conductor import compat, logs, postgres, probes, process, templates
 from conductor.config import Config
-from conductor.errors import ServiceFailed
+from conductor.errors import ConfigError, ServiceFailed
 from conductor.plan import Plan, PlannedService, env_name, make_plan
 from conductor.report import Reporter, ServiceReport
 from conductor.state import RunDir
@@ -70,8 +71,10 @@ class Stack:
         show_logs: bool = False,
         reporter: Reporter | None = None,
         subreaper: bool = False,
+        command_env: dict[str, str] | None = None,
     ) -> None:
         self.config = config
+        self.command_templates = dict(command_env or {})
         self.names = services
         self.logs_dir = (logs_dir or config.logs_dir).resolve()
         self.auto_ports = auto_ports
@@ -122,9 +125,50 @@ class Stack:
         return {
             **os.environ,
             **self.env,
+            **self._rendered_command_templates(),
             process.MARKER_RUN: self.run_id,
             process.MARKER_SERVICE: "(command)",
         }
+
+    def _rendered_command_templates(self) -> dict[str, str]:
+        """`--env NAME=TEMPLATE` values; one naming a service that is not running (a
+        skipped optional one) is left out, as in a service's own env."""
+        context = {
+            "python": sys.executable,
+            "root": str(self.config.root),
+            "host": self.config.host,
+            "logs_dir": str(self.logs_dir),
+            **{f"env.{k}": v for k, v in os.environ.items()},
+        }
+        for name, rt in self.runtimes.items():
+            if rt.report.status not in ("ready", "reused"):
+                continue
+            context[f"services.{name}.host"] = rt.planned.host
+            if rt.planned.port is not None:
+                context[f"services.{name}.port"] = str(rt.planned.port)
+            if rt.planned.url is not None:
+                context[f"services.{name}.url"] = rt.planned.url
+        out: dict[str, str] = {}
+        for key, template in self.command_templates.items():
+            try:
+                out[key] = templates.render(template, context)
+            except templates.TemplateError:
+                if not templates.referenced_services(template):
+                    raise
+        return out
+
+    def check_command_templates(self) -> None:
+        """Fail before anything starts when an --env template cannot work at all."""
+        for key, template in self.command_templates.items():
+            try:
+                for name in templates.fields(template):
+                    if name in ("port", "url"):
+                        raise templates.TemplateError(
+                            f"'{{{name}}}' belongs to a service; use {{services.NAME.{name}}}"
+                        )
+                    templates.check_name(name, self.config.services)
+            except templates.TemplateError as exc:
+                raise ConfigError(str(exc), key=f"--env {key}") from None
 
     async def __aenter__(self) -> Stack:
         await self.start()
@@ -161,6 +205,7 @@ class Stack:
             logs_dir=self.logs_dir,
             check_ports=False,
         )
+        self.check_command_templates()
         self._rundir.lock()
         self._locked = True
         self._log_handler = logs.setup_event_log(self.logs_dir)
@@ -253,7 +298,9 @@ class Stack:
         if p.spec.kind == "postgres":
             assert p.pg_bindir is not None
             assert p.port is not None
-            rt.cluster = postgres.Cluster(p.name, p.pg_bindir, p.host, p.port, p.spec.database)
+            rt.cluster = postgres.Cluster(
+                p.name, p.pg_bindir, p.host, p.port, p.spec.database, p.spec.password
+            )
             self._rundir.add_folder(rt.cluster.make_datadir())
             try:
                 async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):

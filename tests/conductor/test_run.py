@@ -475,3 +475,38 @@ print('ok')
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
     assert proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_env_option_templates_values_for_the_command(conductor, config, tmp_path):
+    config(
+        {
+            "api": {"command": fake("http", "--port", "{port}"), "port": "auto", "ready": {"http": "/health"}},
+            "extra": {"command": fake("tcp", "--port", "{port}"), "port": "auto", "optional": True},
+        }
+    )
+    script = "import os; print('GOT', os.environ['TARGET'], os.environ.get('GONE', 'unset'))"
+    result = conductor.run(
+        "run", "--config", "conductor.toml", "--env", "TARGET={services.api.url}/x",
+        "--env", "GONE={services.extra.url}", "api", "--", PY, "-c", script,
+    )
+    assert result.code == 0, result.text
+    port = read_summary(tmp_path)["services"]["api"]["port"]
+    # extra was not started, so a value naming it is left out rather than half-filled
+    assert f"GOT http://127.0.0.1:{port}/x unset" in result.out
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ("TARGET={services.nope.url}", "names unknown service 'nope'"),
+        ("TARGET={port}", "belongs to a service"),
+        ("no-equals-sign", "--env wants NAME=TEMPLATE"),
+    ],
+)
+def test_env_option_rejects_bad_templates_before_starting(conductor, config, tmp_path, env, message):
+    config({"api": {"command": fake("http", "--port", "{port}"), "port": "auto"}})
+    result = conductor.run("run", "--config", "conductor.toml", "--env", env, "--", PY, "-c", "pass")
+    assert result.code == 2
+    assert message in result.err
+    assert "Traceback" not in result.text
+    assert not (tmp_path / "logs" / "api.log").exists()
