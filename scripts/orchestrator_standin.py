@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""A stand-in for the external coaching orchestrator, for tests and the E2E stack.
+
+    python scripts/orchestrator_standin.py --host 127.0.0.1 --port 5005
+
+`POST /v1/answers` answers deterministically from the business and the question.
+`POST /control` with {"mode": "ok" | "fail" | "slow" | "garbage", "delay": seconds}
+changes how the next answers behave, so failures can be tested end to end;
+`GET /stats` counts the questions asked; `GET /health` is the readiness probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+
+from aiohttp import web
+
+TIPS = (
+    "write down the one number that tells you the week went well, and review it every Monday",
+    "talk to five customers before building anything new",
+    "raise prices for new customers first and watch what happens",
+    "cut the offer you explain the longest; the clear one sells",
+    "block two mornings a week for the work only you can do",
+)
+
+
+def answer_for(business: dict[str, str], question: str) -> str:
+    digest = hashlib.sha256(f"{business.get('name', '')}|{question}".encode()).digest()
+    tip = TIPS[digest[0] % len(TIPS)]
+    name = business.get("name") or "your business"
+    return f"For {name}: {tip}."
+
+
+def make_app() -> web.Application:
+    app = web.Application()
+    state = {"mode": "ok", "delay": 30.0, "asked": 0}
+
+    async def answers(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            business, question = body["business"], body["question"]
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "expected {business, question}"}, status=400)
+        state["asked"] += 1
+        mode = state["mode"]
+        if mode == "fail":
+            return web.json_response({"error": "the orchestrator is down (mode=fail)"}, status=503)
+        if mode == "slow":
+            await asyncio.sleep(float(state["delay"]))
+        if mode == "garbage":
+            return web.Response(text="<html>not json</html>", content_type="text/html")
+        return web.json_response({"answer": answer_for(business, question)})
+
+    async def control(request: web.Request) -> web.Response:
+        body = await request.json()
+        mode = body.get("mode", "ok")
+        if mode not in ("ok", "fail", "slow", "garbage"):
+            return web.json_response({"error": f"unknown mode {mode!r}"}, status=400)
+        state["mode"] = mode
+        state["delay"] = float(body.get("delay", state["delay"]))
+        if body.get("reset"):
+            state["asked"] = 0
+        return web.json_response({"mode": state["mode"], "delay": state["delay"]})
+
+    async def stats(_request: web.Request) -> web.Response:
+        return web.json_response(state)
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app.router.add_post("/v1/answers", answers)
+    app.router.add_post("/control", control)
+    app.router.add_get("/stats", stats)
+    app.router.add_get("/health", health)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="coaching orchestrator stand-in")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5005)
+    args = parser.parse_args()
+    web.run_app(make_app(), host=args.host, port=args.port, print=print, shutdown_timeout=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Genesis: the FastAPI application these test suites exercise (auth, businesses, coaching)."""

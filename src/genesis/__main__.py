@@ -1,0 +1,52 @@
+"""`python -m genesis migrate|serve`: what the E2E stack's backend service runs.
+
+`serve --migrate` applies the migrations first, so one service both builds the schema
+and serves, and a database that refuses the migration fails the service at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from sqlalchemy.exc import SQLAlchemyError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m genesis")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply the Alembic migrations to DATABASE_URL")
+    serve = sub.add_parser("serve", help="serve the API with Uvicorn")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=5004, help="port to bind (default 5004)")
+    serve.add_argument("--migrate", action="store_true", help="apply the migrations first")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    from genesis.migrate import upgrade
+    from genesis.settings import Settings
+
+    settings = Settings()
+    if args.command == "migrate" or args.migrate:
+        try:
+            upgrade(settings.database_url)
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            print(f"genesis: migrating the database failed: {exc}", file=sys.stderr)
+            print(
+                "genesis: check DATABASE_URL, or run scripts/test_db_connection.py", file=sys.stderr
+            )
+            return 1
+        if args.command == "migrate":
+            return 0
+
+    import uvicorn
+
+    from genesis.main import create_app
+
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
