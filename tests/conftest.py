@@ -1,0 +1,212 @@
+"""The async database foundation every database suite stands on.
+
+One event loop for the whole session (both pytest-asyncio loop-scope defaults are
+`session` in pyproject.toml), one engine created and disposed on it, and per test a
+connection with an outer transaction that is always rolled back. The application sees
+an `AsyncSession(join_transaction_mode="create_savepoint")` on that connection, so its
+own commits and rollbacks stay inside the test's transaction. Nothing here creates an
+engine or a session at import time or on another loop: that is what used to produce
+"attached to a different loop" RuntimeErrors and asyncpg InterfaceErrors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from genesis.db import get_session, make_engine
+from genesis.main import create_app
+from genesis.settings import Settings
+from tests.database import DatabaseServer, DatabaseUnavailable, Provision, WorkerDatabase
+from tests.suites import DATABASE_FOLDERS, FOLDER_MARKERS
+
+TESTS = Path(__file__).resolve().parent
+SECRET = "test-secret-key-that-is-long-enough-for-hs256"
+_server_key = pytest.StashKey[DatabaseServer]()
+_provision_key = pytest.StashKey[Provision]()
+
+
+# --- the run: markers by folder, and the database server ---------------------------
+def _needs_database(config: pytest.Config) -> bool:
+    """Whether any selected path can hold a database test (so `pytest tests/unit`
+    never starts PostgreSQL)."""
+    targets = [Path(a.split("::", 1)[0]).resolve() for a in config.args] or [TESTS]
+    databases = [TESTS / folder for folder in DATABASE_FOLDERS]
+    return any(t == d or t in d.parents or d in t.parents for t in targets for d in databases)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller set things up
+        raw = config.workerinput.get("genesis_database")
+        if raw:
+            config.stash[_provision_key] = Provision.loads(raw)
+        return
+    if not _needs_database(config):
+        return
+    server = DatabaseServer()
+    config.stash[_server_key] = server
+    try:
+        config.stash[_provision_key] = server.start()
+    except DatabaseUnavailable as exc:
+        server.stop()
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server = config.stash.get(_server_key, None)
+    if server is not None:
+        server.stop()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    provision = node.config.stash.get(_provision_key, None)  # type: ignore[attr-defined]
+    if provision is not None:
+        node.workerinput["genesis_database"] = provision.dumps()  # type: ignore[attr-defined]
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    provision = config.stash.get(_provision_key, None)
+    return provision.summary if provision is not None else None
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(item.path).resolve().relative_to(TESTS).parts
+        if parts and parts[0] in FOLDER_MARKERS:
+            item.add_marker(FOLDER_MARKERS[parts[0]])
+
+
+# --- the session: one engine on the one loop ----------------------------------------
+@pytest.fixture(scope="session")
+def provision(pytestconfig: pytest.Config) -> Provision:
+    found = pytestconfig.stash.get(_provision_key, None)
+    if found is None:
+        pytest.fail("no test database was set up for this run (is tests/conftest.py loaded?)")
+    return found
+
+
+@pytest.fixture(scope="session")
+async def database_url(provision: Provision, worker_id: str) -> AsyncIterator[str]:
+    """This worker's own database, cloned from the migrated template."""
+    database = WorkerDatabase(provision, worker_id)
+    url = await database.create()
+    try:
+        yield url
+    finally:
+        await database.drop()
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(database_url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def backend(provision: Provision) -> str:
+    return provision.backend
+
+
+# --- the test: a connection, an outer transaction, a savepoint session --------------
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        try:
+            yield connection
+        finally:
+            if transaction.is_active:
+                await transaction.rollback()
+
+
+@pytest.fixture
+async def db_session(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    session = AsyncSession(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    try:
+        yield session
+    finally:
+        await session.close()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        secret_key=SECRET,
+        orchestrator_url="http://127.0.0.1:9",  # never reached: tests inject a fake
+        redis_url=None,
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, db_session: AsyncSession) -> Iterator[FastAPI]:
+    """The application, with its session dependency bound to the test's transaction.
+
+    One connection serves one operation at a time, so requests that run concurrently
+    in a test take turns on it (as they would each take their own connection from a
+    pool in production) instead of tripping asyncpg's "another operation is in
+    progress"."""
+    application = create_app(settings)
+    turn = asyncio.Lock()
+
+    async def session_in_test_transaction() -> AsyncIterator[AsyncSession]:
+        async with turn:
+            yield db_session
+
+    application.dependency_overrides[get_session] = session_in_test_transaction
+    yield application
+    application.dependency_overrides.clear()
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://genesis.test") as client:
+        yield client
+
+
+# --- people: a registered, logged-in user in one call --------------------------------
+class User:
+    """A registered user of the app under test, with the headers of a fresh login."""
+
+    def __init__(self, email: str, password: str, user_id: int, token: str) -> None:
+        self.email = email
+        self.password = password
+        self.id = user_id
+        self.token = token
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+
+async def register_and_login(
+    client: httpx.AsyncClient, email: str, password: str = "correct horse battery"
+) -> User:
+    registered = await client.post(
+        "/api/auth/register", json={"email": email, "password": password}
+    )
+    assert registered.status_code == 201, registered.text
+    login = await client.post("/api/auth/login", data={"username": email, "password": password})
+    assert login.status_code == 200, login.text
+    return User(email, password, registered.json()["id"], login.json()["access_token"])
+
+
+@pytest.fixture
+async def alice(client: httpx.AsyncClient) -> User:
+    return await register_and_login(client, "alice@example.com")
+
+
+@pytest.fixture
+async def bob(client: httpx.AsyncClient) -> User:
+    return await register_and_login(client, "bob@example.com")

@@ -1,0 +1,248 @@
+"""The test database for one pytest run, shared correctly by xdist workers.
+
+The controller process (the only process without xdist) settles the server once:
+TEST_DATABASE_URL when set, else a throwaway PostgreSQL cluster started by conductor,
+else SQLite when this machine has no PostgreSQL server binaries. It migrates a
+template database with Alembic once, and each worker clones the template into a
+database of its own, so `-n 2` never shares rows between workers. Everything is
+dropped, and the cluster stopped, when the run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from conductor import Stack, load_config
+from conductor.errors import ConductorError, LogsDirBusy
+from conductor.postgres import find_bindir
+from conductor.report import Reporter
+from genesis.db import make_engine
+from genesis.migrate import upgrade_async
+from genesis.settings import async_url
+
+ROOT = Path(__file__).resolve().parent.parent
+URL_ENV = "TEST_DATABASE_URL"
+WORKER_KEY = "genesis_database"
+
+
+class DatabaseUnavailable(Exception):
+    """The test database cannot be set up; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Provision:
+    """What a worker needs to make its own database: picklable, so xdist can send it."""
+
+    backend: Literal["postgresql", "sqlite"]
+    server_url: str  # postgresql: the maintenance database; sqlite: unused
+    template: str  # postgresql: a database name; sqlite: a file
+    run_id: str
+    summary: str
+
+    def dumps(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def loads(cls, raw: str) -> Provision:
+        return cls(**json.loads(raw))
+
+
+def _with_database(url: str, name: str) -> str:
+    return make_url(async_url(url)).set(database=name).render_as_string(hide_password=False)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def _admin(server_url: str, *statements: str) -> None:
+    engine = make_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            for statement in statements:
+                await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+class BackgroundStack:
+    """conductor's Stack on an event loop of its own, in a thread, so pytest's
+    synchronous configure/unconfigure hooks can hold services for the whole run."""
+
+    def __init__(self, services: list[str], logs_dir: Path) -> None:
+        self.services = services
+        self.logs_dir = logs_dir
+        self.env: dict[str, str] = {}
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._main, name="conductor-stack", daemon=True)
+
+    def __enter__(self) -> BackgroundStack:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join()
+
+    def _main(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            config = load_config(ROOT / "pyproject.toml")
+            stack = Stack(
+                config,
+                self.services,
+                logs_dir=self.logs_dir,
+                auto_ports=True,
+                reporter=Reporter(quiet=True),
+            )
+            async with stack:
+                self.env = stack.env
+                self._ready.set()
+                await self._stop.wait()
+        except BaseException as exc:  # handed to the thread that waits for us
+            self._error = exc
+        finally:
+            self._ready.set()
+
+
+class DatabaseServer:
+    """The controller's side: server, template, and clean-up at the end of the run."""
+
+    def __init__(self) -> None:
+        self.run_id = uuid.uuid4().hex[:8]
+        self.stack: BackgroundStack | None = None
+        self.tempdir: Path | None = None
+        self.provision: Provision | None = None
+
+    def start(self) -> Provision:
+        given = os.environ.get(URL_ENV, "").strip()
+        if given.startswith("sqlite"):
+            return self._sqlite(f"SQLite, because {URL_ENV} asks for it")
+        if given:
+            return self._postgres(given, f"PostgreSQL from {URL_ENV}")
+        if find_bindir() is None:
+            return self._sqlite(
+                "SQLite: no PostgreSQL server binaries on this machine (install Debian's "
+                f"postgresql, or set {URL_ENV}, to test on PostgreSQL)"
+            )
+        logs_dir = ROOT / "_e2e_logs" / "pytest-db"
+        try:
+            try:
+                self.stack = BackgroundStack(["db"], logs_dir).__enter__()
+            except LogsDirBusy:  # another pytest run holds it: this one logs beside it
+                logs_dir = logs_dir.with_name(f"pytest-db-{os.getpid()}")
+                self.stack = BackgroundStack(["db"], logs_dir).__enter__()
+        except ConductorError as exc:
+            raise DatabaseUnavailable(
+                f"the throwaway PostgreSQL cluster did not start: {exc}; see {logs_dir}"
+            ) from None
+        url = self.stack.env["DB_URL"]
+        host_port = url.rsplit("@", 1)[-1].split("/", 1)[0]
+        return self._postgres(url, f"PostgreSQL, a throwaway cluster at {host_port}")
+
+    def _sqlite(self, why: str) -> Provision:
+        self.tempdir = Path(tempfile.mkdtemp(prefix="genesis-tests-"))
+        template = self.tempdir / "template.db"
+        asyncio.run(upgrade_async(f"sqlite+aiosqlite:///{template}"))
+        self.provision = Provision("sqlite", "", str(template), self.run_id, f"database: {why}")
+        return self.provision
+
+    def _postgres(self, url: str, why: str) -> Provision:
+        template = f"genesis_tpl_{self.run_id}"
+
+        async def build() -> None:
+            await _admin(url, f"CREATE DATABASE {_quote(template)}")
+            await upgrade_async(_with_database(url, template))
+
+        try:
+            asyncio.run(build())
+        except Exception as exc:
+            raise DatabaseUnavailable(
+                f"could not create and migrate the template database on {why}: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
+                "run scripts/test_db_connection.py to diagnose"
+            ) from None
+        self.provision = Provision(
+            "postgresql", url, template, self.run_id, f"database: {why} (template {template})"
+        )
+        return self.provision
+
+    def stop(self) -> None:
+        try:
+            if self.provision is not None and self.provision.backend == "postgresql":
+                provision = self.provision
+                self.provision = None
+                asyncio.run(
+                    _admin(
+                        provision.server_url,
+                        f"DROP DATABASE IF EXISTS {_quote(provision.template)} WITH (FORCE)",
+                    )
+                )
+        finally:
+            if self.stack is not None:
+                self.stack.__exit__(None, None, None)
+                self.stack = None
+            if self.tempdir is not None:
+                shutil.rmtree(self.tempdir, ignore_errors=True)
+                self.tempdir = None
+
+
+class WorkerDatabase:
+    """A worker's own database, cloned from the migrated template."""
+
+    def __init__(self, provision: Provision, worker: str) -> None:
+        self.provision = provision
+        self.name = f"genesis_{provision.run_id}_{worker}"
+        self.url = ""
+
+    async def create(self) -> str:
+        p = self.provision
+        if p.backend == "sqlite":
+            clone = Path(p.template).with_name(f"{self.name}.db")
+            shutil.copyfile(p.template, clone)
+            self.url = f"sqlite+aiosqlite:///{clone}"
+        else:
+            await _admin(
+                p.server_url,
+                f"DROP DATABASE IF EXISTS {_quote(self.name)} WITH (FORCE)",
+                f"CREATE DATABASE {_quote(self.name)} TEMPLATE {_quote(p.template)}",
+            )
+            self.url = _with_database(p.server_url, self.name)
+        return self.url
+
+    async def drop(self) -> None:
+        p = self.provision
+        if p.backend == "sqlite":
+            Path(p.template).with_name(f"{self.name}.db").unlink(missing_ok=True)
+        else:
+            await _admin(p.server_url, f"DROP DATABASE IF EXISTS {_quote(self.name)} WITH (FORCE)")
