@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
             help="also stream every service's output to the console",
         )
         p.add_argument(
+            "--if-busy",
+            choices=["fail", "subfolder"],
+            default="fail",
+            help="when another run uses the logs folder: fail (default), or log to "
+            "a run-PID subfolder of it",
+        )
+        p.add_argument(
             "--env",
             action="append",
             default=[],
@@ -128,6 +135,7 @@ def _options(args: argparse.Namespace) -> runner.Options:
         env[name] = value
     return runner.Options(
         env=env,
+        subfolder_if_busy=args.if_busy == "subfolder",
         services=args.services,
         logs_dir=args.logs_dir.resolve() if args.logs_dir else None,
         timeout=args.timeout,

@@ -220,8 +220,10 @@ def write_summary(
     command: list[str] | None,
     durations: Mapping[str, float | None],
     services: Mapping[str, ServiceReport],
+    run_id: str | None = None,
 ) -> None:
     data = {
+        "run_id": run_id,
         "exit_code": exit_code,
         "command": command,
         "durations": {k: _round(v) for k, v in durations.items()},

@@ -34,6 +34,8 @@ class Options:
     show_logs: bool = False
     # Extra variables for COMMAND, templated like a service's env: {services.db.url}.
     env: dict[str, str] = field(default_factory=dict)
+    # When another run holds logs_dir, log to a subfolder of it instead of failing.
+    subfolder_if_busy: bool = False
 
 
 @dataclass
@@ -59,6 +61,7 @@ def _stack(config: Config, options: Options, reporter: Reporter) -> Stack:
         reporter=reporter,
         subreaper=True,
         command_env=options.env,
+        subfolder_if_busy=options.subfolder_if_busy,
     )
 
 
@@ -146,6 +149,7 @@ async def run(
                 stack.logs_dir / "summary.json",
                 exit_code=final,
                 command=command,
+                run_id=stack.run_id,
                 durations={
                     "startup_s": (stack.ready_at or torn) - began,
                     "command_s": (command_ended or torn) - command_began if command_began else None,
@@ -242,11 +246,20 @@ async def up(config: Config, options: Options, reporter: Reporter | None = None)
 
 
 async def clean(logs_dir: Path) -> list[str]:
-    """Stop what a killed run left behind in `logs_dir`."""
-    rundir = RunDir(logs_dir)
-    rundir.lock()
-    try:
-        stopped = await rundir.stop_leftovers()
-    finally:
-        rundir.release()
+    """Stop what a killed run left behind in `logs_dir` and in its run-PID subfolders
+    (--if-busy subfolder); a folder whose run is still alive is left alone."""
+    stopped: list[str] = []
+    folders = [logs_dir, *sorted(p for p in logs_dir.glob("run-*") if p.is_dir())]
+    for folder in folders:
+        rundir = RunDir(folder)
+        try:
+            rundir.lock()
+        except errors.LogsDirBusy:
+            if folder == logs_dir:
+                raise
+            continue
+        try:
+            stopped += await rundir.stop_leftovers()
+        finally:
+            rundir.release()
     return stopped

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from conductor import compat, logs, postgres, probes, process, templates
 from conductor.config import Config
-from conductor.errors import ConfigError, ServiceFailed
+from conductor.errors import ConfigError, LogsDirBusy, ServiceFailed
 from conductor.plan import Plan, PlannedService, env_name, make_plan
 from conductor.report import Reporter, ServiceReport
 from conductor.state import RunDir
@@ -72,8 +72,10 @@ class Stack:
         reporter: Reporter | None = None,
         subreaper: bool = False,
         command_env: dict[str, str] | None = None,
+        subfolder_if_busy: bool = False,
     ) -> None:
         self.config = config
+        self.subfolder_if_busy = subfolder_if_busy
         self.command_templates = dict(command_env or {})
         self.names = services
         self.logs_dir = (logs_dir or config.logs_dir).resolve()
@@ -170,6 +172,20 @@ class Stack:
             except templates.TemplateError as exc:
                 raise ConfigError(str(exc), key=f"--env {key}") from None
 
+    def _lock_logs_dir(self) -> None:
+        """Own the logs folder; when another run holds it and we may, use a subfolder of
+        it instead, so simultaneous runs (two `nox -s e2e`) both go ahead."""
+        try:
+            self._rundir.lock()
+        except LogsDirBusy:
+            if not self.subfolder_if_busy:
+                raise
+            busy = self.logs_dir
+            self.logs_dir = busy / f"run-{os.getpid()}"
+            self._rundir = RunDir(self.logs_dir)
+            self._rundir.lock()
+            self.reporter.info(f"{busy} is used by another run; this run logs to {self.logs_dir}")
+
     async def __aenter__(self) -> Stack:
         await self.start()
         return self
@@ -206,7 +222,7 @@ class Stack:
             check_ports=False,
         )
         self.check_command_templates()
-        self._rundir.lock()
+        self._lock_logs_dir()
         self._locked = True
         self._log_handler = logs.setup_event_log(self.logs_dir)
         try:

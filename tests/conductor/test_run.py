@@ -330,6 +330,24 @@ def test_logs_dir_used_by_a_live_run_is_refused(conductor, config, tmp_path):
             "run", "--config", "conductor.toml", "--logs-dir", "other", "--", PY, "-c", "pass"
         )
         assert beside.code == 0, beside.text
+        inside = conductor.run(
+            "run",
+            "--config",
+            "conductor.toml",
+            "--auto-ports",
+            "--if-busy",
+            "subfolder",
+            "--",
+            PY,
+            "-c",
+            "pass",
+        )
+        assert inside.code == 0, inside.text
+        assert "is used by another run; this run logs to" in inside.err
+        (sub,) = (tmp_path / "logs").glob("run-*")
+        assert (sub / "svc.log").exists()
+        assert json.loads((sub / "summary.json").read_text())["exit_code"] == 0
+        assert conductor.run("clean", "--logs-dir", "logs").code == 2  # the first is alive
     finally:
         first.send_signal(2)
         first.communicate(timeout=30)
@@ -480,14 +498,28 @@ print('ok')
 def test_env_option_templates_values_for_the_command(conductor, config, tmp_path):
     config(
         {
-            "api": {"command": fake("http", "--port", "{port}"), "port": "auto", "ready": {"http": "/health"}},
+            "api": {
+                "command": fake("http", "--port", "{port}"),
+                "port": "auto",
+                "ready": {"http": "/health"},
+            },
             "extra": {"command": fake("tcp", "--port", "{port}"), "port": "auto", "optional": True},
         }
     )
     script = "import os; print('GOT', os.environ['TARGET'], os.environ.get('GONE', 'unset'))"
     result = conductor.run(
-        "run", "--config", "conductor.toml", "--env", "TARGET={services.api.url}/x",
-        "--env", "GONE={services.extra.url}", "api", "--", PY, "-c", script,
+        "run",
+        "--config",
+        "conductor.toml",
+        "--env",
+        "TARGET={services.api.url}/x",
+        "--env",
+        "GONE={services.extra.url}",
+        "api",
+        "--",
+        PY,
+        "-c",
+        script,
     )
     assert result.code == 0, result.text
     port = read_summary(tmp_path)["services"]["api"]["port"]
@@ -503,9 +535,13 @@ def test_env_option_templates_values_for_the_command(conductor, config, tmp_path
         ("no-equals-sign", "--env wants NAME=TEMPLATE"),
     ],
 )
-def test_env_option_rejects_bad_templates_before_starting(conductor, config, tmp_path, env, message):
+def test_env_option_rejects_bad_templates_before_starting(
+    conductor, config, tmp_path, env, message
+):
     config({"api": {"command": fake("http", "--port", "{port}"), "port": "auto"}})
-    result = conductor.run("run", "--config", "conductor.toml", "--env", env, "--", PY, "-c", "pass")
+    result = conductor.run(
+        "run", "--config", "conductor.toml", "--env", env, "--", PY, "-c", "pass"
+    )
     assert result.code == 2
     assert message in result.err
     assert "Traceback" not in result.text
