@@ -1,12 +1,22 @@
 """What each test suite is: its folders, its marker and the services it needs.
 
 Written once, read by tests/conftest.py (markers), noxfile.py and tasks.py (what to
-start and what to run), so the three never disagree.
+start and what to run), so the three never disagree. Standard library only: nox
+imports it before any virtual environment exists.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FRONTEND = ROOT / "frontend"
+_STAMP = FRONTEND / "node_modules" / ".installed-lock.sha256"
+
+DB_URL_ENV = ("TEST_DATABASE_URL", "DATABASE_URL")
 
 
 @dataclass(frozen=True)
@@ -14,12 +24,17 @@ class Suite:
     name: str
     description: str
     paths: tuple[str, ...]
+    # conductor services from [tool.conductor] in pyproject.toml
     services: tuple[str, ...] = ()
-    # The suite needs the test database (started by conductor, or given as TEST_DATABASE_URL).
-    database: bool = False
-    # Run scripts/test_db_connection.py against the database before the tests.
+    # values for the test command, templated by conductor (--env NAME=TEMPLATE)
+    env: dict[str, str] = field(default_factory=dict)
+    # run scripts/test_db_connection.py before the tests
     check_database: bool = False
+    # spread over CPUs with pytest-xdist (e2e shares one stack and its orchestrator mode)
+    parallel: bool = True
 
+
+_DB = {"TEST_DATABASE_URL": "{services.db.url}"}
 
 SUITES: dict[str, Suite] = {
     s.name: s
@@ -31,35 +46,43 @@ SUITES: dict[str, Suite] = {
         ),
         Suite(
             "db",
-            "Stage 1: the database, its connectivity check and the session foundation.",
+            "Stage 1: start the database, check the connection, test the session foundation.",
             ("tests/db",),
             ("db",),
-            database=True,
+            _DB,
             check_database=True,
         ),
         Suite(
             "auth",
-            "Stage 2: the authentication suite on the database.",
+            "Stage 2: the database, the connection check, then the authentication suite.",
             ("tests/auth",),
             ("db",),
-            database=True,
+            _DB,
             check_database=True,
         ),
         Suite(
             "api",
-            "Stage 3: the business and coaching suites, with their fakes.",
+            "Stage 3: the database and cache, then the business and coaching suites.",
             ("tests/business", "tests/coaching"),
             ("db", "cache"),
-            database=True,
+            {**_DB, "REDIS_URL": "{services.cache.url}"},
+        ),
+        Suite(
+            "sqlite",
+            "The database suites on SQLite, as on a machine without PostgreSQL.",
+            ("tests/db", "tests/auth", "tests/business", "tests/coaching"),
         ),
         Suite(
             "e2e",
-            "The whole stack through conductor: API, front end and browser.",
+            "The whole stack through conductor on free ports: API, front end, browser.",
             ("tests/e2e",),
             ("backend", "frontend"),
+            parallel=False,
         ),
     )
 }
+
+STAGES = ("db", "auth", "api", "e2e")
 
 # The marker every test in a folder gets, so `-m auth` selects exactly that folder.
 FOLDER_MARKERS: dict[str, str] = {
@@ -74,3 +97,74 @@ FOLDER_MARKERS: dict[str, str] = {
 
 # Folders whose tests use the test database fixtures.
 DATABASE_FOLDERS = frozenset({"db", "auth", "business", "coaching"})
+
+
+def given_database_url() -> str | None:
+    """A database the user named: then conductor does not start one."""
+    for name in DB_URL_ENV:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+def command(suite: Suite, python: str, pytest_args: list[str], logs_dir: str) -> list[str]:
+    """The whole command for a suite: conductor around the stage when it needs services."""
+    spread = suite.parallel and not any(
+        a in ("-n", "--numprocesses", "-p") or a.startswith(("-n", "--numprocesses="))
+        for a in pytest_args
+    )
+    tests = [
+        python,
+        "-m",
+        "pytest",
+        *(["-n", "auto"] if spread else []),
+        *suite.paths,
+        *pytest_args,
+    ]
+    stage = [python, "scripts/stage.py", *(["--check-db"] if suite.check_database else []), "--"]
+    inner = [*stage, *tests] if suite.check_database else tests
+    services = list(suite.services)
+    env = dict(suite.env)
+    given = given_database_url()
+    if given and "db" in services:
+        services.remove("db")
+        env.pop("TEST_DATABASE_URL", None)
+    if not services:
+        return inner
+    flags = ["--auto-ports", "--if-busy", "subfolder", "--logs-dir", logs_dir]
+    for key, template in env.items():
+        flags += ["--env", f"{key}={template}"]
+    return [python, "-m", "conductor", "run", *flags, *services, "--", *inner]
+
+
+def environment(suite: Suite) -> dict[str, str]:
+    """Extra environment for a suite's command."""
+    env: dict[str, str] = {}
+    given = given_database_url()
+    if given and "TEST_DATABASE_URL" in suite.env:
+        env["TEST_DATABASE_URL"] = given
+    if suite.name == "sqlite":
+        env["TEST_DATABASE_URL"] = "sqlite://"
+    return env
+
+
+def stage_table(results: list[tuple[str, str, float]]) -> str:
+    """The staged rebuild's closing table: stage, result, duration."""
+    width = max([len(n) for n, _, _ in results] + [5])
+    lines = [f"{'stage':<{width}}  result   duration", f"{'-' * width}  -------  --------"]
+    for name, result, seconds in results:
+        lines.append(f"{name:<{width}}  {result:<7}  {seconds:7.1f}s")
+    return "\n".join(lines)
+
+
+def _lock_digest() -> str:
+    return hashlib.sha256((FRONTEND / "package-lock.json").read_bytes()).hexdigest()
+
+
+def frontend_is_current() -> bool:
+    """Whether node_modules was installed from the package-lock.json there now."""
+    return _STAMP.is_file() and _STAMP.read_text().strip() == _lock_digest()
+
+
+def mark_frontend_installed() -> None:
+    _STAMP.write_text(_lock_digest() + "\n")

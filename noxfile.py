@@ -1,0 +1,166 @@
+"""Nox sessions: each suite in its own virtual environment, services from conductor.
+
+nox -l                  the sessions and what they do
+nox                     lint, unit, auth, api, e2e
+nox -s e2e -- -k login  arguments after -- go to pytest
+nox -t full             everything, SQLite fallback included
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from tests.suites import (  # noqa: E402
+    FRONTEND,
+    STAGES,
+    SUITES,
+    Suite,
+    command,
+    environment,
+    frontend_is_current,
+    mark_frontend_installed,
+    stage_table,
+)
+
+nox.needs_version = ">=2024.10.9"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_venv = "yes"
+# uv must never try to download an interpreter: only what this machine has is used.
+os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+PYTHONS = nox.project.python_versions(PYPROJECT)
+OLDEST = PYTHONS[0]
+LOGS = "_e2e_logs"
+
+
+def install(session: nox.Session, *groups: str) -> None:
+    """The project (editable) and the named dependency groups."""
+    requirements = [r for g in groups for r in nox.project.dependency_groups(PYPROJECT, g)]
+    session.install("-e", ".", *requirements)
+
+
+def npm_ci(session: nox.Session) -> None:
+    """`npm ci` in frontend/, skipped while package-lock.json is what was installed."""
+    if frontend_is_current():
+        session.log("frontend packages are current (package-lock.json unchanged)")
+        return
+    with session.chdir(FRONTEND):
+        session.run("npm", "ci", "--no-audit", "--no-fund", external=True)
+    mark_frontend_installed()
+
+
+def run_suite(session: nox.Session, suite: Suite) -> None:
+    """The suite's command, inside conductor when it needs services."""
+    argv = command(suite, "python", list(session.posargs), f"{LOGS}/{session.name}")
+    session.run(*argv, env=environment(suite))
+
+
+@nox.session(python=OLDEST, tags=["full"])
+def lint(session: nox.Session) -> None:
+    """Ruff (lint and format) on everything; mypy --strict on src/conductor and src/genesis."""
+    install(session, "lint")
+    session.run("ruff", "check", "src", "tests", "scripts", "benchmarks", "noxfile.py", "tasks.py")
+    session.run(
+        "ruff",
+        "format",
+        "--check",
+        "src",
+        "tests",
+        "scripts",
+        "benchmarks",
+        "noxfile.py",
+        "tasks.py",
+    )
+    session.run("mypy", *session.posargs)
+
+
+@nox.session(python=PYTHONS, tags=["full"])
+def unit(session: nox.Session) -> None:
+    """Pure logic and conductor's own tests, no database, on every supported Python."""
+    install(session, "test")
+    run_suite(session, SUITES["unit"])
+
+
+@nox.session(python=OLDEST, tags=["full"], default=False)
+def db(session: nox.Session) -> None:
+    """Stage 1: the database through conductor, the connection check, the session foundation."""
+    install(session, "test")
+    run_suite(session, SUITES["db"])
+
+
+@nox.session(python=OLDEST, tags=["full"])
+def auth(session: nox.Session) -> None:
+    """Stage 2: the database through conductor, the connection check, then tests/auth."""
+    install(session, "test")
+    run_suite(session, SUITES["auth"])
+
+
+@nox.session(python=OLDEST, tags=["full"])
+def api(session: nox.Session) -> None:
+    """Stage 3: the database and cache through conductor, then tests/business and tests/coaching."""
+    install(session, "test")
+    run_suite(session, SUITES["api"])
+
+
+@nox.session(python=OLDEST, tags=["full"], default=False)
+def sqlite(session: nox.Session) -> None:
+    """The database suites on SQLite, the fallback for machines without PostgreSQL."""
+    install(session, "test")
+    run_suite(session, SUITES["sqlite"])
+
+
+@nox.session(python=OLDEST, tags=["full"])
+def e2e(session: nox.Session) -> None:
+    """The whole stack through conductor on free ports, then tests/e2e (API, front end, browser)."""
+    install(session, "test", "e2e")
+    npm_ci(session)
+    e2e_with_leftover_check(session)
+
+
+def e2e_with_leftover_check(session: nox.Session) -> None:
+    """The E2E suite, then proof that its stack left no process behind."""
+    began = time.time()
+    try:
+        run_suite(session, SUITES["e2e"])
+    finally:
+        session.run(
+            "python", "scripts/check_leftovers.py", f"{LOGS}/{session.name}", "--since", str(began)
+        )
+
+
+@nox.session(python=OLDEST, default=False)
+def rebuild(session: nox.Session) -> None:
+    """The staged rebuild: db, auth, api, then e2e, stopping at the first stage that fails."""
+    install(session, "test", "e2e")
+    results: list[tuple[str, str, float]] = []
+    failed = None
+    for name in STAGES:
+        if failed:
+            results.append((name, "skipped", 0.0))
+            continue
+        started = time.monotonic()
+        try:
+            if name == "e2e":
+                npm_ci(session)
+                e2e_with_leftover_check(session)
+            else:
+                run_suite(session, SUITES[name])
+            results.append((name, "passed", time.monotonic() - started))
+        except Exception:  # nox's CommandFailed: the stage's own output says why
+            results.append((name, "FAILED", time.monotonic() - started))
+            failed = name
+    for line in stage_table(results).splitlines():
+        session.log(line)
+    if failed:
+        session.error(
+            f"stage {failed} failed; fix it, then run `nox -s {failed}` and `nox -s rebuild`"
+        )

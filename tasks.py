@@ -1,0 +1,176 @@
+"""Invoke tasks: the nox sessions' jobs in the current environment, for daily work.
+
+invoke --list           the tasks
+invoke e2e -k login     the E2E suite inside the whole stack, on free ports
+invoke up               the stack on its usual ports until Ctrl-C
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from invoke import Context, task
+from invoke.exceptions import Exit
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from tests.suites import (  # noqa: E402
+    FRONTEND,
+    STAGES,
+    SUITES,
+    command,
+    environment,
+    frontend_is_current,
+    mark_frontend_installed,
+    stage_table,
+)
+
+PY = sys.executable
+TASK_OF_STAGE = {"db": "db-check", "auth": "auth", "api": "api", "e2e": "e2e"}
+LOGS = "_e2e_logs"
+
+
+def _quote(argv: list[str]) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def _run(c: Context, argv: list[str], env: dict[str, str] | None = None) -> bool:
+    with c.cd(str(ROOT)):
+        result = c.run(_quote(argv), env=env or {}, warn=True, pty=sys.stdout.isatty())
+    return result is not None and result.ok
+
+
+def _suite(c: Context, name: str, pytest_args: str) -> bool:
+    import shlex
+
+    suite = SUITES[name]
+    argv = command(suite, PY, shlex.split(pytest_args), f"{LOGS}/{name}")
+    return _run(c, argv, environment(suite))
+
+
+def _npm_ci(c: Context) -> None:
+    """`npm ci` in frontend/, skipped while package-lock.json is what was installed."""
+    if frontend_is_current():
+        return
+    with c.cd(str(FRONTEND)):
+        result = c.run("npm ci --no-audit --no-fund", warn=True)
+    if result is None or not result.ok:
+        raise Exit(
+            "npm ci failed in frontend/; check Node.js 20+ and npm, then run invoke e2e again"
+        )
+    mark_frontend_installed()
+
+
+PYTEST_HELP = "extra pytest arguments, quoted: -p '-k login -x'"
+
+
+@task(help={"pytest": PYTEST_HELP})
+def unit(c: Context, pytest: str = "") -> None:
+    """Pure logic and conductor's own tests; no database."""
+    if not _suite(c, "unit", pytest):
+        raise Exit("unit tests failed; rerun the failing ones with invoke unit -p '--lf'")
+
+
+@task(
+    help={
+        "url": "database URL (default: TEST_DATABASE_URL, DATABASE_URL, else a throwaway cluster)"
+    }
+)
+def db_check(c: Context, url: str = "") -> None:
+    """Stage 1: start the database (unless one is given) and check the connection."""
+    ok = _run(c, [PY, "scripts/test_db_connection.py", url]) if url else _suite(c, "db", "")
+    if not ok:
+        raise Exit(
+            "the database check failed; read its one-line diagnosis above, then run invoke db-check"
+        )
+
+
+@task(help={"pytest": PYTEST_HELP})
+def auth(c: Context, pytest: str = "") -> None:
+    """Stage 2: the database, the connection check, then the authentication suite."""
+    if not _suite(c, "auth", pytest):
+        raise Exit("the auth suite failed; see _e2e_logs/auth/ and run invoke auth -p '--lf'")
+
+
+@task(help={"pytest": PYTEST_HELP})
+def api(c: Context, pytest: str = "") -> None:
+    """Stage 3: the database and cache, then the business and coaching suites."""
+    if not _suite(c, "api", pytest):
+        raise Exit("the api suites failed; see _e2e_logs/api/ and run invoke api -p '--lf'")
+
+
+@task(help={"pytest": PYTEST_HELP})
+def e2e(c: Context, pytest: str = "") -> None:
+    """The whole stack through conductor on free ports, then tests/e2e."""
+    _npm_ci(c)
+    if not _suite(c, "e2e", pytest):
+        raise Exit(
+            "the E2E suite failed; each service's log is in _e2e_logs/e2e/, then run invoke e2e"
+        )
+
+
+@task
+def rebuild(c: Context) -> None:
+    """The staged rebuild: db, auth, api, then e2e, stopping at the first failure."""
+    results: list[tuple[str, str, float]] = []
+    failed = None
+    for name in STAGES:
+        if failed:
+            results.append((name, "skipped", 0.0))
+            continue
+        started = time.monotonic()
+        if name == "e2e":
+            _npm_ci(c)
+        ok = _suite(c, name, "")
+        results.append((name, "passed" if ok else "FAILED", time.monotonic() - started))
+        failed = None if ok else name
+    print(stage_table(results))
+    if failed:
+        raise Exit(
+            f"stage {failed} failed; fix it, check with invoke {TASK_OF_STAGE[failed]}, "
+            "then run invoke rebuild"
+        )
+
+
+@task(help={"service": "services to start (repeatable; default: all)"}, iterable=["service"])
+def up(c: Context, service: list[str] | None = None) -> None:
+    """Start the whole stack on its usual ports, print the URLs, stop on Ctrl-C."""
+    _npm_ci(c)
+    if not _run(c, [PY, "-m", "conductor", "up", *(service or [])]):
+        raise Exit(
+            "the stack did not come up; the failing service's log tail is above "
+            "(invoke clean stops leftovers)"
+        )
+
+
+@task
+def clean(c: Context) -> None:
+    """Stop what a killed run left behind, then remove _e2e_logs/."""
+    logs = ROOT / LOGS
+    folders = [logs, *sorted(p for p in logs.iterdir() if p.is_dir())] if logs.is_dir() else []
+    for folder in folders:
+        if (folder / ".conductor.lock").exists() and not _run(
+            c, [PY, "-m", "conductor", "clean", "--logs-dir", str(folder)]
+        ):
+            raise Exit(
+                f"{folder} belongs to a run that is still going; stop it first, then invoke clean"
+            )
+    shutil.rmtree(logs, ignore_errors=True)
+    print(f"removed {logs}")
+
+
+@task
+def lint(c: Context) -> None:
+    """Ruff (lint and format) and mypy --strict."""
+    paths = ["src", "tests", "scripts", "benchmarks", "noxfile.py", "tasks.py"]
+    ok = _run(c, [PY, "-m", "ruff", "check", *paths])
+    ok = _run(c, [PY, "-m", "ruff", "format", "--check", *paths]) and ok
+    ok = _run(c, [PY, "-m", "mypy"]) and ok
+    if not ok:
+        raise Exit("lint failed; ruff check --fix and ruff format fix most of it, then invoke lint")
