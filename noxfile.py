@@ -25,6 +25,7 @@ from tests.suites import (  # noqa: E402
     Suite,
     command,
     environment,
+    frontend_install_lock,
     frontend_is_current,
     mark_frontend_installed,
     stage_table,
@@ -33,12 +34,30 @@ from tests.suites import (  # noqa: E402
 nox.needs_version = ">=2024.10.9"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
+# Only the Pythons this machine has are required; the GitHub matrix installs them all.
+nox.options.error_on_missing_interpreters = False
 # uv must never try to download an interpreter: only what this machine has is used.
 os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHONS = nox.project.python_versions(PYPROJECT)
 OLDEST = PYTHONS[0]
+
+
+def _pyenv_interpreters_on_path() -> None:
+    """pyenv's shims only answer for the active version; put the installed versions'
+    own folders on PATH so nox and uv find python3.12 and python3.13 too."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = [
+        str(folder)
+        for version in PYTHONS
+        for folder in sorted(root.glob(f"{version}.*/bin"), reverse=True)[:1]
+    ]
+    if found:
+        os.environ["PATH"] = os.pathsep.join([*found, os.environ.get("PATH", "")])
+
+
+_pyenv_interpreters_on_path()
 LOGS = "_e2e_logs"
 
 
@@ -50,12 +69,13 @@ def install(session: nox.Session, *groups: str) -> None:
 
 def npm_ci(session: nox.Session) -> None:
     """`npm ci` in frontend/, skipped while package-lock.json is what was installed."""
-    if frontend_is_current():
-        session.log("frontend packages are current (package-lock.json unchanged)")
-        return
-    with session.chdir(FRONTEND):
-        session.run("npm", "ci", "--no-audit", "--no-fund", external=True)
-    mark_frontend_installed()
+    with frontend_install_lock():
+        if frontend_is_current():
+            session.log("frontend packages are current (package-lock.json unchanged)")
+            return
+        with session.chdir(FRONTEND):
+            session.run("npm", "ci", "--no-audit", "--no-fund", external=True)
+        mark_frontend_installed()
 
 
 def run_suite(session: nox.Session, suite: Suite) -> None:

@@ -90,16 +90,31 @@ def run_once(tool: str, work: Path, delays: list[float], flood: int = 0) -> Run:
         lines = ['logs_dir = "logs"']
         for i, (delay, port) in enumerate(zip(delays, ports, strict=True)):
             argv_i = service_argv(delay, port, stamps[i], flood)
-            lines += [f"[services.svc{i}]", f"command = {json.dumps(argv_i)}",
-                      f"port = {port}", 'ready = { http = "/" }', "stop_timeout = 5"]
+            lines += [
+                f"[services.svc{i}]",
+                f"command = {json.dumps(argv_i)}",
+                f"port = {port}",
+                'ready = { http = "/" }',
+                "stop_timeout = 5",
+            ]
         (work / "conductor.toml").write_text("\n".join(lines) + "\n")
-        argv = [sys.executable, "-m", "conductor", "run", "--config", "conductor.toml", "--",
-                *command]
+        argv = [
+            sys.executable,
+            "-m",
+            "conductor",
+            "run",
+            "--config",
+            "conductor.toml",
+            "--",
+            *command,
+        ]
     else:
         # start-server-and-test takes at most two services; a third means nesting it,
         # which is what its users do.
-        pairs = [(shlex.join(service_argv(d, p, stamps[i], flood)), f"http-get://127.0.0.1:{p}")
-                 for i, (d, p) in enumerate(zip(delays, ports, strict=True))]
+        pairs = [
+            (shlex.join(service_argv(d, p, stamps[i], flood)), f"http-get://127.0.0.1:{p}")
+            for i, (d, p) in enumerate(zip(delays, ports, strict=True))
+        ]
         inner = shlex.join(command)
         while len(pairs) > 2:
             inner = shlex.join([str(SST), *pairs.pop()[::1], inner])
@@ -107,8 +122,14 @@ def run_once(tool: str, work: Path, delays: list[float], flood: int = 0) -> Run:
     out = (work / "tool.out").open("wb")
     launched = time.time()
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=work, stdout=out, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        cwd=work,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         code = proc.wait(timeout=120)
     except subprocess.TimeoutExpired:
@@ -119,8 +140,10 @@ def run_once(tool: str, work: Path, delays: list[float], flood: int = 0) -> Run:
     exited = time.time()
     out.close()
     if code != 0:
-        raise SystemExit(f"{tool} failed ({code}); see {work / 'tool.out'}:\n"
-                         + (work / "tool.out").read_text()[-2000:])
+        raise SystemExit(
+            f"{tool} failed ({code}); see {work / 'tool.out'}:\n"
+            + (work / "tool.out").read_text()[-2000:]
+        )
     c_start, c_end = (float(x) for x in cmd_stamp.read_text().split())
     services = [tuple(float(x) for x in s.read_text().split()) for s in stamps]
     flood_s = None
@@ -136,12 +159,18 @@ def measure(tool: str, runs: int) -> dict[str, float]:
         single = [run_once(tool, work, [0.5]) for _ in range(runs)]
         three = [run_once(tool, work, [1.0, 1.0, 1.0]) for _ in range(max(3, runs // 2))]
         flood = [run_once(tool, work, [0.0], flood=200) for _ in range(2)]
+
     def med(values: list[float]) -> float:
         return statistics.median(values)
+
     return {
-        "overhead_ms": 1000 * med([
-            r.wall - (r.services[0][1] - r.services[0][0]) - (r.command_end - r.command_start)
-            for r in single]),
+        "overhead_ms": 1000
+        * med(
+            [
+                r.wall - (r.services[0][1] - r.services[0][0]) - (r.command_end - r.command_start)
+                for r in single
+            ]
+        ),
         "latency_ms": 1000 * med([r.command_start - r.services[0][1] for r in single]),
         "three_s": med([r.command_start - r.launched for r in three]),
         "teardown_ms": 1000 * med([r.exited - r.command_end for r in single]),
@@ -151,13 +180,31 @@ def measure(tool: str, runs: int) -> dict[str, float]:
 
 ROWS = [
     ("wrapper overhead", "overhead_ms", "ms", "<= 150 ms", lambda v: v <= 150, False),
-    ("readiness detection latency (median)", "latency_ms", "ms", "<= 20 ms",
-     lambda v: v <= 20, False),
+    (
+        "readiness detection latency (median)",
+        "latency_ms",
+        "ms",
+        "<= 20 ms",
+        lambda v: v <= 20,
+        False,
+    ),
     ("three 1 s services ready", "three_s", "s", "<= 1.2 s", lambda v: v <= 1.2, False),
-    ("teardown of a cooperative service", "teardown_ms", "ms", "<= 100 ms",
-     lambda v: v <= 100, False),
-    ("log throughput while flooding", "throughput_mb_s", "MB/s", ">= 200 MB/s",
-     lambda v: v >= 200, True),
+    (
+        "teardown of a cooperative service",
+        "teardown_ms",
+        "ms",
+        "<= 100 ms",
+        lambda v: v <= 100,
+        False,
+    ),
+    (
+        "log throughput while flooding",
+        "throughput_mb_s",
+        "MB/s",
+        ">= 200 MB/s",
+        lambda v: v >= 200,
+        True,
+    ),
 ]
 
 
@@ -167,8 +214,7 @@ def ensure_sst() -> None:
     npm = shutil.which("npm")
     if npm is None:
         raise SystemExit("npm is not installed; install Node.js 20+ to run the comparison")
-    subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=HERE,
-                   check=True)
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=HERE, check=True)
 
 
 def main() -> None:
@@ -179,15 +225,19 @@ def main() -> None:
     os.environ.setdefault("CONDUCTOR_BENCH", "1")
     ours = measure("conductor", args.runs)
     theirs = measure("start-server-and-test", args.runs)
-    print(f"conductor vs start-server-and-test ({args.runs} runs, median; "
-          f"{os.cpu_count()} cores, Python {sys.version.split()[0]})\n")
+    print(
+        f"conductor vs start-server-and-test ({args.runs} runs, median; "
+        f"{os.cpu_count()} cores, Python {sys.version.split()[0]})\n"
+    )
     print("| metric | conductor | start-server-and-test | ratio | target | met |")
     print("|---|---:|---:|---:|---|---|")
     for label, key, unit, target, ok, higher_better in ROWS:
         a, b = ours[key], theirs[key]
         ratio = (a / b if higher_better else b / a) if a and b else float("nan")
-        print(f"| {label} | {a:.1f} {unit} | {b:.1f} {unit} | {ratio:.1f}x better | "
-              f"{target} | {'yes' if ok(a) else 'NO'} |")
+        print(
+            f"| {label} | {a:.1f} {unit} | {b:.1f} {unit} | {ratio:.1f}x better | "
+            f"{target} | {'yes' if ok(a) else 'NO'} |"
+        )
 
 
 if __name__ == "__main__":

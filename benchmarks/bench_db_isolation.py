@@ -126,10 +126,11 @@ async def main(tests: int) -> None:
 
         floor = statistics.median(await measure(engine, bare, tests))
         rows = []
+        few = max(tests // 10, 5)  # recreating is slow; fewer samples give a stable median
         for name, case, n in (
             ("rollback isolation (conftest.py)", rollback_isolation, tests),
-            ("recreate schema: metadata.create_all", recreate_with_create_all, max(tests // 10, 5)),
-            ("recreate schema: alembic upgrade head", recreate_with_migrations, max(tests // 10, 5)),
+            ("recreate schema: metadata.create_all", recreate_with_create_all, few),
+            ("recreate schema: alembic upgrade head", recreate_with_migrations, few),
         ):
             rows.append((name, statistics.median(await measure(engine, case, n)), n))
         async with engine.connect() as connection:

@@ -76,6 +76,17 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return provision.summary if provision is not None else None
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """-q hides the header; the SQLite fallback is still said once, at the top."""
+    config = session.config
+    provision = config.stash.get(_provision_key, None)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    quiet = config.get_verbosity() < 0
+    controller = not hasattr(config, "workerinput")
+    if provision and provision.backend == "sqlite" and quiet and reporter and controller:
+        reporter.write_line(provision.summary)
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

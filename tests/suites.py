@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,6 +161,23 @@ def stage_table(results: list[tuple[str, str, float]]) -> str:
 
 def _lock_digest() -> str:
     return hashlib.sha256((FRONTEND / "package-lock.json").read_bytes()).hexdigest()
+
+
+@contextmanager
+def frontend_install_lock() -> Iterator[None]:
+    """Held around `npm ci`, so two runs started together do not both rewrite
+    node_modules (the second finds it current and skips)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: one run at a time there
+        yield
+        return
+    with (FRONTEND / ".npm-install.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def frontend_is_current() -> bool:

@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--migrate", action="store_true", help="apply the migrations first")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
+    from genesis.dbcheck import describe, diagnose
     from genesis.migrate import upgrade
     from genesis.settings import Settings
 
@@ -31,10 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate" or args.migrate:
         try:
             upgrade(settings.database_url)
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            print(f"genesis: migrating the database failed: {exc}", file=sys.stderr)
+        except (SQLAlchemyError, OSError, TimeoutError, ImportError) as exc:
+            reason = diagnose(exc, describe(settings.database_url))
+            print(f"genesis: migrating the database failed: {reason}", file=sys.stderr)
             print(
-                "genesis: check DATABASE_URL, or run scripts/test_db_connection.py", file=sys.stderr
+                "genesis: fix DATABASE_URL; scripts/test_db_connection.py checks it",
+                file=sys.stderr,
             )
             return 1
         if args.command == "migrate":
