@@ -27,7 +27,9 @@ def toml_value(value: object) -> str:
 
 
 def test_backend_with_a_bad_database_url_fails_fast_and_says_why(tmp_path: Path) -> None:
-    backend = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["conductor"]["services"]["backend"]
+    backend = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["conductor"]["services"][
+        "backend"
+    ]
     backend["env"] = {**backend["env"], "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/genesis"}
     for key in ("REDIS_URL", "ORCHESTRATOR_URL"):
         backend["env"].pop(key)
@@ -37,7 +39,19 @@ def test_backend_with_a_bad_database_url_fails_fast_and_says_why(tmp_path: Path)
 
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "conductor", "run", "--config", "conductor.toml", "--auto-ports", "--", sys.executable, "-c", "pass"],
+        [
+            sys.executable,
+            "-m",
+            "conductor",
+            "run",
+            "--config",
+            "conductor.toml",
+            "--auto-ports",
+            "--",
+            sys.executable,
+            "-c",
+            "pass",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
