@@ -109,10 +109,19 @@ def api(c: Context, pytest: str = "") -> None:
 def e2e(c: Context, pytest: str = "") -> None:
     """The whole stack through conductor on free ports, then tests/e2e."""
     _npm_ci(c)
-    if not _suite(c, "e2e", pytest):
+    if not _e2e_with_leftover_check(c, pytest):
         raise Exit(
-            "the E2E suite failed; each service's log is in _e2e_logs/e2e/, then run invoke e2e"
+            "the E2E suite failed or left processes behind; each service's log is in "
+            "_e2e_logs/e2e/; fix it, then run invoke e2e (invoke clean stops leftovers)"
         )
+
+
+def _e2e_with_leftover_check(c: Context, pytest: str) -> bool:
+    """The E2E suite, then proof that its stack left no process behind."""
+    began = time.time()
+    ok = _suite(c, "e2e", pytest)
+    clean = _run(c, [PY, "scripts/check_leftovers.py", f"{LOGS}/e2e", "--since", str(began)])
+    return ok and clean
 
 
 @task
@@ -127,7 +136,7 @@ def rebuild(c: Context) -> None:
         started = time.monotonic()
         if name == "e2e":
             _npm_ci(c)
-        ok = _suite(c, name, "")
+        ok = _e2e_with_leftover_check(c, "") if name == "e2e" else _suite(c, name, "")
         results.append((name, "passed" if ok else "FAILED", time.monotonic() - started))
         failed = None if ok else name
     print(stage_table(results))
