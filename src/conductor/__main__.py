@@ -1,5 +1,3 @@
-import sys
+from conductor.cli import entry
 
-from conductor.cli import main
-
-sys.exit(main())
+entry()

@@ -9,11 +9,15 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
-
-import psutil
+from typing import TYPE_CHECKING
 
 from conductor import compat, process
 from conductor.errors import ConductorError
+
+if TYPE_CHECKING:
+    import psutil
+else:
+    from conductor._lazy import psutil
 
 
 class CommandNotRunnable(ConductorError):

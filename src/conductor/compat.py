@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import subprocess
 import sys
-from typing import IO, Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
-import psutil
+if TYPE_CHECKING:
+    import psutil
+else:
+    from conductor._lazy import psutil
+
 
 WINDOWS = sys.platform == "win32"
 _PR_SET_CHILD_SUBREAPER = 36
@@ -78,6 +84,30 @@ def kill_tree(pid: int) -> None:
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             proc.kill()
+
+
+def start_time(pid: int) -> float | None:
+    """When `pid` started (seconds since the epoch), as psutil's create_time() computes
+    it; on Linux read from /proc directly, which is quicker than importing psutil."""
+    if sys.platform == "linux":
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            ticks = int(stat.rsplit(")", 1)[1].split()[19])
+            return _boot_time() + ticks / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
+@functools.cache
+def _boot_time() -> float:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    raise ValueError("no btime in /proc/stat")
 
 
 def become_subreaper() -> bool:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import socket
-
-import psutil
+from typing import TYPE_CHECKING
 
 from conductor.probes import probe_host
+
+if TYPE_CHECKING:
+    import psutil
+else:
+    from conductor._lazy import psutil
 
 
 def _family(host: str) -> socket.AddressFamily:

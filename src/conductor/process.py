@@ -14,10 +14,14 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import psutil
+from typing import TYPE_CHECKING
 
 from conductor import compat
+
+if TYPE_CHECKING:
+    import psutil
+else:
+    from conductor._lazy import psutil
 
 MARKER_RUN = "CONDUCTOR_RUN_ID"
 MARKER_SERVICE = "CONDUCTOR_SERVICE"
@@ -32,6 +36,11 @@ class StopResult:
     seconds: float
     exit_code: int | None
     forced: bool = False
+
+
+def preload() -> None:
+    """Import psutil now (in a worker thread), so teardown does not pay for it."""
+    import psutil as _  # noqa: F401  (lands in sys.modules; the lazy proxy finds it there)
 
 
 async def spawn(

@@ -95,6 +95,7 @@ class Stack:
         self._locked = False
         self._stopping = False
         self._stopped = False
+        self._preloading = False
         self._watchers: set[asyncio.Task[None]] = set()
         self._echoes: set[asyncio.Task[None]] = set()
         self._log_handler: object | None = None
@@ -172,6 +173,26 @@ class Stack:
             except templates.TemplateError as exc:
                 raise ConfigError(str(exc), key=f"--env {key}") from None
 
+    def _preload(self) -> None:
+        """Import aiohttp (~0.3 s, for HTTP probes) and psutil (for teardown) in a thread,
+        once the first service is spawned: earlier, the import would hold the GIL while
+        we fork; later, a probe would wait for it."""
+        if self._preloading:
+            return
+        self._preloading = True
+        http = self.plan is not None and any(
+            p.ready.kind == "http" for p in self.plan.services.values()
+        )
+
+        def load() -> None:
+            if http:
+                probes.preload_http()
+            process.preload()
+
+        task = asyncio.create_task(asyncio.to_thread(load))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
     def _lock_logs_dir(self) -> None:
         """Own the logs folder; when another run holds it and we may, use a subfolder of
         it instead, so simultaneous runs (two `nox -s e2e`) both go ahead."""
@@ -241,10 +262,6 @@ class Stack:
         for name, reason in self.plan.skipped.items():
             self.reporter.info(f"{name}: skipped ({reason})")
         self._rundir.begin(self.run_id)
-        if any(p.ready.kind == "http" for p in self.plan.services.values()):
-            preload = asyncio.create_task(asyncio.to_thread(probes.preload_http))
-            self._watchers.add(preload)
-            preload.add_done_callback(self._watchers.discard)
         self.runtimes = {
             name: _Runtime(
                 p,
@@ -332,6 +349,7 @@ class Stack:
             raise ServiceFailed(p.name, f"could not be started: {exc}") from None
         report.pid = rt.proc.pid
         self._rundir.add_process(p.name, rt.proc.pid)
+        self._preload()
         what = probes.describe(p.ready, p.host, p.port)
         self.reporter.event(p.name, "started", f"pid {rt.proc.pid}, waiting for {what}")
         probe = asyncio.create_task(

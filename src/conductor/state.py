@@ -16,12 +16,15 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import IO, Any
-
-import psutil
+from typing import IO, TYPE_CHECKING, Any
 
 from conductor import compat, process
 from conductor.errors import LogsDirBusy
+
+if TYPE_CHECKING:
+    import psutil
+else:
+    from conductor._lazy import psutil
 
 LOCK_NAME = ".conductor.lock"
 RECORD_NAME = ".conductor-run.json"
@@ -29,10 +32,7 @@ _LEFTOVER_GRACE = 3.0
 
 
 def _started(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
+    return compat.start_time(pid)
 
 
 def _describe(proc: psutil.Process) -> str:
