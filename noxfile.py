@@ -20,7 +20,6 @@ sys.path.insert(0, str(ROOT))
 
 from tests.suites import (  # noqa: E402
     FRONTEND,
-    STAGES,
     SUITES,
     Suite,
     command,
@@ -28,6 +27,7 @@ from tests.suites import (  # noqa: E402
     frontend_install_lock,
     frontend_is_current,
     mark_frontend_installed,
+    run_stages,
     stage_table,
 )
 
@@ -161,23 +161,19 @@ def e2e_with_leftover_check(session: nox.Session) -> None:
 def rebuild(session: nox.Session) -> None:
     """The staged rebuild: db, auth, api, then e2e, stopping at the first stage that fails."""
     install(session, "test", "e2e")
-    results: list[tuple[str, str, float]] = []
-    failed = None
-    for name in STAGES:
-        if failed:
-            results.append((name, "skipped", 0.0))
-            continue
-        started = time.monotonic()
+
+    def stage(name: str) -> bool:
         try:
             if name == "e2e":
                 npm_ci(session)
                 e2e_with_leftover_check(session)
             else:
                 run_suite(session, SUITES[name])
-            results.append((name, "passed", time.monotonic() - started))
         except Exception:  # nox's CommandFailed: the stage's own output says why
-            results.append((name, "FAILED", time.monotonic() - started))
-            failed = name
+            return False
+        return True
+
+    results, failed = run_stages(stage)
     for line in stage_table(results).splitlines():
         session.log(line)
     if failed:

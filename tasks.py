@@ -20,12 +20,12 @@ sys.path.insert(0, str(ROOT))
 
 from tests.suites import (  # noqa: E402
     FRONTEND,
-    STAGES,
     SUITES,
     command,
     environment,
     frontend_is_current,
     mark_frontend_installed,
+    run_stages,
     stage_table,
 )
 
@@ -127,18 +127,14 @@ def _e2e_with_leftover_check(c: Context, pytest: str) -> bool:
 @task
 def rebuild(c: Context) -> None:
     """The staged rebuild: db, auth, api, then e2e, stopping at the first failure."""
-    results: list[tuple[str, str, float]] = []
-    failed = None
-    for name in STAGES:
-        if failed:
-            results.append((name, "skipped", 0.0))
-            continue
-        started = time.monotonic()
+
+    def stage(name: str) -> bool:
         if name == "e2e":
             _npm_ci(c)
-        ok = _e2e_with_leftover_check(c, "") if name == "e2e" else _suite(c, name, "")
-        results.append((name, "passed" if ok else "FAILED", time.monotonic() - started))
-        failed = None if ok else name
+            return _e2e_with_leftover_check(c, "")
+        return _suite(c, name, "")
+
+    results, failed = run_stages(stage)
     print(stage_table(results))
     if failed:
         raise Exit(

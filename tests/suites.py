@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +149,22 @@ def environment(suite: Suite) -> dict[str, str]:
     if suite.name == "sqlite":
         env["TEST_DATABASE_URL"] = "sqlite://"
     return env
+
+
+def run_stages(run: Callable[[str], bool]) -> tuple[list[tuple[str, str, float]], str | None]:
+    """Run STAGES in order with `run(name) -> passed?`, skipping the rest after the
+    first failure; the (stage, result, seconds) rows and the failed stage, if any."""
+    results: list[tuple[str, str, float]] = []
+    failed: str | None = None
+    for name in STAGES:
+        if failed:
+            results.append((name, "skipped", 0.0))
+            continue
+        started = time.monotonic()
+        ok = run(name)
+        results.append((name, "passed" if ok else "FAILED", time.monotonic() - started))
+        failed = None if ok else name
+    return results, failed
 
 
 def stage_table(results: list[tuple[str, str, float]]) -> str:
