@@ -60,6 +60,16 @@ BAD = {
         "exactly one",
         "key 'ready'",
     ),
+    "password-on-a-process": (
+        {"svc": {**OK, "password": "x"}},
+        'is only for kind = "postgres"',
+        "key 'password'",
+    ),
+    "empty-password": (
+        {"db": {"kind": "postgres", "password": ""}},
+        "must not be empty",
+        "key 'password'",
+    ),
     "unset-env": (
         {"svc": {**OK, "env": {"X": "{env.CONDUCTOR_SURELY_UNSET}"}}},
         "CONDUCTOR_SURELY_UNSET is not set",

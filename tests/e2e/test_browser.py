@@ -39,12 +39,21 @@ ARTIFACTS = Path(
     or (Path(__file__).resolve().parents[2] / "_e2e_logs" / "browser")
 )
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium installed (Debian: apt-get install chromium)"
-)
-
-if CHROMIUM is not None:
+try:
     from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+except ImportError:  # the e2e dependency group is not installed
+    HAVE_PLAYWRIGHT = False
+else:
+    HAVE_PLAYWRIGHT = True
+
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="no Chromium installed (Debian: apt-get install chromium)"
+    ),
+    pytest.mark.skipif(
+        not HAVE_PLAYWRIGHT, reason="Playwright is not installed (dependency group e2e)"
+    ),
+]
 
 
 @pytest.fixture(scope="session")
