@@ -15,7 +15,7 @@ from conductor import errors, runner
 from conductor.config import Config, load_config
 from conductor.plan import env_name, make_plan
 from conductor.probes import describe
-from conductor.report import Reporter
+from conductor.report import Reporter, redact
 
 USAGE_RUN = "conductor run [options] [SERVICE ...] -- COMMAND [ARG ...]"
 
@@ -158,7 +158,7 @@ def _check(config: Config) -> int:
         port = "auto" if spec.port == "auto" else (service.port or "-")
         deps = ", ".join(service.depends_on) or "-"
         print(
-            f"  {name}: kind={spec.kind} port={port} url={service.url or '-'} "
+            f"  {name}: kind={spec.kind} port={port} url={redact(service.url) or '-'} "
             f"depends_on={deps} ready={describe(service.ready, service.host, service.port)} "
             f"env={env_name(name)}_URL"
         )

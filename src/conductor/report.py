@@ -8,6 +8,7 @@ it is one plain line per event. Every event also goes to conductor.log.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -48,7 +49,7 @@ class ServiceReport:
             "pid": self.pid,
             "host": self.host,
             "port": self.port,
-            "url": self.url,
+            "url": redact(self.url),
             "status": self.status,
             "ready_after_s": _round(self.ready_after_s),
             "exit_code": self.exit_code,
@@ -211,6 +212,14 @@ class _Progress:
                 Text(report.detail, style="dim"),
             )
         return table
+
+
+_PASSWORD_IN_URL = re.compile(r"(://[^/:@]+:)[^/@]+@")
+
+
+def redact(url: str | None) -> str | None:
+    """The URL without its password: summary.json and `check` end up in CI artifacts."""
+    return None if url is None else _PASSWORD_IN_URL.sub(r"\1***@", url)
 
 
 def write_summary(

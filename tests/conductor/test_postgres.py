@@ -86,3 +86,25 @@ def test_optional_postgres_without_binaries_is_skipped(config, monkeypatch):
     monkeypatch.setattr(plan.postgres, "find_bindir", lambda: None)
     result = plan.make_plan(load_config(path), check_ports=False)
     assert "db" in result.skipped
+
+
+@needs_server
+def test_password_cluster_demands_it_and_summary_hides_it(conductor, config, tmp_path):
+    psql = find_bindir() / "psql"  # type: ignore[operator]
+    config({"db": {"kind": "postgres", "password": "pw-Zq9/x"}})
+    check = f'"{psql}" --no-psqlrc -At -d "$DB_URL" -c "select 1"'
+    without = 'PGPASSWORD= "{0}" --no-psqlrc -At -w -h 127.0.0.1 -p "$DB_PORT" -U postgres -d genesis -c "select 1"'
+    result = conductor.run(
+        "run",
+        "--config",
+        "conductor.toml",
+        "--",
+        "sh",
+        "-c",
+        f"{check} && ! {without.format(psql)} 2>/dev/null && echo REFUSED-WITHOUT",
+    )
+    assert result.code == 0, result.text
+    assert "1\nREFUSED-WITHOUT" in result.out  # the URL carries it (quoted); TCP needs it
+    summary_text = (tmp_path / "logs" / "summary.json").read_text()
+    assert "pw-Zq9" not in summary_text
+    assert "postgresql://postgres:***@127.0.0.1:" in summary_text
