@@ -47,7 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if raw:
             config.stash[_provision_key] = Provision.loads(raw)
         return
-    if not _needs_database(config):
+    if config.option.help or config.option.collectonly or not _needs_database(config):
         return
     server = DatabaseServer()
     config.stash[_server_key] = server
