@@ -80,6 +80,7 @@ SUITES: dict[str, Suite] = {
             "The whole stack through conductor on free ports: API, front end, browser.",
             ("tests/e2e",),
             ("backend", "frontend"),
+            {"E2E_ARTIFACTS": "{logs_dir}/browser"},
             parallel=False,
         ),
     )

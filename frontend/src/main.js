@@ -51,8 +51,11 @@ function authPage(kind) {
         }
       },
     },
-    field("Email", "email", "email"),
-    field("Password", "password", "password", { minlength: isRegister ? "8" : "1" }),
+    field("Email", "email", "email", { autocomplete: "email" }),
+    field("Password", "password", "password", {
+      minlength: isRegister ? "8" : "1",
+      autocomplete: isRegister ? "new-password" : "current-password",
+    }),
     el("button", { type: "submit" }, isRegister ? "Create account" : "Log in"),
   );
   const other = isRegister
