@@ -25,13 +25,12 @@ from typing import Literal
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from conductor import Stack, load_config
 from conductor.errors import ConductorError, LogsDirBusy
 from conductor.postgres import find_bindir
-from conductor.report import Reporter
 from genesis.db import make_engine
 from genesis.migrate import upgrade_async
 from genesis.settings import async_url
+from tests.services import running
 
 ROOT = Path(__file__).resolve().parent.parent
 URL_ENV = "TEST_DATABASE_URL"
@@ -117,15 +116,7 @@ class BackgroundStack:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
-            config = load_config(ROOT / "pyproject.toml")
-            stack = Stack(
-                config,
-                self.services,
-                logs_dir=self.logs_dir,
-                auto_ports=True,
-                reporter=Reporter(quiet=True),
-            )
-            async with stack:
+            async with running(self.services, self.logs_dir) as stack:
                 self.env = stack.env
                 self._ready.set()
                 await self._stop.wait()
