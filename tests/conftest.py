@@ -23,7 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from genesis.db import get_session, make_engine
 from genesis.main import create_app
 from genesis.settings import Settings
-from tests.database import DatabaseServer, DatabaseUnavailable, Provision, WorkerDatabase
+from tests.database import (
+    WORKER_KEY,
+    DatabaseServer,
+    DatabaseUnavailable,
+    Provision,
+    WorkerDatabase,
+)
 from tests.suites import DATABASE_FOLDERS, FOLDER_MARKERS
 
 TESTS = Path(__file__).resolve().parent
@@ -43,7 +49,7 @@ def _needs_database(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):  # an xdist worker: the controller set things up
-        raw = config.workerinput.get("genesis_database")
+        raw = config.workerinput.get(WORKER_KEY)
         if raw:
             config.stash[_provision_key] = Provision.loads(raw)
         return
@@ -68,7 +74,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_configure_node(node: object) -> None:
     provision = node.config.stash.get(_provision_key, None)  # type: ignore[attr-defined]
     if provision is not None:
-        node.workerinput["genesis_database"] = provision.dumps()  # type: ignore[attr-defined]
+        node.workerinput[WORKER_KEY] = provision.dumps()  # type: ignore[attr-defined]
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
