@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,13 +131,15 @@ def run_once(tool: str, work: Path, delays: list[float], flood: int = 0) -> Run:
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
-    try:
-        code = proc.wait(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the group we made for this one run
-        proc.wait()
-        raise SystemExit(f"{tool} did not finish within 120 s; see {work / 'tool.out'}") from None
+    # A blocking wait, woken by the tool's exit. Popen.wait(timeout=...) polls with
+    # sleeps of up to 50 ms, which the tool's teardown and overhead would absorb.
+    watchdog = threading.Timer(120, os.killpg, (proc.pid, signal.SIGKILL))  # our own group
+    watchdog.start()
+    code = proc.wait()
     wall = time.perf_counter() - started
+    watchdog.cancel()
+    if code == -signal.SIGKILL:
+        raise SystemExit(f"{tool} did not finish within 120 s; see {work / 'tool.out'}")
     exited = time.time()
     out.close()
     if code != 0:
@@ -222,7 +225,6 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs per single-service metric")
     args = parser.parse_args()
     ensure_sst()
-    os.environ.setdefault("CONDUCTOR_BENCH", "1")
     # Measure conductor as installed: pip compiles bytecode at install time. Without
     # this, a machine with PYTHONDONTWRITEBYTECODE=1 (like this project's) recompiles
     # conductor's source on every start, about 35 ms.
