@@ -8,6 +8,7 @@ marker, so descendants that escape its group (setsid daemons) are still found.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -88,20 +89,23 @@ def describe_exit(returncode: int | None) -> str:
 
 def marked_processes(run_id: str, service: str | None = None) -> list[psutil.Process]:
     """Live processes whose environment carries this run's marker (and service, if given)."""
-    found = []
+    entries = [f"{MARKER_RUN}={run_id}"]
+    if service is not None:
+        entries.append(f"{MARKER_SERVICE}={service}")
     me = os.getpid()
-    for proc in psutil.process_iter():
-        if proc.pid == me:
+    found = []
+    for pid in compat.pids_with_environ(entries):
+        if pid == me:
             continue
         try:
-            env = proc.environ()
-            if env.get(MARKER_RUN) != run_id:
-                continue
-            if service is not None and env.get(MARKER_SERVICE) != service:
+            proc = psutil.Process(pid)
+            # Read again through the handle we will signal: the pid may have been
+            # recycled since the scan.
+            if proc.environ().get(MARKER_RUN) != run_id:
                 continue
             if proc.status() == psutil.STATUS_ZOMBIE:
                 continue
-        except (psutil.Error, OSError):
+        except psutil.Error:
             continue
         found.append(proc)
     return found
@@ -192,13 +196,13 @@ async def sweep(
     our adopted descendants. Returns a description of each one found."""
     exclude = exclude or set()
     found: dict[int, psutil.Process] = {p.pid: p for p in marked_processes(run_id)}
+    descendants: list[psutil.Process] = []
     if adopted_from is not None:
-        try:
-            for child in psutil.Process(adopted_from).children(recursive=True):
-                if child.pid not in exclude:
-                    found.setdefault(child.pid, child)
-        except psutil.Error:
-            pass
+        with contextlib.suppress(psutil.Error):
+            descendants = psutil.Process(adopted_from).children(recursive=True)
+        for child in descendants:
+            if child.pid not in exclude:
+                found.setdefault(child.pid, child)
     victims = _alive(found.values())
     names = []
     for proc in victims:
@@ -210,22 +214,10 @@ async def sweep(
     deadline = time.monotonic() + 5.0
     while _alive(victims) and time.monotonic() < deadline:
         await asyncio.sleep(POLL)
-    if adopted_from is not None:
-        reap_adopted(adopted_from, exclude)
+    # Orphans re-parent to us as subreaper and linger as zombies until collected. Any
+    # of them was a descendant above (an orphan of a killed victim included); waitpid
+    # on a pid that is not our child is a harmless ChildProcessError.
+    for child in descendants:
+        if child.pid not in exclude:
+            compat.reap(child.pid)
     return names
-
-
-def reap_adopted(parent: int, exclude: set[int]) -> None:
-    """Collect zombies of orphans that re-parented to us as subreaper."""
-    try:
-        children = psutil.Process(parent).children()
-    except psutil.Error:
-        return
-    for child in children:
-        if child.pid in exclude:
-            continue
-        try:
-            if child.status() == psutil.STATUS_ZOMBIE:
-                compat.reap(child.pid)
-        except psutil.Error:
-            continue
