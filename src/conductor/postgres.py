@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import glob
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from conductor import compat
@@ -46,7 +44,7 @@ def find_bindir() -> Path | None:
             candidates.append(Path(out))
         except (OSError, subprocess.SubprocessError):
             pass
-    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
     for folder in candidates:
         if all((folder / name).is_file() for name in SERVER_BINARIES):
             return folder
@@ -80,6 +78,8 @@ class Cluster:
 
     def make_datadir(self) -> Path:
         """The cluster's folder, owned by the user the server runs as."""
+        import tempfile  # here, not at the top: every conductor start would pay for it
+
         self.datadir = Path(tempfile.mkdtemp(prefix="conductor-pg-"))
         user = run_as()
         if user:

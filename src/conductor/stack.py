@@ -12,7 +12,6 @@ import contextlib
 import os
 import sys
 import time
-import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,7 +82,7 @@ class Stack:
         self.show_logs = show_logs
         self.reporter = reporter or Reporter()
         self.subreaper = subreaper and compat.become_subreaper()
-        self.run_id = uuid.uuid4().hex
+        self.run_id = os.urandom(16).hex()
         self.plan: Plan | None = None
         self.runtimes: dict[str, _Runtime] = {}
         self.died: list[str] = []
