@@ -133,6 +133,32 @@ def test_sigkill_leaves_a_record_that_clean_uses(conductor, config, tmp_path):
     assert conductor.run("clean", "--config", "conductor.toml").out.startswith("nothing left")
 
 
+def test_clean_finds_an_escaped_daemon_by_its_marker(conductor, config, tmp_path):
+    """A setsid daemon is in no recorded group and, once conductor is gone, nobody's
+    child: only the environment marker it inherited leads to it."""
+    pidfile = tmp_path / "daemon.pid"
+    config(
+        {
+            "svc": {
+                "command": fake("daemon", "--port", "{port}", "--pidfile", str(pidfile)),
+                "port": "auto",
+            }
+        }
+    )
+    proc, _ = _start(conductor, tmp_path, TRAP)
+    daemon = psutil.Process(
+        int(wait_for(lambda: pidfile.exists() and pidfile.read_text(), what="daemon pidfile"))
+    )
+    record = json.loads((tmp_path / "logs" / ".conductor-run.json").read_text())
+    assert daemon.pid not in {entry["pgid"] for entry in record["processes"]}
+    _kill_conductor_only(proc)
+    assert daemon.is_running()
+    result = conductor.run("clean", "--config", "conductor.toml")
+    assert result.code == 0, result.text
+    assert f"pid {daemon.pid}" in result.out
+    wait_for(lambda: not daemon.is_running() or daemon.status() == "zombie", what="daemon")
+
+
 def test_next_run_stops_leftovers_of_a_killed_run_first(conductor, config, tmp_path):
     port_config = {"svc": {"command": fake("tcp", "--port", "{port}"), "port": free_port()}}
     config(port_config)
@@ -179,3 +205,22 @@ def _kill_conductor_only(proc) -> None:
     # the orphaned command still holds these pipes; we stop reading them here
     proc.stdout.close()
     proc.stderr.close()
+
+
+def test_marker_scan_matches_whole_entries_only(tmp_path):
+    from conductor import compat
+
+    marker = f"CONDUCTOR_TEST_SCAN={os.getpid()}-{tmp_path.name}"
+    child = psutil.Popen(
+        [PY, "-c", "import time; time.sleep(30)"],
+        env={**os.environ, "X_FIRST": "1", **dict([marker.split("=", 1)])},
+    )
+    try:
+        assert compat.pids_with_environ([marker]) == [child.pid]
+        assert compat.pids_with_environ([marker, "X_FIRST=1"]) == [child.pid]
+        assert compat.pids_with_environ([marker[:-1]]) == []
+        assert compat.pids_with_environ([marker + "0"]) == []
+        assert compat.pids_with_environ([marker, "X_FIRST=2"]) == []
+    finally:
+        child.kill()
+        child.wait()
