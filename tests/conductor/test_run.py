@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
+import re
 import socket
 import subprocess
 import sys
@@ -294,6 +298,102 @@ def test_show_logs_streams_prefixed_lines(conductor, config, tmp_path):
     assert result.code == 0
     assert "svc | warming up" in result.err
     assert "svc | READY to serve" in result.err
+
+
+SPINNER_FRAMES = set("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")  # rich's "dots"
+
+
+def _run_on_a_terminal(conductor, *args: str) -> tuple[int, str]:
+    """conductor with its stdout and stderr on a pseudo-terminal; all it drew there."""
+    main, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            conductor.argv(*args),
+            cwd=conductor.cwd,
+            env={**conductor.env, "TERM": "xterm-256color"},
+            stdin=subprocess.DEVNULL,
+            stdout=secondary,
+            stderr=secondary,
+            start_new_session=True,
+        )
+    finally:
+        os.close(secondary)
+    drawn = bytearray()
+    with contextlib.suppress(OSError):  # EIO once the last writer is gone
+        while chunk := os.read(main, 65536):
+            drawn += chunk
+    os.close(main)
+    return proc.wait(timeout=30), drawn.decode("utf-8", "replace")
+
+
+def test_progress_is_a_live_spinner_on_a_terminal_and_plain_lines_elsewhere(
+    conductor, config, tmp_path
+):
+    config({"svc": {"command": fake("tcp", "--port", "{port}", "--delay", "1"), "port": "auto"}})
+    args = ("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+
+    code, drawn = _run_on_a_terminal(conductor, *args)
+    assert code == 0, drawn
+    assert "\x1b[" in drawn  # drawn in place, with colour
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn)
+    assert len(SPINNER_FRAMES & set(text)) >= 3, text  # it turned while svc was on its way
+    elapsed = [float(s) for s in re.findall(r"svc started +(\d+\.\d)s", text)]
+    assert len(set(elapsed)) >= 3, text  # a running clock...
+    assert elapsed == sorted(elapsed), text  # ...that only goes forward
+    assert "✓ svc ready after" in text
+    assert "conductor: svc: starting" not in text
+
+    plain = conductor.run(*args)
+    assert plain.code == 0, plain.text
+    assert "conductor: svc: starting" in plain.err
+    assert re.search(r"conductor: svc: ready \(\d\.\d\ds\)", plain.err), plain.err
+    assert not SPINNER_FRAMES & set(plain.text)
+    assert "\x1b[" not in plain.text  # no cursor movement or colour in a CI log
+
+
+def test_commands_are_argument_lists_never_a_shell(conductor, config, tmp_path):
+    literal = ["$HOME", "*", "a b", "; touch pwned", "`id`"]
+    show = "import sys; print(sys.argv[1:], flush=True)"
+    config({"svc": {"command": [PY, "-c", show + "; import time; time.sleep(60)", *literal]}})
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", show, *literal)
+    assert result.code == 0, result.text
+    assert str(literal) in result.out
+    assert str(literal) in (tmp_path / "logs" / "svc.log").read_text()
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_probes_knock_on_ipv4_loopback_not_on_what_localhost_resolves_to(
+    conductor, config, tmp_path
+):
+    """host = "localhost": a resolver that prefers ::1 would find this impostor, which
+    accepts and never answers; the probe must go to 127.0.0.1, where the service is."""
+    port = free_port()
+    impostor = socket.socket(socket.AF_INET6)
+    try:
+        impostor.bind(("::1", port))
+        impostor.listen(8)
+    except OSError:
+        impostor.close()
+        impostor = None  # no IPv6 loopback here; the log line below still tells
+    try:
+        config(
+            {
+                "svc": {
+                    "command": fake("http", "--port", "{port}"),
+                    "port": port,
+                    "ready": {"http": "/"},
+                    "ready_timeout": 5,
+                }
+            },
+            host="localhost",
+        )
+        result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    finally:
+        if impostor is not None:
+            impostor.close()
+    assert result.code == 0, result.text
+    assert f"waiting for http http://127.0.0.1:{port}/" in result.err
+    assert "request /" in (tmp_path / "logs" / "svc.log").read_text()
 
 
 def test_command_not_found(conductor, config, tmp_path):
