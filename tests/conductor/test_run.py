@@ -9,7 +9,6 @@ import pty
 import re
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import psutil
@@ -567,32 +566,45 @@ def test_up_serves_until_interrupted(conductor, config, tmp_path):
     assert not conductor.mine()
 
 
-def test_python_api_stack(tmp_path):
-    """The API nox and invoke use: a Stack as an async context manager."""
+def test_python_api_stack(conductor, config, tmp_path):
+    """The API nox and invoke use: a Stack as an async context manager, torn down on the
+    way out whether the body returns or raises."""
     code = f"""
 import asyncio, sys
 from conductor import Stack, load_config
+config = load_config({str(tmp_path / "conductor.toml")!r})
 async def main():
-    config = load_config({str(tmp_path / "conductor.toml")!r})
     async with Stack(config) as stack:
         assert stack.env['SVC_URL'] == stack.urls['svc']
         status = await stack.run([sys.executable, '-c', 'import os; raise SystemExit(int(os.environ["SVC_PORT"]) % 7)'])
         return status, int(stack.env['SVC_PORT'])
+async def fails():
+    async with Stack(config) as stack:
+        print('pid', stack.reports['svc'].pid, flush=True)
+        raise RuntimeError('the body failed')
 status, port = asyncio.run(main())
 assert status == port % 7, (status, port)
-print('ok')
+print('ok', flush=True)
+try:
+    asyncio.run(fails())
+except RuntimeError as exc:
+    print('raised', exc)
 """
-    from tests.conductor.conftest import write_config
-
-    write_config(
-        tmp_path / "conductor.toml",
-        {"svc": {"command": fake("tcp", "--port", "{port}"), "port": "auto"}},
-        logs_dir="logs",
-    )
+    config({"svc": {"command": fake("tcp", "--port", "{port}"), "port": "auto"}})
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        [PY, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=conductor.env,
     )
-    assert proc.stdout.strip() == "ok", proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "ok", proc.stderr
+    assert lines[2] == "raised the body failed", proc.stderr
+    pid = int(lines[1].split()[1])
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    # and the conductor fixture finds nothing carrying this test's marker
 
 
 def test_env_option_templates_values_for_the_command(conductor, config, tmp_path):
