@@ -244,8 +244,15 @@ def main() -> None:
     for label, key, unit, target, ok, higher_better in ROWS:
         a, b = ours[key], theirs[key]
         ratio = (a / b if higher_better else b / a) if a and b else float("nan")
+        digits = 2 if unit == "s" else 1  # 1.1 s would hide whether 1.2 s was met
+        if ratio >= 1.05:
+            verdict = f"{ratio:.1f}x better"
+        elif ratio > 1 / 1.05:
+            verdict = "same (within 5%)"
+        else:
+            verdict = f"{1 / ratio:.1f}x worse"
         print(
-            f"| {label} | {a:.1f} {unit} | {b:.1f} {unit} | {ratio:.1f}x better | "
+            f"| {label} | {a:.{digits}f} {unit} | {b:.{digits}f} {unit} | {verdict} | "
             f"{target} | {'yes' if ok(a) else 'NO'} |"
         )
 
