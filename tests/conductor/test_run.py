@@ -205,13 +205,24 @@ def test_service_dying_during_command_is_reported_and_fails_the_run(conductor, c
     config(
         {"svc": {"command": fake("die-later", "--port", "{port}", "--text", "0.3"), "port": "auto"}}
     )
-    wait = "import time; time.sleep(1.5)"
+    # The command waits for conductor's report of the death: it must come at once, while
+    # the command still runs, not when the command is over. (The words are joined at run
+    # time: conductor.log also holds the command line itself.)
+    wait = (
+        "import pathlib, time\n"
+        "log = pathlib.Path('logs/conductor.log')\n"
+        "report = ' '.join(['svc', 'exited', 'with', 'status', '3'])\n"
+        "for _ in range(1000):\n"
+        "    if report in log.read_text(): break\n"
+        "    time.sleep(0.01)\n"
+        "else: raise SystemExit(9)"
+    )
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", wait)
     assert result.code == 125, result.text
     assert "service 'svc' exited with status 3 while the command ran" in result.err
     assert "svc | dying now" in result.err
     failing = conductor.run(
-        "run", "--config", "conductor.toml", "--", PY, "-c", wait + "; raise SystemExit(4)"
+        "run", "--config", "conductor.toml", "--", PY, "-c", wait + "\nraise SystemExit(4)"
     )
     assert failing.code == 4
 
