@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import psutil
@@ -212,10 +213,13 @@ def test_marker_scan_matches_whole_entries_only(tmp_path):
 
     marker = f"CONDUCTOR_TEST_SCAN={os.getpid()}-{tmp_path.name}"
     child = psutil.Popen(
-        [PY, "-c", "import time; time.sleep(30)"],
+        [PY, "-c", "import time; print('up', flush=True); time.sleep(30)"],
         env={**os.environ, "X_FIRST": "1", **dict([marker.split("=", 1)])},
+        stdout=subprocess.PIPE,
     )
     try:
+        # Until exec, /proc/PID/environ is still ours, not the environment we gave.
+        assert child.stdout.readline() == b"up\n"
         assert compat.pids_with_environ([marker]) == [child.pid]
         assert compat.pids_with_environ([marker, "X_FIRST=1"]) == [child.pid]
         assert compat.pids_with_environ([marker[:-1]]) == []
@@ -224,3 +228,4 @@ def test_marker_scan_matches_whole_entries_only(tmp_path):
     finally:
         child.kill()
         child.wait()
+        child.stdout.close()
