@@ -206,3 +206,20 @@ def rebuild(session: nox.Session) -> None:
         session.error(
             f"stage {failed} failed; fix it, then run `nox -s {failed}` and `nox -s rebuild`"
         )
+
+
+BENCHMARKS = {"conductor": "bench_conductor.py", "db": "bench_db_isolation.py"}
+
+
+@nox.session(python=OLDEST, default=False)
+def bench(session: nox.Session) -> None:
+    """The benchmark tables: conductor vs start-server-and-test, and rollback isolation."""
+    install(session, "test")
+    args = list(session.posargs)
+    names = list(BENCHMARKS)
+    if args and args[0] in BENCHMARKS:  # nox -s bench -- conductor --runs 9
+        names = [args.pop(0)]
+    elif args:
+        session.error(f"pass a benchmark name before its options: one of {', '.join(BENCHMARKS)}")
+    for name in names:
+        session.run("python", f"benchmarks/{BENCHMARKS[name]}", *args)
