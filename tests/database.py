@@ -6,6 +6,10 @@ else SQLite when this machine has no PostgreSQL server binaries. It migrates a
 template database with Alembic once, and each worker clones the template into a
 database of its own, so `-n 2` never shares rows between workers. Everything is
 dropped, and the cluster stopped, when the run ends.
+
+On a shared server (TEST_DATABASE_URL), a run killed with SIGKILL cannot drop its
+databases. Each run therefore holds an advisory lock for as long as it lives, and the
+next run drops the databases of any run whose lock is free.
 """
 
 from __future__ import annotations
@@ -13,18 +17,22 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from conductor import Stack
 from conductor.errors import ConductorError, LogsDirBusy
 from conductor.postgres import find_bindir
 from genesis.db import make_engine
@@ -35,6 +43,13 @@ from tests.services import running
 ROOT = Path(__file__).resolve().parent.parent
 URL_ENV = "TEST_DATABASE_URL"
 WORKER_KEY = "genesis_database"
+# pg_advisory_lock(LOCK_SPACE, run): the first key keeps clear of other users' locks.
+LOCK_SPACE = 0x67656E  # "gen"
+# What a run creates: genesis_tpl_RUN, and genesis_RUN_WORKER per xdist worker.
+RUN_DATABASE = re.compile(
+    r"genesis_tpl_(?P<run>[0-9a-f]{8})|genesis_(?P<r>[0-9a-f]{8})_(?:gw\d+|master)"
+)
+T = TypeVar("T")
 
 
 class DatabaseUnavailable(Exception):
@@ -77,27 +92,27 @@ async def _admin(server_url: str, *statements: str) -> None:
         await engine.dispose()
 
 
-class BackgroundStack:
-    """conductor's Stack on an event loop of its own, in a thread, so pytest's
-    synchronous configure/unconfigure hooks can hold services for the whole run."""
+class HeldInThread(Generic[T]):
+    """An async context manager entered on an event loop of its own, in a thread, and
+    held until exit: how pytest's synchronous configure/unconfigure hooks keep services
+    or a database session for the whole run."""
 
-    def __init__(self, services: list[str], logs_dir: Path) -> None:
-        self.services = services
-        self.logs_dir = logs_dir
-        self.env: dict[str, str] = {}
+    def __init__(self, enter: Callable[[], AbstractAsyncContextManager[T]], name: str) -> None:
+        self._enter = enter
+        self._value: Any = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._main, name="conductor-stack", daemon=True)
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
-    def __enter__(self) -> BackgroundStack:
+    def __enter__(self) -> T:
         self._thread.start()
         self._ready.wait()
         if self._error is not None:
             self._thread.join()
             raise self._error
-        return self
+        return self._value  # type: ignore[no-any-return]
 
     def __exit__(
         self,
@@ -116,8 +131,8 @@ class BackgroundStack:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
-            async with running(self.services, self.logs_dir) as stack:
-                self.env = stack.env
+            async with self._enter() as value:
+                self._value = value
                 self._ready.set()
                 await self._stop.wait()
         except BaseException as exc:  # handed to the thread that waits for us
@@ -126,12 +141,69 @@ class BackgroundStack:
             self._ready.set()
 
 
+def _lock_key(run_id: str) -> dict[str, int]:
+    return {"space": LOCK_SPACE, "run": int(run_id, 16) - 2**31}  # 8 hex digits into int4
+
+
+@asynccontextmanager
+async def run_lock(server_url: str, run_id: str) -> AsyncIterator[None]:
+    """This run's advisory lock, on a session of its own, for as long as the block
+    lasts. PostgreSQL releases it when the session ends, also when the client was
+    SIGKILLed; a free lock is how a later run knows the databases are abandoned."""
+    engine = make_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(
+                text("SELECT pg_advisory_lock(:space, :run)"), _lock_key(run_id)
+            )
+            yield
+    finally:
+        await engine.dispose()
+
+
+async def drop_abandoned(server_url: str, own_run: str) -> list[str]:
+    """Drop the databases of earlier runs that died without cleaning up: those whose
+    run lock nobody holds. A live run's databases (its lock is held) are left alone."""
+    engine = make_engine(server_url, isolation_level="AUTOCOMMIT")
+    dropped: list[str] = []
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text("SELECT datname FROM pg_database WHERE datname LIKE 'genesis%'")
+            )
+            runs: dict[str, list[str]] = {}
+            for name in rows.scalars():
+                match = RUN_DATABASE.fullmatch(name)
+                run = match and (match["run"] or match["r"])
+                if run and run != own_run:
+                    runs.setdefault(run, []).append(name)
+            for run, names in sorted(runs.items()):
+                key = _lock_key(run)
+                free = await connection.scalar(
+                    text("SELECT pg_try_advisory_lock(:space, :run)"), key
+                )
+                if not free:
+                    continue
+                try:
+                    for name in sorted(names):
+                        await connection.execute(
+                            text(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
+                        )
+                        dropped.append(name)
+                finally:
+                    await connection.execute(text("SELECT pg_advisory_unlock(:space, :run)"), key)
+    finally:
+        await engine.dispose()
+    return dropped
+
+
 class DatabaseServer:
     """The controller's side: server, template, and clean-up at the end of the run."""
 
     def __init__(self) -> None:
         self.run_id = uuid.uuid4().hex[:8]
-        self.stack: BackgroundStack | None = None
+        self.stack: HeldInThread[Stack] | None = None
+        self.lock: HeldInThread[None] | None = None
         self.tempdir: Path | None = None
         self.provision: Provision | None = None
 
@@ -149,17 +221,23 @@ class DatabaseServer:
         logs_dir = ROOT / "_e2e_logs" / "pytest-db"
         try:
             try:
-                self.stack = BackgroundStack(["db"], logs_dir).__enter__()
+                stack = self._hold_stack(logs_dir)
             except LogsDirBusy:  # another pytest run holds it: this one logs beside it
                 logs_dir = logs_dir.with_name(f"pytest-db-{os.getpid()}")
-                self.stack = BackgroundStack(["db"], logs_dir).__enter__()
+                stack = self._hold_stack(logs_dir)
         except ConductorError as exc:
             raise DatabaseUnavailable(
                 f"the throwaway PostgreSQL cluster did not start: {exc}; see {logs_dir}"
             ) from None
-        url = self.stack.env["DB_URL"]
+        url = stack.env["DB_URL"]
         host_port = url.rsplit("@", 1)[-1].split("/", 1)[0]
         return self._postgres(url, f"PostgreSQL, a throwaway cluster at {host_port}")
+
+    def _hold_stack(self, logs_dir: Path) -> Stack:
+        held = HeldInThread(lambda: running(["db"], logs_dir), "conductor-stack")
+        stack = held.__enter__()
+        self.stack = held
+        return stack
 
     def _sqlite(self, why: str) -> Provision:
         self.tempdir = Path(tempfile.mkdtemp(prefix="genesis-tests-"))
@@ -170,12 +248,18 @@ class DatabaseServer:
 
     def _postgres(self, url: str, why: str) -> Provision:
         template = f"genesis_tpl_{self.run_id}"
+        dropped: list[str] = []
 
         async def build() -> None:
             await _admin(url, f"CREATE DATABASE {_quote(template)}")
             await upgrade_async(_with_database(url, template))
 
         try:
+            # The lock first: from then on no other run takes our databases for abandoned.
+            lock = HeldInThread(lambda: run_lock(url, self.run_id), "run-lock")
+            lock.__enter__()
+            self.lock = lock
+            dropped = asyncio.run(drop_abandoned(url, self.run_id))
             asyncio.run(build())
         except Exception as exc:
             raise DatabaseUnavailable(
@@ -183,9 +267,10 @@ class DatabaseServer:
                 f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
                 "run scripts/test_db_connection.py to diagnose"
             ) from None
-        self.provision = Provision(
-            "postgresql", url, template, self.run_id, f"database: {why} (template {template})"
-        )
+        summary = f"database: {why} (template {template})"
+        if dropped:
+            summary += f"; dropped {len(dropped)} database(s) of killed runs: {', '.join(dropped)}"
+        self.provision = Provision("postgresql", url, template, self.run_id, summary)
         return self.provision
 
     def stop(self) -> None:
@@ -200,6 +285,9 @@ class DatabaseServer:
                     )
                 )
         finally:
+            if self.lock is not None:
+                self.lock.__exit__(None, None, None)
+                self.lock = None
             if self.stack is not None:
                 self.stack.__exit__(None, None, None)
                 self.stack = None
