@@ -8,8 +8,8 @@ database of its own, so `-n 2` never shares rows between workers. Everything is
 dropped, and the cluster stopped, when the run ends.
 
 On a shared server (TEST_DATABASE_URL), a run killed with SIGKILL cannot drop its
-databases. Each run therefore holds an advisory lock for as long as it lives, and the
-next run drops the databases of any run whose lock is free.
+databases. Each run therefore keeps a session named after it open for as long as it
+lives, and the next run drops the databases of any run whose session is gone.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from tests.services import running
 ROOT = Path(__file__).resolve().parent.parent
 URL_ENV = "TEST_DATABASE_URL"
 WORKER_KEY = "genesis_database"
-# pg_advisory_lock(LOCK_SPACE, run): the first key keeps clear of other users' locks.
-LOCK_SPACE = 0x67656E  # "gen"
+# application_name of the session a run keeps open while it lives.
+SESSION_PREFIX = "genesis-tests-"
 # What a run creates: genesis_tpl_RUN, and genesis_RUN_WORKER per xdist worker.
 RUN_DATABASE = re.compile(
     r"genesis_tpl_(?P<run>[0-9a-f]{8})|genesis_(?P<r>[0-9a-f]{8})_(?:gw\d+|master)"
@@ -141,20 +141,18 @@ class HeldInThread(Generic[T]):
             self._ready.set()
 
 
-def _lock_key(run_id: str) -> dict[str, int]:
-    return {"space": LOCK_SPACE, "run": int(run_id, 16) - 2**31}  # 8 hex digits into int4
-
-
 @asynccontextmanager
-async def run_lock(server_url: str, run_id: str) -> AsyncIterator[None]:
-    """This run's advisory lock, on a session of its own, for as long as the block
-    lasts. PostgreSQL releases it when the session ends, also when the client was
-    SIGKILLed; a free lock is how a later run knows the databases are abandoned."""
+async def run_session(server_url: str, run_id: str) -> AsyncIterator[None]:
+    """A session named after this run, open for as long as the block lasts.
+    pg_stat_activity lists it server-wide, whatever database another run connects to,
+    and PostgreSQL ends it when the client dies, SIGKILL included: an open session is
+    how a later run knows this run's databases are still in use."""
     engine = make_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as connection:
             await connection.execute(
-                text("SELECT pg_advisory_lock(:space, :run)"), _lock_key(run_id)
+                text("SELECT set_config('application_name', :name, false)"),
+                {"name": SESSION_PREFIX + run_id},
             )
             yield
     finally:
@@ -163,35 +161,35 @@ async def run_lock(server_url: str, run_id: str) -> AsyncIterator[None]:
 
 async def drop_abandoned(server_url: str, own_run: str) -> list[str]:
     """Drop the databases of earlier runs that died without cleaning up: those whose
-    run lock nobody holds. A live run's databases (its lock is held) are left alone."""
+    run has no session open. A live run's databases are left alone."""
     engine = make_engine(server_url, isolation_level="AUTOCOMMIT")
     dropped: list[str] = []
     try:
         async with engine.connect() as connection:
-            rows = await connection.execute(
+            # Databases first, sessions second: a run opens its session before it
+            # creates a database, so a live run behind any name listed here shows up.
+            names = await connection.execute(
                 text("SELECT datname FROM pg_database WHERE datname LIKE 'genesis%'")
             )
-            runs: dict[str, list[str]] = {}
-            for name in rows.scalars():
+            abandoned = []
+            for name in sorted(names.scalars()):
                 match = RUN_DATABASE.fullmatch(name)
                 run = match and (match["run"] or match["r"])
                 if run and run != own_run:
-                    runs.setdefault(run, []).append(name)
-            for run, names in sorted(runs.items()):
-                key = _lock_key(run)
-                free = await connection.scalar(
-                    text("SELECT pg_try_advisory_lock(:space, :run)"), key
-                )
-                if not free:
-                    continue
-                try:
-                    for name in sorted(names):
-                        await connection.execute(
-                            text(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
-                        )
-                        dropped.append(name)
-                finally:
-                    await connection.execute(text("SELECT pg_advisory_unlock(:space, :run)"), key)
+                    abandoned.append((name, SESSION_PREFIX + run))
+            sessions = await connection.execute(
+                text(
+                    "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE :p"
+                ),
+                {"p": SESSION_PREFIX + "%"},
+            )
+            alive = set(sessions.scalars())
+            for name, session in abandoned:
+                if session not in alive:
+                    await connection.execute(
+                        text(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
+                    )
+                    dropped.append(name)
     finally:
         await engine.dispose()
     return dropped
@@ -203,7 +201,7 @@ class DatabaseServer:
     def __init__(self) -> None:
         self.run_id = uuid.uuid4().hex[:8]
         self.stack: HeldInThread[Stack] | None = None
-        self.lock: HeldInThread[None] | None = None
+        self.session: HeldInThread[None] | None = None
         self.tempdir: Path | None = None
         self.provision: Provision | None = None
 
@@ -255,10 +253,11 @@ class DatabaseServer:
             await upgrade_async(_with_database(url, template))
 
         try:
-            # The lock first: from then on no other run takes our databases for abandoned.
-            lock = HeldInThread(lambda: run_lock(url, self.run_id), "run-lock")
-            lock.__enter__()
-            self.lock = lock
+            # The session first: from then on no other run takes our databases for
+            # abandoned.
+            session = HeldInThread(lambda: run_session(url, self.run_id), "run-session")
+            session.__enter__()
+            self.session = session
             dropped = asyncio.run(drop_abandoned(url, self.run_id))
             asyncio.run(build())
         except Exception as exc:
@@ -285,9 +284,9 @@ class DatabaseServer:
                     )
                 )
         finally:
-            if self.lock is not None:
-                self.lock.__exit__(None, None, None)
-                self.lock = None
+            if self.session is not None:
+                self.session.__exit__(None, None, None)
+                self.session = None
             if self.stack is not None:
                 self.stack.__exit__(None, None, None)
                 self.stack = None
