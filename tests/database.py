@@ -249,6 +249,7 @@ class DatabaseServer:
         dropped: list[str] = []
 
         async def build() -> None:
+            dropped.extend(await drop_abandoned(url, self.run_id))
             await _admin(url, f"CREATE DATABASE {_quote(template)}")
             await upgrade_async(_with_database(url, template))
 
@@ -258,7 +259,6 @@ class DatabaseServer:
             session = HeldInThread(lambda: run_session(url, self.run_id), "run-session")
             session.__enter__()
             self.session = session
-            dropped = asyncio.run(drop_abandoned(url, self.run_id))
             asyncio.run(build())
         except Exception as exc:
             raise DatabaseUnavailable(

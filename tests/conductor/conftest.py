@@ -53,6 +53,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def gone(pid: int) -> bool:
+    """The process has exited: no such pid, or a zombie left for its parent to reap."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "") -> object:
     """Poll a real condition (a file, a process) until it holds."""
     deadline = time.monotonic() + timeout
@@ -114,7 +122,10 @@ class Conductor:
         )
 
     def mine(self) -> list[psutil.Process]:
-        """Live processes carrying this test's marker (never anything else)."""
+        """Live processes carrying this test's marker (never anything else).
+
+        psutil on purpose, not conductor's own /proc scan (compat.pids_with_environ):
+        the check that nothing is left must not share the code it checks."""
         found = []
         for proc in psutil.process_iter():
             if proc.pid == os.getpid():

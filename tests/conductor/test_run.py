@@ -11,10 +11,9 @@ import socket
 import subprocess
 from pathlib import Path
 
-import psutil
 import pytest
 
-from tests.conductor.conftest import PY, fake, free_port, wait_for
+from tests.conductor.conftest import PY, fake, free_port, gone, wait_for
 
 pytestmark = pytest.mark.conductor
 
@@ -61,7 +60,7 @@ def test_services_ready_command_gets_addresses_and_exit_status(conductor, config
     assert "request /health" in (tmp_path / "logs" / "api.log").read_text()
     assert "READY to serve" in (tmp_path / "logs" / "db.log").read_text()
     assert "api: ready" in (tmp_path / "logs" / "conductor.log").read_text()
-    assert not psutil.pid_exists(api["pid"]) or psutil.Process(api["pid"]).status() == "zombie"
+    assert gone(api["pid"])
 
 
 def test_independent_services_start_in_parallel(conductor, config, tmp_path):
@@ -260,7 +259,7 @@ def test_double_forked_setsid_daemon_is_killed(conductor, config, tmp_path):
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", script)
     assert result.code == 0, result.text
     daemon = int(pidfile.read_text())
-    assert not psutil.pid_exists(daemon) or psutil.Process(daemon).status() == "zombie"
+    assert gone(daemon)
 
 
 def test_service_ignoring_sigterm_is_killed_after_stop_timeout(conductor, config, tmp_path):
@@ -297,7 +296,7 @@ def test_child_ignoring_sigterm_is_killed_with_its_group(conductor, config, tmp_
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
     assert result.code == 0, result.text
     child = int(pidfile.read_text())
-    assert not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie"
+    assert gone(child)
 
 
 def test_show_logs_streams_prefixed_lines(conductor, config, tmp_path):
@@ -614,7 +613,7 @@ except RuntimeError as exc:
     assert lines[0] == "ok", proc.stderr
     assert lines[2] == "raised the body failed", proc.stderr
     pid = int(lines[1].split()[1])
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    assert gone(pid)
     # and the conductor fixture finds nothing carrying this test's marker
 
 
