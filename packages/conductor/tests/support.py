@@ -1,22 +1,21 @@
 """Helpers for conductor's tests: configs in tmp_path, conductor as a real subprocess,
-and a per-test marker that finds (and only ever touches) this test's own leftovers."""
+and a per-test marker that finds (and only ever touches) this test's own leftovers.
+
+A plain module beside conftest.py (this folder is no package, so it never clashes
+with the project's own `tests` package when both are collected in one run)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-import pytest
 
 FAKES = Path(__file__).with_name("fakes.py")
 PY = sys.executable
@@ -139,23 +138,3 @@ class Conductor:
                 continue
             found.append(proc)
         return found
-
-
-@pytest.fixture
-def conductor(tmp_path: Path) -> Iterator[Conductor]:
-    runner = Conductor(tmp_path, f"test-{uuid.uuid4().hex}")
-    yield runner
-    left = runner.mine()
-    for proc in left:
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signal.SIGKILL)
-    assert not left, f"processes left behind: {[p.pid for p in left]}"
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> Callable[..., Path]:
-    def make(services: dict[str, dict[str, object]], **top: object) -> Path:
-        top.setdefault("logs_dir", "logs")
-        return write_config(tmp_path / "conductor.toml", services, **top)
-
-    return make

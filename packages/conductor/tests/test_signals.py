@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conductor.conftest import PY, fake, free_port, wait_for
+from support import PY, fake, free_port, wait_for
 
 pytestmark = pytest.mark.conductor
 

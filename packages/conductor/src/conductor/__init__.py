@@ -11,6 +11,8 @@ The API the CLI is built on, for nox sessions, invoke tasks and other projects:
 
 from __future__ import annotations
 
+__version__ = "0.1.0"
+
 import asyncio
 from pathlib import Path
 
@@ -27,6 +29,7 @@ __all__ = [
     "ServiceFailed",
     "ServiceSpec",
     "Stack",
+    "__version__",
     "load_config",
     "run_command",
 ]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conductor.postgres import find_bindir
-from tests.conductor.conftest import PY
+from support import PY
 
 pytestmark = [pytest.mark.conductor, pytest.mark.postgres]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conductor.conftest import PY, fake, free_port, gone, wait_for
+from support import PY, fake, free_port, gone, wait_for
 
 pytestmark = pytest.mark.conductor
 

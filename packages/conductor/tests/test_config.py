@@ -10,7 +10,7 @@ import pytest
 from conductor import templates
 from conductor.config import load_config
 from conductor.errors import ConfigError
-from tests.conductor.conftest import PY, fake
+from support import PY, fake
 
 pytestmark = pytest.mark.conductor
 

@@ -1,0 +1,34 @@
+"""Fixtures for conductor's tests; the helpers they use are in support.py."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from support import Conductor, write_config
+
+
+@pytest.fixture
+def conductor(tmp_path: Path) -> Iterator[Conductor]:
+    runner = Conductor(tmp_path, f"test-{uuid.uuid4().hex}")
+    yield runner
+    left = runner.mine()
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signal.SIGKILL)
+    assert not left, f"processes left behind: {[p.pid for p in left]}"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Callable[..., Path]:
+    def make(services: dict[str, dict[str, object]], **top: object) -> Path:
+        top.setdefault("logs_dir", "logs")
+        return write_config(tmp_path / "conductor.toml", services, **top)
+
+    return make
