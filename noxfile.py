@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import nox
@@ -167,6 +168,15 @@ def api(session: nox.Session) -> None:
     """Stage 3: the database and cache through conductor, then tests/business and tests/coaching."""
     install(session, "test")
     run_suite(session, SUITES["api"])
+
+
+@nox.session(python=OLDEST, venv_backend="uv", tags=["full"], default=False)
+def lowest(session: nox.Session) -> None:
+    """The unit and auth suites on the lowest versions pyproject.toml allows (lowest-direct)."""
+    requirements = nox.project.dependency_groups(PYPROJECT, "test")
+    session.install("--resolution", "lowest-direct", "-e", CONDUCTOR, "-e", ".", *requirements)
+    for name in ("unit", "auth"):
+        run_suite(session, replace(SUITES[name], coverage=False))
 
 
 @nox.session(python=OLDEST, tags=["full"], default=False)
