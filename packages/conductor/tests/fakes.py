@@ -10,6 +10,7 @@ python fakes.py flood --port P --mb N                     writes N MB, then list
 python fakes.py logline [--delay S] [--text T]            prints a readiness line
 python fakes.py die-later --port P --text SECONDS --code N  ready, then dies
 python fakes.py child-ignores-term --port P --pidfile F   a child that ignores SIGTERM
+python fakes.py orphans --port P --pidfile F              double-forks 3 helpers that exit
 """
 
 from __future__ import annotations
@@ -97,6 +98,19 @@ def main() -> None:
             with open(args.pidfile, "w") as handle:
                 handle.write(str(os.getpid()))
             sleep_forever()
+        serve_tcp(args.port)
+    elif args.mode == "orphans":
+        # What a browser launch does: helpers whose parent exits first, so they are
+        # adopted by the nearest subreaper, and which then exit themselves.
+        for _ in range(3):
+            child = os.fork()
+            if child == 0:
+                if os.fork() == 0:
+                    with open(args.pidfile, "a") as handle:
+                        handle.write(f"{os.getpid()}\n")
+                    os._exit(0)
+                os._exit(0)
+            os.waitpid(child, 0)
         serve_tcp(args.port)
     elif args.mode == "flood":
         chunk = b"x" * 1023 + b"\n"

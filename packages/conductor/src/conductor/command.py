@@ -11,7 +11,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from conductor import compat, process
+from conductor import compat, process, reaper
 from conductor.errors import ConductorError
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class Command:
     async def start(self) -> None:
         group = {} if self.shares_terminal else compat.child_group_kwargs()
         try:
-            self.proc = await asyncio.create_subprocess_exec(*self.argv, env=self.env, **group)
+            self.proc = await reaper.create_subprocess_exec(*self.argv, env=self.env, **group)
         except FileNotFoundError:
             raise CommandNotRunnable(
                 f"command not found: {self.argv[0]!r}; check the words after --", 127

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from conductor import compat
+from conductor import compat, reaper
 from conductor.errors import ServiceFailed
 
 SERVER_BINARIES = ("initdb", "postgres", "createdb")
@@ -166,7 +166,7 @@ class Cluster:
     async def _step(self, log_fd: int, env: dict[str, str], name: str, argv: list[str]) -> None:
         assert self.datadir is not None
         user = run_as()
-        proc = await asyncio.create_subprocess_exec(
+        proc = await reaper.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log_fd,

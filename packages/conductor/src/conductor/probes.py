@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from conductor import logs
+from conductor import logs, reaper
 from conductor.config import ReadySpec
 
 POLL = 0.005
@@ -136,7 +136,7 @@ async def wait_log(path: Path, pattern: str) -> None:
 
 async def wait_cmd(argv: tuple[str, ...], env: Mapping[str, str], cwd: Path) -> None:
     while True:
-        proc = await asyncio.create_subprocess_exec(
+        proc = await reaper.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conductor import compat
+from conductor import compat, reaper
 
 if TYPE_CHECKING:
     import psutil
@@ -55,7 +55,7 @@ async def spawn(
     """Start `argv` (never through a shell) with stdout and stderr going to `log_fd`."""
     extra = compat.run_as_kwargs(run_as) if run_as else {}
     program, *args = argv
-    return await asyncio.create_subprocess_exec(
+    return await reaper.create_subprocess_exec(
         program,
         *args,
         stdin=asyncio.subprocess.DEVNULL,

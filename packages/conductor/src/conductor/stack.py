@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from conductor import compat, logs, postgres, probes, process, templates
+from conductor import compat, logs, postgres, probes, process, reaper, templates
 from conductor.config import Config
 from conductor.errors import ConfigError, LogsDirBusy, ServiceFailed
 from conductor.plan import Plan, PlannedService, env_name, make_plan
@@ -98,6 +98,7 @@ class Stack:
         self._watchers: set[asyncio.Task[None]] = set()
         self._echoes: set[asyncio.Task[None]] = set()
         self._log_handler: object | None = None
+        self._reaper: reaper.Reaper | None = None
 
     # public view ----------------------------------------------------------------
     @property
@@ -245,6 +246,12 @@ class Stack:
         self._lock_logs_dir()
         self._locked = True
         self._log_handler = logs.setup_event_log(self.logs_dir)
+        if self.subreaper:
+            # As subreaper we adopt every orphan below us: wait for each as it dies,
+            # not only at teardown (defect: zombies piled up while COMMAND ran).
+            self._reaper = reaper.Reaper()
+            if not self._reaper.install(asyncio.get_running_loop()):
+                self._reaper = None
         try:
             self.leftovers = await self._rundir.stop_leftovers()
             if self.leftovers:
@@ -461,6 +468,7 @@ class Stack:
                 tasks[name] = asyncio.create_task(stop_one(name))
             await asyncio.gather(*tasks.values())
             exclude = {rt.proc.pid for rt in self.runtimes.values() if rt.proc is not None}
+            exclude |= reaper.own_pids()
             found = await process.sweep(
                 self.run_id, adopted_from=os.getpid() if self.subreaper else None, exclude=exclude
             )
@@ -507,6 +515,10 @@ class Stack:
                 rt.log_fd = None
 
     def _release(self) -> None:
+        if self._reaper is not None:
+            self._reaper.reap()  # the last orphans of the sweep, if SIGCHLD is still queued
+            self._reaper.uninstall()
+            self._reaper = None
         if self._log_handler is not None:
             logs.close_event_log(self._log_handler)  # type: ignore[arg-type]
             self._log_handler = None
