@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import re
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -557,7 +558,12 @@ def test_check_prints_plan(conductor, config, tmp_path):
     assert "api: kind=process port=auto" in result.out
 
 
-def test_up_serves_until_interrupted(conductor, config, tmp_path):
+@pytest.mark.parametrize(
+    ("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
+def test_up_serves_until_interrupted_and_says_which_signal(
+    conductor, config, tmp_path, sig, status
+):
     config(
         {
             "svc": {
@@ -570,9 +576,21 @@ def test_up_serves_until_interrupted(conductor, config, tmp_path):
     proc = conductor.start("up", "--config", "conductor.toml")
     line = proc.stdout.readline() if proc.stdout else ""
     assert line.startswith("svc: http://127.0.0.1:"), line
-    proc.send_signal(2)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    assert proc.returncode == status, err  # the README's 130 / 143, as for `run`
+    assert "stopped by SIGTERM" in err  # the closing table: a normal teardown
+    assert not conductor.mine()
+
+
+def test_up_interrupted_while_starting_exits_130(conductor, config, tmp_path):
+    config({"slow": {"command": fake("never"), "port": "auto", "ready_timeout": 60}})
+    proc = conductor.start("up", "--config", "conductor.toml")
+    log = tmp_path / "logs" / "conductor.log"
+    wait_for(lambda: log.exists() and "waiting for tcp" in log.read_text(), what="startup")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
     assert not conductor.mine()
 
 

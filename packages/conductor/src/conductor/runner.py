@@ -210,15 +210,20 @@ async def _supervise(
 
 
 async def up(config: Config, options: Options, reporter: Reporter | None = None) -> int:
-    """Start the services and keep them until Ctrl-C or until one of them dies."""
+    """Start the services and keep them until Ctrl-C or until one of them dies.
+
+    Stopped by a signal, `up` exits 130 (SIGINT) or 143 (SIGTERM), as `run` does: the
+    caller can tell "stopped on request" from "a service died" (125)."""
     reporter = reporter or Reporter()
     stack = _stack(config, options, reporter)
+    outcome = _Outcome()
     stop = asyncio.Event()
 
     def on_signal(sig: signal.Signals) -> None:
-        if stop.is_set():
+        if outcome.signals:
             reporter.warning(f"second {sig.name}: killing everything now")
             stack.kill_now()
+        outcome.signals.append(sig)
         stop.set()
         starting.cancel()
 
@@ -228,9 +233,9 @@ async def up(config: Config, options: Options, reporter: Reporter | None = None)
             try:
                 await starting
             except asyncio.CancelledError:
-                return 0
+                return outcome.status() or errors.EXIT_SIGINT
             except errors.ServiceFailed:
-                return errors.EXIT_SERVICE_FAILED
+                return outcome.status() or errors.EXIT_SERVICE_FAILED
             for name, url in stack.urls.items():
                 print(f"{name}: {url}", flush=True)
             reporter.info("all services ready; Ctrl-C to stop them")
@@ -242,7 +247,7 @@ async def up(config: Config, options: Options, reporter: Reporter | None = None)
         finally:
             await shielded(stack.stop())
             reporter.table()
-    return errors.EXIT_SERVICE_FAILED if stack.died else 0
+    return outcome.status() or (errors.EXIT_SERVICE_FAILED if stack.died else 0)
 
 
 async def clean(logs_dir: Path) -> list[str]:
