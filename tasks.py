@@ -32,6 +32,7 @@ from tests.suites import (  # noqa: E402
 PY = sys.executable
 TASK_OF_STAGE = {"db": "db-check", "auth": "auth", "api": "api", "e2e": "e2e"}
 LOGS = "_e2e_logs"
+STOPPED_BY_SIGNAL = (130, 143)  # conductor's statuses after SIGINT and SIGTERM
 
 
 def _quote(argv: list[str]) -> str:
@@ -40,10 +41,15 @@ def _quote(argv: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
-def _run(c: Context, argv: list[str], env: dict[str, str] | None = None) -> bool:
+def _status(c: Context, argv: list[str], env: dict[str, str] | None = None) -> int:
+    """Run `argv` from the project root; its exit status (1 when invoke could not tell)."""
     with c.cd(str(ROOT)):
         result = c.run(_quote(argv), env=env or {}, warn=True, pty=sys.stdout.isatty())
-    return result is not None and result.ok
+    return 1 if result is None else result.exited
+
+
+def _run(c: Context, argv: list[str], env: dict[str, str] | None = None) -> bool:
+    return _status(c, argv, env) == 0
 
 
 def _suite(c: Context, name: str, pytest_args: str) -> bool:
@@ -147,10 +153,14 @@ def rebuild(c: Context) -> None:
 def up(c: Context, service: list[str] | None = None) -> None:
     """Start the whole stack on its usual ports, print the URLs, stop on Ctrl-C."""
     _npm_ci(c)
-    if not _run(c, [PY, "-m", "conductor", "up", *(service or [])]):
+    status = _status(c, [PY, "-m", "conductor", "up", *(service or [])])
+    if status in STOPPED_BY_SIGNAL:  # Ctrl-C or SIGTERM: the normal way out of `up`
+        raise Exit(code=status)
+    if status != 0:
         raise Exit(
-            "the stack did not come up; the failing service's log tail is above "
-            "(invoke clean stops leftovers)"
+            "the stack did not come up or a service died; the failing service's log tail "
+            "is above (invoke clean stops leftovers)",
+            code=status,
         )
 
 
