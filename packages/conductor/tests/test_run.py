@@ -635,6 +635,41 @@ except RuntimeError as exc:
     # and the conductor fixture finds nothing carrying this test's marker
 
 
+def test_a_stack_used_a_second_time_is_refused(conductor, config, tmp_path):
+    """A second `async with` of one Stack must not start services it will never stop."""
+    code = f"""
+import asyncio
+from conductor import ConductorError, Stack, load_config
+stack = Stack(load_config({str(tmp_path / "conductor.toml")!r}))
+async def twice():
+    async with stack:
+        print('first', stack.reports['svc'].pid, flush=True)
+    try:
+        async with stack:
+            print('second', stack.reports['svc'].pid, flush=True)
+    except ConductorError as exc:
+        print('refused', exc, flush=True)
+asyncio.run(twice())
+"""
+    config({"svc": {"command": fake("tcp", "--port", "{port}"), "port": "auto"}})
+    proc = subprocess.run(
+        [PY, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=conductor.env,
+    )
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("first "), proc.stderr
+    assert gone(int(lines[0].split()[1]))
+    assert lines[1:] == [
+        "refused this Stack has already been started once; create a new Stack for each "
+        "`async with` (or start())"
+    ], proc.stderr
+    # and the conductor fixture finds nothing carrying this test's marker
+
+
 def test_env_option_templates_values_for_the_command(conductor, config, tmp_path):
     config(
         {

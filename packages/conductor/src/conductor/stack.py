@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from conductor import compat, logs, postgres, probes, process, reaper, templates
 from conductor.config import Config
-from conductor.errors import ConfigError, LogsDirBusy, ServiceFailed
+from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
 from conductor.plan import Plan, PlannedService, env_name, make_plan
 from conductor.report import Reporter, ServiceReport
 from conductor.state import RunDir
@@ -58,7 +58,8 @@ class _Runtime:
 
 class Stack:
     """Services of one run. `start()` raises ConfigError (nothing started) or
-    ServiceFailed (everything already stopped again)."""
+    ServiceFailed (everything already stopped again). A Stack runs once: starting it
+    again raises ConductorError."""
 
     def __init__(
         self,
@@ -95,6 +96,7 @@ class Stack:
         self._stopping = False
         self._stopped = False
         self._preloading = False
+        self._used = False
         self._watchers: set[asyncio.Task[None]] = set()
         self._echoes: set[asyncio.Task[None]] = set()
         self._log_handler: object | None = None
@@ -232,6 +234,14 @@ class Stack:
 
     # start ----------------------------------------------------------------------
     async def start(self) -> None:
+        # A stopped Stack keeps its `_stopped` flag, so a second start would bring up
+        # services that its stop() then never stops: refuse instead.
+        if self._used:
+            raise ConductorError(
+                "this Stack has already been started once; create a new Stack for each "
+                "`async with` (or start())"
+            )
+        self._used = True
         self.started_at = time.monotonic()
         # Everything the file alone can get wrong fails here, before the logs folder is
         # touched; ports are checked below, once a killed run's leftovers are gone.
