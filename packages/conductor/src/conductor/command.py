@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -60,6 +61,13 @@ class Command:
             ) from None
         except PermissionError:
             raise CommandNotRunnable(f"command not executable: {self.argv[0]!r}", 126) from None
+        except OSError as exc:
+            # Found but not runnable: ENOEXEC (neither a binary nor a script with a #!
+            # line), ENOTDIR, E2BIG... A shell says 126 for all of them.
+            hint = "; a script needs a #! line" if exc.errno == errno.ENOEXEC else ""
+            raise CommandNotRunnable(
+                f"command cannot be executed: {self.argv[0]!r} ({exc.strerror}){hint}", 126
+            ) from None
 
     async def wait(self) -> int:
         assert self.proc is not None
