@@ -7,6 +7,7 @@ Exit statuses: COMMAND's own; 124 when --timeout expired; 125 when a service fai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Callable
@@ -127,6 +128,11 @@ async def run(
             except CommandNotRunnable as exc:
                 reporter.failure("(command)", str(exc), None)
                 status = exc.exit_code
+            except errors.ConductorError as exc:
+                # Reported here rather than by the CLI, so that summary.json (when
+                # there is one) and the exit status agree.
+                reporter.error(str(exc))
+                status = exc.exit_code
     finally:
 
         def force(sig: signal.Signals) -> None:
@@ -145,19 +151,25 @@ async def run(
         if final is None or (final == 0 and stack.died):
             final = errors.EXIT_SERVICE_FAILED
         if stack.plan is not None:
-            write_summary(
-                stack.logs_dir / "summary.json",
-                exit_code=final,
-                command=command,
-                run_id=stack.run_id,
-                durations={
-                    "startup_s": (stack.ready_at or torn) - began,
-                    "command_s": (command_ended or torn) - command_began if command_began else None,
-                    "teardown_s": ended - torn,
-                    "total_s": ended - began,
-                },
-                services=stack.reports,
-            )
+            summary = stack.logs_dir / "summary.json"
+            try:
+                write_summary(
+                    summary,
+                    exit_code=final,
+                    command=command,
+                    run_id=stack.run_id,
+                    durations={
+                        "startup_s": (stack.ready_at or torn) - began,
+                        "command_s": (command_ended or torn) - command_began
+                        if command_began
+                        else None,
+                        "teardown_s": ended - torn,
+                        "total_s": ended - began,
+                    },
+                    services=stack.reports,
+                )
+            except OSError as exc:  # the folder went away or filled up: say so, keep the status
+                reporter.warning(f"could not write {summary}: {exc.strerror or exc}")
             reporter.table()
     return final
 
@@ -236,8 +248,9 @@ async def up(config: Config, options: Options, reporter: Reporter | None = None)
                 return outcome.status() or errors.EXIT_SIGINT
             except errors.ServiceFailed:
                 return outcome.status() or errors.EXIT_SERVICE_FAILED
-            for name, url in stack.urls.items():
-                print(f"{name}: {url}", flush=True)
+            with contextlib.suppress(OSError, ValueError):  # stdout's reader may be gone
+                for name, url in stack.urls.items():
+                    print(f"{name}: {url}", flush=True)
             reporter.info("all services ready; Ctrl-C to stop them")
             died = asyncio.create_task(stack.died_event.wait())
             stopped = asyncio.create_task(stop.wait())
