@@ -79,6 +79,7 @@ class Stack:
         self.command_templates = dict(command_env or {})
         self.names = services
         self.logs_dir = (logs_dir or config.logs_dir).resolve()
+        self._logs_dir_given = logs_dir is not None
         self.auto_ports = auto_ports
         self.show_logs = show_logs
         self.reporter = reporter or Reporter()
@@ -209,6 +210,25 @@ class Stack:
             self._rundir.lock()
             self.reporter.info(f"{busy} is used by another run; this run logs to {self.logs_dir}")
 
+    def _unusable_logs_dir(self, exc: OSError) -> ConfigError:
+        """One line for a logs folder that is a file, lies under a file, or is not
+        writable: which folder, what is wrong, and where it was configured."""
+        blocker = next(
+            (p for p in (self.logs_dir, *self.logs_dir.parents) if p.exists() and not p.is_dir()),
+            None,
+        )
+        if blocker is not None:
+            reason = f"{blocker} is a file, not a folder"
+        else:
+            reason = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        message = (
+            f"cannot use {self.logs_dir} as the logs folder ({reason}); "
+            "point it at a folder conductor can create and write"
+        )
+        if self._logs_dir_given:
+            return ConfigError(message, key="--logs-dir")
+        return ConfigError(message, file=self.config.file, key="logs_dir")
+
     async def __aenter__(self) -> Stack:
         await self.start()
         return self
@@ -253,9 +273,13 @@ class Stack:
             check_ports=False,
         )
         self.check_command_templates()
-        self._lock_logs_dir()
-        self._locked = True
-        self._log_handler = logs.setup_event_log(self.logs_dir)
+        try:
+            self._lock_logs_dir()
+            self._locked = True
+            self._log_handler = logs.setup_event_log(self.logs_dir)
+        except OSError as exc:
+            self._release()
+            raise self._unusable_logs_dir(exc) from None
         if self.subreaper:
             # As subreaper we adopt every orphan below us: wait for each as it dies,
             # not only at teardown (defect: zombies piled up while COMMAND ran).
@@ -277,7 +301,11 @@ class Stack:
             raise
         for name, reason in self.plan.skipped.items():
             self.reporter.info(f"{name}: skipped ({reason})")
-        self._rundir.begin(self.run_id)
+        try:
+            self._rundir.begin(self.run_id)
+        except OSError as exc:
+            self._release()
+            raise self._unusable_logs_dir(exc) from None
         self.runtimes = {
             name: _Runtime(
                 p,
@@ -334,7 +362,12 @@ class Stack:
         if p.reuse:
             await self._reuse(rt, deadline)
             return
-        rt.log_fd = logs.open_log(p.log_path)
+        try:
+            rt.log_fd = logs.open_log(p.log_path)
+        except OSError as exc:
+            raise ServiceFailed(
+                p.name, f"could not be started: cannot write its log {p.log_path}: {exc.strerror}"
+            ) from None
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
