@@ -88,7 +88,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _open_closed_stdio() -> None:
+    """Put /dev/null on fd 0, 1 or 2 when conductor was started with it closed
+    (`>&-`), as daemons do. Left closed, the number goes to the next file conductor
+    opens (the lock, a service's log), and COMMAND would inherit that file as its
+    stdout. Python leaves sys.stdout/sys.stderr as None then; they get the same
+    /dev/null, so output goes nowhere instead of ending the run."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)  # inheritable, like the stream it replaces
+                os.close(null)
+            else:
+                os.set_inheritable(fd, True)
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+
+
 def main(argv: list[str] | None = None) -> int:
+    _open_closed_stdio()
     argv = list(sys.argv[1:] if argv is None else argv)
     command: list[str] = []
     if "--" in argv:
@@ -187,7 +210,7 @@ def entry() -> NoReturn:
     logging.shutdown()
     _save_coverage()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             stream.flush()
     os._exit(code)
 

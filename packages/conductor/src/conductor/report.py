@@ -11,7 +11,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -59,6 +59,13 @@ class ServiceReport:
         }
 
 
+def _is_terminal(stream: IO[str] | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (OSError, ValueError):
+        return False
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
@@ -70,8 +77,10 @@ class Reporter:
     def __init__(
         self, stream: IO[str] | None = None, *, quiet: bool = False, fancy: bool | None = None
     ) -> None:
-        self.stream = stream or sys.stderr
-        self.fancy = self.stream.isatty() if fancy is None else fancy
+        # sys.stderr is None when conductor was started with stderr closed; the CLI
+        # reopens it on /dev/null, a caller of the API may not have.
+        self.stream: IO[str] | None = stream or sys.stderr
+        self.fancy = _is_terminal(self.stream) if fancy is None else fancy
         self.quiet = quiet
         self.services: dict[str, ServiceReport] = {}
         self._console: Console | None = None
@@ -150,10 +159,30 @@ class Reporter:
         if self.fancy:
             from rich.text import Text
 
-            self.console.print(Text(message, style=style or ""), soft_wrap=True)
+            self._safely(
+                lambda: self.console.print(Text(message, style=style or ""), soft_wrap=True)
+            )
         else:
-            self.stream.write(message + "\n")
+            self._write(message + "\n")
+
+    def _write(self, text: str) -> None:
+        def write() -> None:
+            assert self.stream is not None
+            self.stream.write(text)
             self.stream.flush()
+
+        self._safely(write)
+
+    def _safely(self, output: Callable[[], object]) -> None:
+        """Console output that cannot end the run: a closed stream, or a pipe whose
+        reader went away (EPIPE), silences the console; conductor.log, summary.json
+        and the teardown go on."""
+        if self.stream is None:
+            return
+        try:
+            output()
+        except (OSError, ValueError):
+            self.stream = None
 
     # closing ------------------------------------------------------------------
     def table(self) -> None:
@@ -173,13 +202,14 @@ class Reporter:
                 table.add_column(column)
             for row in rows[1:]:
                 table.add_row(*row)
-            self.console.print(table)
+            self._safely(lambda: self.console.print(table))
             return
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        lines = []
         for row in rows:
             cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-            self.stream.write("  ".join([*cells, row[3]]).rstrip() + "\n")
-        self.stream.flush()
+            lines.append("  ".join([*cells, row[3]]).rstrip() + "\n")
+        self._write("".join(lines))
 
 
 class _Progress:
