@@ -73,6 +73,8 @@ def make_plan(
     }
     skipped = _skipped(config, specs, base, environ)
     running = [n for n in order if n not in skipped]
+    if any(specs[n].port is not None for n in running):
+        _check_host(config)
     port_of = _ports(config, {n: specs[n] for n in running}, auto_ports)
     reuse = {
         n: _check_port(config, specs[n], port_of[n])
@@ -185,6 +187,19 @@ def _ports(
             seen[port] = name
         result[name] = port
     return result
+
+
+def _check_host(config: Config) -> None:
+    """Refuse a `host` no server here could listen on, before anything starts: the
+    services would only fail to bind, and probes would knock on another machine."""
+    error = ports.bind_error(config.host)
+    if error is not None:
+        raise ConfigError(
+            f"services cannot listen on '{config.host}' on this machine "
+            f"({error.strerror or error}); use one of its own addresses, such as 127.0.0.1",
+            file=config.file,
+            key="host",
+        )
 
 
 def _check_port(config: Config, spec: ServiceSpec, port: int | None) -> bool:

@@ -31,6 +31,28 @@ def free_ports(host: str, count: int) -> list[int]:
         return ports
 
 
+def bind_error(host: str) -> OSError | None:
+    """Why a server could not listen on `host` at all, or None when it can: an address
+    this machine does not have (EADDRNOTAVAIL), or a name that does not resolve.
+    Binding to port 0 sends nothing anywhere."""
+    try:
+        found = socket.getaddrinfo(
+            host or None, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:  # socket.gaierror
+        return exc
+    error: OSError | None = None
+    for family, kind, proto, _, address in found:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.bind(address)
+        except OSError as exc:
+            error = error or exc
+            continue
+        return None
+    return error
+
+
 def is_taken(host: str, port: int) -> bool:
     """Whether a server could not bind host:port now (as servers do, with SO_REUSEADDR)."""
     address = probe_host(host)
