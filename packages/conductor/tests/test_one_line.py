@@ -1,0 +1,186 @@
+"""What the run meets on the machine, not in the configuration's syntax: a COMMAND that
+cannot execute, a logs folder it cannot use, closed stdout/stderr, a host that is not
+this machine's. Each ends in one line and the documented status, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from support import PY, fake, free_port
+
+pytestmark = pytest.mark.conductor
+
+# An address of no machine here (TEST-NET-3, RFC 5737): binding it fails locally with
+# EADDRNOTAVAIL, before any packet could be sent.
+FOREIGN_HOST = "203.0.113.1"
+
+
+def _svc(config, **top: object) -> None:
+    config({"svc": {"command": fake("tcp", "--port", "{port}"), "port": "auto"}}, **top)
+
+
+def _one_line(text: str, needle: str) -> None:
+    """`needle` is on exactly one line, and nothing looks like a traceback."""
+    assert "Traceback" not in text, text
+    assert sum(needle in line for line in text.splitlines()) == 1, text
+
+
+def test_command_that_cannot_be_executed_exits_126_and_summary_agrees(conductor, config, tmp_path):
+    """ENOEXEC: executable bit, but neither a binary nor a script with a #! line."""
+    _svc(config)
+    script = tmp_path / "no-shebang"
+    script.write_text("echo this is not a program\n")
+    script.chmod(0o755)
+    result = conductor.run("run", "--config", "conductor.toml", "--", str(script))
+    assert result.code == 126, result.text
+    _one_line(result.err, "command cannot be executed")
+    assert "#! line" in result.err
+    summary = json.loads((tmp_path / "logs" / "summary.json").read_text())
+    assert summary["exit_code"] == 126
+    assert summary["services"]["svc"]["stopped"] == "stopped by SIGTERM"
+
+
+@pytest.mark.parametrize("how", ["file", "under-a-file", "option-under-a-file"])
+def test_a_logs_folder_that_cannot_be_one_is_one_line_and_exit_2(conductor, config, tmp_path, how):
+    """Root can write anywhere, so 'unusable' here is what stops root too: the folder
+    is a file, or lies under one."""
+    (tmp_path / "taken").write_text("a file, not a folder\n")
+    args = ["run", "--config", "conductor.toml"]
+    if how == "file":
+        _svc(config, logs_dir="taken")
+        key = "key 'logs_dir'"
+    elif how == "under-a-file":
+        _svc(config, logs_dir="taken/logs")
+        key = "key 'logs_dir'"
+    else:
+        _svc(config)
+        args += ["--logs-dir", "taken/logs"]
+        key = "key '--logs-dir'"
+    result = conductor.run(*args, "--", PY, "-c", "pass")
+    assert result.code == 2, result.text
+    _one_line(result.err, "as the logs folder")
+    assert key in result.err
+    assert f"{tmp_path / 'taken'} is a file, not a folder" in result.err
+    assert (tmp_path / "taken").read_text() == "a file, not a folder\n"
+    assert not (tmp_path / "svc.log").exists()
+
+
+def test_an_event_log_that_cannot_be_written_is_one_line_and_exit_2(conductor, config, tmp_path):
+    """conductor.log is a folder: the open fails even for root (EISDIR)."""
+    _svc(config)
+    (tmp_path / "logs" / "conductor.log").mkdir(parents=True)
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    assert result.code == 2, result.text
+    _one_line(result.err, "as the logs folder")
+    assert "Is a directory" in result.err
+    assert not (tmp_path / "logs" / "svc.log").exists()  # nothing was started
+
+
+def test_a_service_log_that_cannot_be_written_fails_that_service(conductor, config, tmp_path):
+    _svc(config)
+    (tmp_path / "logs" / "svc.log").mkdir(parents=True)
+    marker = tmp_path / "command-ran"
+    result = conductor.run(
+        "run", "--config", "conductor.toml", "--", PY, "-c", f"open({str(marker)!r}, 'w')"
+    )
+    assert result.code == 125, result.text
+    _one_line(result.err, "cannot write its log")
+    assert not marker.exists()
+    assert json.loads((tmp_path / "logs" / "summary.json").read_text())["exit_code"] == 125
+
+
+COMMAND = "import sys; print('out'); raise SystemExit(7)"
+
+
+@pytest.mark.parametrize("closed", [">&-", "2>&-", "<&- >&- 2>&-"])
+def test_closed_stdout_or_stderr_still_tears_down_and_gives_command_status(
+    conductor, config, tmp_path, closed
+):
+    """Started with a standard stream closed, conductor runs, tears down and exits with
+    COMMAND's status, and summary.json agrees."""
+    _svc(config)
+    argv = conductor.argv("run", "--config", "conductor.toml", "--", PY, "-c", COMMAND)
+    proc = subprocess.run(
+        ["sh", "-c", f"exec {shlex.join(argv)} {closed}"],
+        cwd=tmp_path,
+        env=conductor.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 7, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    summary = json.loads((tmp_path / "logs" / "summary.json").read_text())
+    assert summary["exit_code"] == 7
+    assert summary["services"]["svc"]["stopped"] == "stopped by SIGTERM"
+    # a log file never took over a closed stream's number: COMMAND's output is not in it
+    for log in (tmp_path / "logs").iterdir():
+        if log.is_file():
+            assert "out\n" not in log.read_text(errors="replace").splitlines(keepends=True), log
+
+
+def test_stderr_whose_reader_is_gone_still_gives_command_status(conductor, config, tmp_path):
+    """Every console line then fails with EPIPE; the run must not."""
+    _svc(config)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will ever read what conductor reports
+    try:
+        proc = subprocess.run(
+            conductor.argv("run", "--config", "conductor.toml", "--", PY, "-c", COMMAND),
+            cwd=tmp_path,
+            env=conductor.env,
+            stdout=subprocess.PIPE,
+            stderr=write_end,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 7, proc.stdout
+    assert proc.stdout == "out\n"
+    assert json.loads((tmp_path / "logs" / "summary.json").read_text())["exit_code"] == 7
+
+
+@pytest.mark.parametrize("port", ["auto", "fixed"])
+def test_a_host_this_machine_does_not_have_is_refused_before_anything_starts(
+    conductor, config, tmp_path, port
+):
+    """Exit 2 naming the key: a configuration error, found before a process starts or
+    a probe knocks (the log probe keeps even the unfixed code from sending anything)."""
+    config(
+        {
+            "svc": {
+                "command": fake("never"),
+                "port": "auto" if port == "auto" else free_port(),
+                "ready": {"log": "never printed"},
+                "ready_timeout": 1,
+            }
+        },
+        host=FOREIGN_HOST,
+    )
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    assert result.code == 2, result.text
+    _one_line(result.err, "key 'host'")
+    assert f"services cannot listen on '{FOREIGN_HOST}'" in result.err
+    assert not (tmp_path / "logs" / "svc.log").exists()
+    check = conductor.run("check", "--config", "conductor.toml")
+    assert check.code == 2, check.text
+    _one_line(check.err, "key 'host'")
+
+
+def test_the_shell_really_closes_stdout(tmp_path: Path) -> None:
+    """Guard for the test above: a shell's `>&-` really leaves fd 1 closed."""
+    proc = subprocess.run(
+        ["sh", "-c", f"exec {shlex.quote(PY)} -c 'import os; os.fstat(1)' >&-"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 1
+    assert "Bad file descriptor" in proc.stderr
