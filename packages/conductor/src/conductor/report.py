@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # rich is imported only on a terminal: it costs ~0.1 s of sta
 
 TAIL_LINES = 30
 _WAITING = {"waiting", "starting", "started"}
+_ENDED_BADLY = {"skipped", "failed", "not ready", "died"}
 
 
 @dataclass
@@ -43,19 +44,33 @@ class ServiceReport:
     stopped: str | None = None
     detail: str = ""
     since: float = field(default_factory=time.monotonic)
+    # When each status began (monotonic), when teardown reached it, when it failed:
+    # the timeline of summary.json and report.html.
+    events: list[tuple[float, str]] = field(default_factory=list)
+    stop_began: float | None = None
+    failed_at: float | None = None
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, began: float | None = None) -> dict[str, Any]:
+        """What summary.json says; times on the timeline are seconds after `began`."""
+
+        def at(moment: float | None) -> float | None:
+            return None if moment is None or began is None else _round(moment - began)
+
         return {
             "pid": self.pid,
             "host": self.host,
             "port": self.port,
             "url": redact(self.url),
             "status": self.status,
+            "reason": self.detail if self.status in _ENDED_BADLY else None,
             "ready_after_s": _round(self.ready_after_s),
             "exit_code": self.exit_code,
             "stop_s": _round(self.stop_s),
             "stopped": self.stopped,
             "log": self.log,
+            "timeline": [{"t": at(t), "status": status} for t, status in self.events],
+            "stop_began_s": at(self.stop_began),
+            "failed_at_s": at(self.failed_at),
         }
 
 
@@ -119,6 +134,7 @@ class Reporter:
         report = self.services.get(service)
         if report is not None:
             report.status, report.detail, report.since = status, detail, time.monotonic()
+            report.events.append((report.since, status))
         logger.info("%s: %s%s", service, status, f" ({detail})" if detail else "")
         if self._live is None:
             self._line(f"{service}: {status}" + (f" ({detail})" if detail else ""))
@@ -126,6 +142,9 @@ class Reporter:
     def failure(self, service: str, reason: str, log_path: Path | None) -> None:
         """A service failed: say who and why, then the end of its log."""
         logger.error("%s %s", service, reason)
+        report = self.services.get(service)
+        if report is not None:
+            report.failed_at, report.detail = time.monotonic(), reason
         lines = tail(log_path, TAIL_LINES) if log_path else []
         for line in lines:
             logger.error("%s| %s", service, line)
@@ -185,7 +204,13 @@ class Reporter:
             self.stream = None
 
     # closing ------------------------------------------------------------------
-    def table(self) -> None:
+    def table(self, report: Path | None = None) -> None:
+        """The closing table, then the report.html that draws the same run."""
+        self._table()
+        if report is not None:
+            self._print(f"conductor: timeline and log tails: {report}")
+
+    def _table(self) -> None:
         rows = [("service", "ready after", "stopped", "log")]
         for report in self.services.values():
             ready = (
@@ -260,15 +285,31 @@ def write_summary(
     durations: Mapping[str, float | None],
     services: Mapping[str, ServiceReport],
     run_id: str | None = None,
+    began: float | None = None,
+    phases: Mapping[str, tuple[float | None, float | None]] | None = None,
+    action: str = "run",
 ) -> None:
+    """summary.json, and report.html beside it drawn from the very same data.
+
+    `phases` are spans of the run (COMMAND, teardown) as monotonic (start, end) pairs,
+    put on the timeline as seconds after `began`."""
+
+    def at(moment: float | None) -> float | None:
+        return None if moment is None or began is None else _round(moment - began)
+
     data = {
         "run_id": run_id,
+        "action": action,
         "exit_code": exit_code,
         "command": command,
         "durations": {k: _round(v) for k, v in durations.items()},
-        "services": {name: report.as_json() for name, report in services.items()},
+        "phases": {k: [at(a), at(b)] for k, (a, b) in (phases or {}).items()},
+        "services": {name: report.as_json(began) for name, report in services.items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
+    from conductor import htmlreport  # only now: a run that never ends never needs it
+
+    htmlreport.write(path.parent, data)

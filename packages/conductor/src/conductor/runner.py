@@ -150,28 +150,49 @@ async def run(
         final = outcome.status() or status
         if final is None or (final == 0 and stack.died):
             final = errors.EXIT_SERVICE_FAILED
-        if stack.plan is not None:
-            summary = stack.logs_dir / "summary.json"
-            try:
-                write_summary(
-                    summary,
-                    exit_code=final,
-                    command=command,
-                    run_id=stack.run_id,
-                    durations={
-                        "startup_s": (stack.ready_at or torn) - began,
-                        "command_s": (command_ended or torn) - command_began
-                        if command_began
-                        else None,
-                        "teardown_s": ended - torn,
-                        "total_s": ended - began,
-                    },
-                    services=stack.reports,
-                )
-            except OSError as exc:  # the folder went away or filled up: say so, keep the status
-                reporter.warning(f"could not write {summary}: {exc.strerror or exc}")
-            reporter.table()
+        command_span = (command_began, command_ended or torn) if command_began else None
+        _summarize(stack, reporter, final, command, began, command_span, torn, ended)
     return final
+
+
+def _summarize(
+    stack: Stack,
+    reporter: Reporter,
+    exit_code: int,
+    command: list[str] | None,
+    began: float,
+    command_span: tuple[float, float] | None,
+    torn: float,
+    ended: float,
+) -> None:
+    """summary.json, report.html and the closing table, for `run` and `up` alike; a run
+    that never got as far as a plan (bad configuration, busy folder) has none."""
+    if stack.plan is None:
+        return
+    summary = stack.logs_dir / "summary.json"
+    phases: dict[str, tuple[float | None, float | None]] = {"teardown": (torn, ended)}
+    if command_span is not None:
+        phases["command"] = command_span
+    try:
+        write_summary(
+            summary,
+            exit_code=exit_code,
+            command=command,
+            run_id=stack.run_id,
+            durations={
+                "startup_s": (stack.ready_at or torn) - began,
+                "command_s": command_span[1] - command_span[0] if command_span else None,
+                "teardown_s": ended - torn,
+                "total_s": ended - began,
+            },
+            services=stack.reports,
+            began=began,
+            phases=phases,
+            action="run" if command is not None else "up",
+        )
+    except OSError as exc:  # the folder went away or filled up: say so, keep the status
+        reporter.warning(f"could not write {summary}: {exc.strerror or exc}")
+    reporter.table(summary.with_name("report.html"))
 
 
 async def _supervise(
@@ -239,15 +260,19 @@ async def up(config: Config, options: Options, reporter: Reporter | None = None)
         stop.set()
         starting.cancel()
 
+    began = time.monotonic()
+    status: int | None = None
     starting = asyncio.create_task(stack.start())
     with CaptureSignals(on_signal):
         try:
             try:
                 await starting
             except asyncio.CancelledError:
-                return outcome.status() or errors.EXIT_SIGINT
+                status = outcome.status() or errors.EXIT_SIGINT
+                return status
             except errors.ServiceFailed:
-                return outcome.status() or errors.EXIT_SERVICE_FAILED
+                status = outcome.status() or errors.EXIT_SERVICE_FAILED
+                return status
             with contextlib.suppress(OSError, ValueError):  # stdout's reader may be gone
                 for name, url in stack.urls.items():
                     print(f"{name}: {url}", flush=True)
@@ -258,9 +283,12 @@ async def up(config: Config, options: Options, reporter: Reporter | None = None)
             died.cancel()
             stopped.cancel()
         finally:
+            torn = time.monotonic()
             await shielded(stack.stop())
-            reporter.table()
-    return outcome.status() or (errors.EXIT_SERVICE_FAILED if stack.died else 0)
+            if status is None:
+                status = outcome.status() or (errors.EXIT_SERVICE_FAILED if stack.died else 0)
+            _summarize(stack, reporter, status, None, began, None, torn, time.monotonic())
+    return status
 
 
 async def clean(logs_dir: Path) -> list[str]:

@@ -92,6 +92,7 @@ class Stack:
         self.started_at = time.monotonic()
         self.ready_at: float | None = None
         self.leftovers: list[str] = []
+        self.skipped: dict[str, ServiceReport] = {}
         self._rundir = RunDir(self.logs_dir)
         self._locked = False
         self._stopping = False
@@ -106,7 +107,8 @@ class Stack:
     # public view ----------------------------------------------------------------
     @property
     def reports(self) -> dict[str, ServiceReport]:
-        return {name: rt.report for name, rt in self.runtimes.items()}
+        """Every service of the run, those skipped as optional included."""
+        return {**{name: rt.report for name, rt in self.runtimes.items()}, **self.skipped}
 
     @property
     def urls(self) -> dict[str, str]:
@@ -300,6 +302,7 @@ class Stack:
             self._release()
             raise
         for name, reason in self.plan.skipped.items():
+            self.skipped[name] = ServiceReport(name=name, status="skipped", detail=reason)
             self.reporter.info(f"{name}: skipped ({reason})")
         try:
             self._rundir.begin(self.run_id)
@@ -533,6 +536,7 @@ class Stack:
         try:
             if rt.proc is None:
                 return
+            report.stop_began = time.monotonic()
             result = await process.stop_service(
                 rt.proc,
                 run_id=self.run_id,

@@ -1,0 +1,156 @@
+"""report.html and summary.json as records of a run: passing, failing, interrupted, `up`,
+skipped services. The file is parsed as HTML here; tests/e2e opens it in Chromium."""
+
+from __future__ import annotations
+
+import json
+import signal
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from support import PY, fake, wait_for
+
+pytestmark = pytest.mark.conductor
+
+
+class Page(HTMLParser):
+    """The parts of report.html the tests look at: lanes, failure marks, links, text."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.lanes: dict[str, list[str]] = {}
+        self.failure_marks = 0
+        self.links: list[str] = []
+        self.scripts = 0
+        self.text: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        classes = (a.get("class") or "").split()
+        if tag == "g" and "lane" in classes:
+            self.lanes[a.get("data-service") or classes[1]] = classes
+        if tag == "g" and "failure-mark" in classes:
+            self.failure_marks += 1
+        if tag == "a" and a.get("href"):
+            self.links.append(a["href"] or "")
+        if tag in ("script", "link", "img") or (a.get("src") or "").startswith("http"):
+            self.scripts += 1
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def report(tmp_path: Path) -> tuple[Page, dict]:
+    logs = tmp_path / "logs"
+    page = Page((logs / "report.html").read_text(encoding="utf-8"))
+    return page, json.loads((logs / "summary.json").read_text())
+
+
+def test_passing_run_draws_a_lane_per_service_command_and_teardown(conductor, config, tmp_path):
+    config(
+        {
+            "db": {"command": fake("logline", "--text", "<script>alert(1)</script> READY")},
+            "api": {
+                "command": fake("http", "--port", "{port}"),
+                "port": "auto",
+                "ready": {"http": "/"},
+                "depends_on": ["db"],
+            },
+        }
+    )
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    assert result.code == 0, result.text
+    page, summary = report(tmp_path)
+    assert set(page.lanes) == {"db", "api", "command", "teardown"}
+    assert page.failure_marks == 0
+    assert page.scripts == 0  # self-contained: nothing to fetch, nothing to run
+    assert "db.log" in page.links
+    assert "api.log" in page.links
+    # a log line is shown as text, never as markup
+    assert any("<script>alert(1)</script> READY" in t for t in page.text)
+    # the timeline is the same data as summary.json
+    api = summary["services"]["api"]
+    assert [e["status"] for e in api["timeline"]][:2] == ["waiting", "starting"]
+    assert api["timeline"][-1]["status"] == "ready"
+    assert api["stop_began_s"] >= api["timeline"][-1]["t"]
+    command, teardown = summary["phases"]["command"], summary["phases"]["teardown"]
+    assert command[0] <= command[1] <= teardown[0] <= teardown[1] <= summary["durations"]["total_s"]
+    assert "report.html" in result.err  # the closing table names the file
+
+
+def test_failing_service_gets_a_failure_mark_and_its_tail(conductor, config, tmp_path):
+    config(
+        {
+            "ok": {"command": fake("tcp", "--port", "{port}"), "port": "auto"},
+            "stubborn": {
+                "command": fake("stubborn", "--port", "{port}"),
+                "port": "auto",
+                "stop_timeout": 0.5,
+            },
+            "bad": {
+                "command": fake("crash", "--code", "3"),
+                "port": "auto",
+                "depends_on": ["ok"],
+            },
+        }
+    )
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    assert result.code == 125, result.text
+    page, summary = report(tmp_path)
+    assert page.failure_marks == 1
+    assert "failed" in page.lanes["bad"]
+    assert "clean" in page.lanes["ok"]
+    assert "killed" in page.lanes["stubborn"]  # it ignored SIGTERM
+    bad = summary["services"]["bad"]
+    assert bad["status"] == "failed"
+    assert bad["failed_at_s"] is not None
+    assert "exited with status 3" in bad["reason"]
+    assert "command" not in summary["phases"]  # COMMAND never ran
+
+
+def test_interrupted_run_still_writes_its_report(conductor, config, tmp_path):
+    config({"svc": {"command": fake("tcp", "--port", "{port}"), "port": "auto"}})
+    running = tmp_path / "running"
+    script = f"import pathlib, time; pathlib.Path({str(running)!r}).write_text('y'); time.sleep(60)"
+    proc = conductor.start("run", "--config", "conductor.toml", "--", PY, "-c", script)
+    wait_for(running.exists, what="command to run")
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    page, summary = report(tmp_path)
+    assert summary["exit_code"] == 130
+    assert {"svc", "command", "teardown"} <= set(page.lanes)
+
+
+def test_up_writes_summary_and_report_when_it_ends(conductor, config, tmp_path):
+    config({"svc": {"command": fake("tcp", "--port", "{port}"), "port": "auto"}})
+    proc = conductor.start("up", "--config", "conductor.toml")
+    assert proc.stdout is not None
+    wait_for(lambda: "svc: http" in proc.stdout.readline() or None, what="up to print URLs")
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    page, summary = report(tmp_path)
+    assert summary["action"] == "up"
+    assert summary["command"] is None
+    assert summary["services"]["svc"]["status"] == "ready"
+    assert summary["services"]["svc"]["stopped"]
+    assert "svc" in page.lanes
+
+
+def test_skipped_optional_service_is_listed_with_its_reason(conductor, config, tmp_path):
+    config(
+        {
+            "cache": {"command": ["no-such-cache-server"], "optional": True},
+            "svc": {"command": fake("tcp", "--port", "{port}"), "port": "auto"},
+        }
+    )
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    assert result.code == 0, result.text
+    page, summary = report(tmp_path)
+    cache = summary["services"]["cache"]
+    assert cache["status"] == "skipped"
+    assert "no-such-cache-server" in cache["reason"]
+    assert "skipped" in page.lanes["cache"]
