@@ -156,12 +156,14 @@ def up(c: Context, service: list[str] | None = None) -> None:
     status = _status(c, [PY, "-m", "conductor", "up", *(service or [])])
     if status in STOPPED_BY_SIGNAL:  # Ctrl-C or SIGTERM: the normal way out of `up`
         raise Exit(code=status)
-    if status != 0:
+    if status == 125:
         raise Exit(
-            "the stack did not come up or a service died; the failing service's log tail "
-            "is above (invoke clean stops leftovers)",
+            "a service failed to come up or died; its log tail is above "
+            "(invoke clean stops leftovers)",
             code=status,
         )
+    if status != 0:  # 2: conductor's one line above says why (configuration, busy folder)
+        raise Exit(f"conductor up stopped with status {status}; the reason is above", code=status)
 
 
 @task
