@@ -707,6 +707,8 @@ def test_env_option_templates_values_for_the_command(conductor, config, tmp_path
     [
         ("TARGET={services.nope.url}", "names unknown service 'nope'"),
         ("TARGET={port}", "belongs to a service"),
+        # was a traceback (exit 1) once every service was up
+        ("TARGET={env.CONDUCTOR_SURELY_UNSET}", "CONDUCTOR_SURELY_UNSET is not set"),
         ("no-equals-sign", "--env wants NAME=TEMPLATE"),
     ],
 )

@@ -7,8 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
@@ -43,6 +42,16 @@ class Plan:
     logs_dir: Path
     services: Mapping[str, PlannedService]
     skipped: Mapping[str, str]
+    context: templates.Context
+
+    def command_env(
+        self, values: Mapping[str, str], up: Collection[str] | None = None
+    ) -> dict[str, str]:
+        """COMMAND's `--env NAME=TEMPLATE` values filled. One naming a service that is
+        not up (skipped, not ready, or not part of this run) is left out, as in a
+        service's own env. `up` None: every planned service."""
+        running = set(self.services) if up is None else set(up) & set(self.services)
+        return self.context.render_env(values, absent=set(self.config.services) - running)
 
 
 def env_name(service: str) -> str:
@@ -58,66 +67,71 @@ def make_plan(
     logs_dir: Path | None = None,
     check_ports: bool = True,
     environ: Mapping[str, str] | None = None,
+    command_env: Mapping[str, str] | None = None,
 ) -> Plan:
-    """Settle ports and templates for `names` (and their dependencies)."""
+    """Settle ports and templates for `names` (and their dependencies), and check that
+    COMMAND's `command_env` templates (--env) can be filled."""
     environ = os.environ if environ is None else environ
     logs = logs_dir or config.logs_dir
-    order = config.start_order(names)
-    specs = {name: config.services[name] for name in order}
-    base: dict[str, str] = {
-        "python": sys.executable,
-        "root": str(config.root),
-        "logs_dir": str(logs),
-        "host": config.host,
-        **{f"env.{k}": v for k, v in environ.items()},
-    }
-    skipped = _skipped(config, specs, base, environ)
-    running = [n for n in order if n not in skipped]
-    if any(specs[n].port is not None for n in running):
+    specs = {name: config.services[name] for name in config.start_order(names)}
+    context = templates.Context(root=config.root, host=config.host, logs_dir=logs, environ=environ)
+    skipped = _skipped(config, specs, context, environ)
+    running = {n: spec for n, spec in specs.items() if n not in skipped}
+    if any(spec.port is not None for spec in running.values()):
         _check_host(config)
-    port_of = _ports(config, {n: specs[n] for n in running}, auto_ports)
+    port_of = _ports(config, running, auto_ports)
     reuse = {
-        n: _check_port(config, specs[n], port_of[n])
-        for n in running
-        if check_ports
-        and isinstance(port_of[n], int)
-        and specs[n].port != "auto"
-        and not auto_ports
+        n: _check_port(config, n, spec, port_of[n])
+        for n, spec in running.items()
+        if check_ports and isinstance(port_of[n], int) and spec.port != "auto" and not auto_ports
     }
-    context = dict(base)
+    for name, reason in skipped.items():
+        context.skip(name, reason)
     for name in running:
-        context[f"services.{name}.host"] = config.host
-        if port_of[name] is not None:
-            context[f"services.{name}.port"] = str(port_of[name])
-    urls: dict[str, str | None] = {}
+        context.add_service(name, host=config.host, port=port_of[name], url=None)
+    urls = {n: _url(config, n, spec, context, port_of[n]) for n, spec in running.items()}
     for name in running:
-        spec = specs[name]
-        local = {**context, "port": str(port_of[name])}
-        urls[name] = _url(config, spec, local, port_of[name])
-        if urls[name] is not None:
-            context[f"services.{name}.url"] = str(urls[name])
-    planned = {}
-    for name in running:
-        spec = specs[name]
-        local = {**context, "port": str(port_of[name]), "url": urls[name] or ""}
+        context.add_service(name, host=config.host, port=port_of[name], url=urls[name])
+    planned = {
+        name: _planned(config, name, spec, context, port_of[name], urls[name], logs)
+        for name, spec in running.items()
+    }
+    plan = Plan(
+        config=config,
+        logs_dir=logs,
+        services={n: replace(p, reuse=reuse.get(n, False)) for n, p in planned.items()},
+        skipped=skipped,
+        context=context,
+    )
+    _check_command_env(plan, command_env or {}, environ)
+    return plan
+
+
+def _check_command_env(plan: Plan, values: Mapping[str, str], environ: Mapping[str, str]) -> None:
+    """--env templates: names checked like a service's, then filled once, so that what
+    cannot work fails before anything starts."""
+    scope = templates.Scope(services=plan.config.services, environ=environ, owner="command")
+    for key, template in values.items():
         try:
-            planned[name] = _planned(config, spec, local, port_of[name], urls[name], skipped, logs)
+            templates.check(template, scope)
         except templates.TemplateError as exc:
-            raise ConfigError(str(exc), file=config.file, service=name) from None
-        planned[name] = replace(planned[name], reuse=reuse.get(name, False))
-    return Plan(config=config, logs_dir=logs, services=planned, skipped=skipped)
+            raise ConfigError(str(exc), key=f"--env {key}") from None
+    try:
+        plan.command_env(values)
+    except templates.TemplateError as exc:
+        raise ConfigError(str(exc), key=f"--env {exc.key}") from None
 
 
 def _skipped(
     config: Config,
     specs: Mapping[str, ServiceSpec],
-    base: Mapping[str, str],
+    context: templates.Context,
     environ: Mapping[str, str],
 ) -> dict[str, str]:
     """Optional services whose program is missing; a required one is an error."""
     skipped: dict[str, str] = {}
     for name, spec in specs.items():
-        missing = _missing_program(config, spec, base, environ)
+        missing = _missing_program(config, spec, context, environ)
         if missing is None:
             continue
         if spec.optional:
@@ -142,12 +156,12 @@ def _skipped(
 
 
 def _missing_program(
-    config: Config, spec: ServiceSpec, base: Mapping[str, str], environ: Mapping[str, str]
+    config: Config, spec: ServiceSpec, context: templates.Context, environ: Mapping[str, str]
 ) -> str | None:
     if spec.kind == "postgres":
         return None if postgres.find_bindir() else postgres.MISSING
     try:
-        program = templates.render(spec.command[0], base)
+        program = context.render(spec.command[0])
     except templates.TemplateError:
         return None  # uses a service address; it is checked when it is rendered
     cwd = config.root / (spec.cwd or ".")
@@ -202,7 +216,7 @@ def _check_host(config: Config) -> None:
         )
 
 
-def _check_port(config: Config, spec: ServiceSpec, port: int | None) -> bool:
+def _check_port(config: Config, name: str, spec: ServiceSpec, port: int | None) -> bool:
     """True when the port is taken and the service may reuse what holds it."""
     if port is None or not ports.is_taken(config.host, port):
         return False
@@ -215,19 +229,19 @@ def _check_port(config: Config, spec: ServiceSpec, port: int | None) -> bool:
         + "; stop that process, set reuse_existing = true to use it, "
         "or pass --auto-ports (`conductor clean` stops leftovers of an earlier run)",
         file=config.file,
-        service=spec.name,
+        service=name,
         key="port",
     )
 
 
 def _url(
-    config: Config, spec: ServiceSpec, context: Mapping[str, str], port: int | None
+    config: Config, name: str, spec: ServiceSpec, context: templates.Context, port: int | None
 ) -> str | None:
     if spec.url is not None:
         try:
-            return templates.render(spec.url, context)
+            return context.render(spec.url, port=port)
         except templates.TemplateError as exc:
-            raise ConfigError(str(exc), file=config.file, service=spec.name, key="url") from None
+            raise ConfigError(str(exc), file=config.file, service=name, key="url") from None
     if spec.kind == "postgres":
         user = "postgres" if spec.password is None else f"postgres:{quote(spec.password, safe='')}"
         return f"postgresql://{user}@{config.host}:{port}/{spec.database}"
@@ -238,47 +252,36 @@ def _url(
 
 def _planned(
     config: Config,
+    name: str,
     spec: ServiceSpec,
-    context: Mapping[str, str],
+    context: templates.Context,
     port: int | None,
     url: str | None,
-    skipped: Mapping[str, str],
     logs: Path,
 ) -> PlannedService:
     def fill(template: str, key: str) -> str:
-        gone = templates.referenced_services(template) & set(skipped)
-        if gone:
-            name = sorted(gone)[0]
-            raise templates.TemplateError(
-                f"{key} uses optional service '{name}', which is skipped ({skipped[name]})"
-            )
-        return templates.render(template, context)
+        try:
+            return context.render(template, port=port, url=url)
+        except templates.TemplateError as exc:
+            raise ConfigError(str(exc), file=config.file, service=name, key=key) from None
 
-    env = {}
-    for key, value in spec.env.items():
-        # An env value naming a skipped optional service is left out, so the program
-        # falls back to working without it (e.g. no REDIS_URL: in-process cache).
-        if templates.referenced_services(value) & set(skipped):
-            continue
-        env[key] = fill(value, f"env.{key}")
-    ready = spec.ready
-    if ready.kind == "cmd" and isinstance(ready.target, tuple):
-        ready = replace(ready, target=tuple(fill(a, "ready.cmd") for a in ready.target))
-    elif ready.kind == "http" and isinstance(ready.target, str):
-        ready = replace(ready, target=fill(ready.target, "ready.http"))
+    try:
+        env = context.render_env(spec.env, port=port, url=url)
+    except templates.TemplateError as exc:
+        raise ConfigError(str(exc), file=config.file, service=name, key=f"env.{exc.key}") from None
     cwd = config.root / fill(spec.cwd, "cwd") if spec.cwd else config.root
     return PlannedService(
-        name=spec.name,
+        name=name,
         spec=spec,
         host=config.host,
         port=port,
         url=url,
-        command=tuple(fill(arg, "command") for arg in spec.command),
+        command=tuple(fill(arg, f"command[{i}]") for i, arg in enumerate(spec.command)),
         env=env,
         cwd=cwd.resolve(),
-        ready=ready,
-        depends_on=tuple(d for d in spec.depends_on if d not in skipped),
+        ready=spec.ready.filled(fill),
+        depends_on=tuple(d for d in spec.depends_on if d not in context.skipped),
         reuse=False,
-        log_path=logs / f"{spec.name}.log",
+        log_path=logs / f"{name}.log",
         pg_bindir=postgres.find_bindir() if spec.kind == "postgres" else None,
     )

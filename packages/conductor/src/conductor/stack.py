@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sys
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from conductor import compat, logs, postgres, probes, process, reaper, templates
+from conductor import compat, logs, postgres, probes, process, reaper
 from conductor.config import Config
 from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
 from conductor.plan import Plan, PlannedService, env_name, make_plan
@@ -130,53 +129,16 @@ class Stack:
         return out
 
     def command_env(self) -> dict[str, str]:
+        """COMMAND's environment: ours, each service's address, and --env values (one
+        naming a service that is not up is left out)."""
+        up = [n for n, rt in self.runtimes.items() if rt.report.status in ("ready", "reused")]
         return {
             **os.environ,
             **self.env,
-            **self._rendered_command_templates(),
+            **(self.plan.command_env(self.command_templates, up) if self.plan else {}),
             process.MARKER_RUN: self.run_id,
             process.MARKER_SERVICE: "(command)",
         }
-
-    def _rendered_command_templates(self) -> dict[str, str]:
-        """`--env NAME=TEMPLATE` values; one naming a service that is not running (a
-        skipped optional one) is left out, as in a service's own env."""
-        context = {
-            "python": sys.executable,
-            "root": str(self.config.root),
-            "host": self.config.host,
-            "logs_dir": str(self.logs_dir),
-            **{f"env.{k}": v for k, v in os.environ.items()},
-        }
-        for name, rt in self.runtimes.items():
-            if rt.report.status not in ("ready", "reused"):
-                continue
-            context[f"services.{name}.host"] = rt.planned.host
-            if rt.planned.port is not None:
-                context[f"services.{name}.port"] = str(rt.planned.port)
-            if rt.planned.url is not None:
-                context[f"services.{name}.url"] = rt.planned.url
-        out: dict[str, str] = {}
-        for key, template in self.command_templates.items():
-            try:
-                out[key] = templates.render(template, context)
-            except templates.TemplateError:
-                if not templates.referenced_services(template):
-                    raise
-        return out
-
-    def check_command_templates(self) -> None:
-        """Fail before anything starts when an --env template cannot work at all."""
-        for key, template in self.command_templates.items():
-            try:
-                for name in templates.fields(template):
-                    if name in ("port", "url"):
-                        raise templates.TemplateError(
-                            f"'{{{name}}}' belongs to a service; use {{services.NAME.{name}}}"
-                        )
-                    templates.check_name(name, self.config.services)
-            except templates.TemplateError as exc:
-                raise ConfigError(str(exc), key=f"--env {key}") from None
 
     def _preload(self) -> None:
         """Import aiohttp (~0.3 s, for HTTP probes) and psutil (for teardown) in a thread,
@@ -273,8 +235,8 @@ class Stack:
             auto_ports=self.auto_ports,
             logs_dir=self.logs_dir,
             check_ports=False,
+            command_env=self.command_templates,
         )
-        self.check_command_templates()
         try:
             self._lock_logs_dir()
             self._locked = True

@@ -1,13 +1,18 @@
-"""`{name}` placeholders in commands, env values, cwd and urls.
+"""`{name}` placeholders in commands, env values, cwd, urls and COMMAND's `--env`.
 
-Names are checked when the configuration is loaded, so a typo ends the run before
-anything starts; values are filled in only once every port is settled.
+The one place templates are checked and filled. Names are checked when the
+configuration is loaded (`check`), so a typo ends the run before anything starts;
+values are filled (`Context`) only once every port is settled.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 _FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 _SERVICE_ATTRS = ("host", "port", "url")
@@ -15,7 +20,12 @@ SIMPLE_NAMES = ("python", "root", "host", "port", "url", "logs_dir")
 
 
 class TemplateError(ValueError):
-    """A placeholder that cannot be filled; the message says which and why."""
+    """A placeholder that cannot be filled; the message says which and why, and `key`
+    which variable it was in, when it was one of several (render_env)."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def fields(template: str) -> Iterator[str]:
@@ -27,7 +37,7 @@ def fields(template: str) -> Iterator[str]:
         raise TemplateError("has an unclosed '{' (write '{{' for a literal brace)")
 
 
-def check_name(name: str, services: Mapping[str, object]) -> None:
+def check_name(name: str, services: Collection[str]) -> None:
     """Raise TemplateError unless `name` is one conductor knows how to fill."""
     if name in SIMPLE_NAMES:
         return
@@ -48,6 +58,41 @@ def check_name(name: str, services: Mapping[str, object]) -> None:
         f"unknown placeholder '{{{name}}}'; known: {{python}}, {{root}}, {{host}}, {{port}}, "
         "{url}, {logs_dir}, {env.NAME}, {services.NAME.host|port|url}"
     )
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a template may name where it stands: `owner` is "service" (a service's own
+    value), "url" (a service's url, which others' urls are made from) or "command"
+    (COMMAND's --env, which belongs to no service)."""
+
+    services: Collection[str]
+    environ: Mapping[str, str]
+    port: bool = False  # the owning service has a port
+    url: bool = False  # the owning service has a url
+    owner: Literal["service", "url", "command"] = "service"
+
+
+def check(template: str, scope: Scope) -> None:
+    """Raise TemplateError unless every placeholder of `template` can be filled in `scope`."""
+    for name in fields(template):
+        check_name(name, scope.services)
+        _check_owner(name, scope)
+        if name.startswith("env.") and name[4:] not in scope.environ:
+            raise TemplateError(f"uses '{{{name}}}' but environment variable {name[4:]} is not set")
+
+
+def _check_owner(name: str, scope: Scope) -> None:
+    if name in ("port", "url") and scope.owner == "command":
+        raise TemplateError(f"'{{{name}}}' belongs to a service; use {{services.NAME.{name}}}")
+    if name == "port" and not scope.port:
+        raise TemplateError("uses {port} but the service has no port")
+    if name == "url" and scope.owner == "url":
+        raise TemplateError("a url cannot use {url}")
+    if name == "url" and not scope.url:
+        raise TemplateError("uses {url} but the service has no url")
+    if scope.owner == "url" and name.startswith("services.") and name.endswith(".url"):
+        raise TemplateError("a url may use other services' host and port only")
 
 
 def referenced_services(template: str) -> set[str]:
@@ -80,3 +125,66 @@ def render(template: str, context: Mapping[str, str]) -> str:
             raise TemplateError(f"'{{{name}}}' has no value here") from None
 
     return _FIELD.sub(replace, template)
+
+
+class Context:
+    """The values templates of one run are filled from: the run's own ({python},
+    {root}, {host}, {logs_dir}, {env.NAME}) and each planned service's address."""
+
+    def __init__(
+        self, *, root: Path, host: str, logs_dir: Path, environ: Mapping[str, str]
+    ) -> None:
+        self.values: dict[str, str] = {
+            "python": sys.executable,
+            "root": str(root),
+            "logs_dir": str(logs_dir),
+            "host": host,
+            **{f"env.{k}": v for k, v in environ.items()},
+        }
+        self.skipped: dict[str, str] = {}
+
+    def add_service(self, name: str, *, host: str, port: int | None, url: str | None) -> None:
+        """Make {services.NAME.host|port|url} available (port and url once known)."""
+        self.values[f"services.{name}.host"] = host
+        if port is not None:
+            self.values[f"services.{name}.port"] = str(port)
+        if url is not None:
+            self.values[f"services.{name}.url"] = url
+
+    def skip(self, name: str, reason: str) -> None:
+        """An optional service that will not run: naming it is an error, except in an
+        environment variable, which is then left out."""
+        self.skipped[name] = reason
+
+    def render(self, template: str, *, port: int | None = None, url: str | None = None) -> str:
+        """`template` filled; `port` and `url` are the owning service's {port} and {url}."""
+        gone = sorted(referenced_services(template) & self.skipped.keys())
+        if gone:
+            raise TemplateError(
+                f"uses optional service '{gone[0]}', which is skipped ({self.skipped[gone[0]]})"
+            )
+        if port is None and url is None:
+            return render(template, self.values)
+        return render(template, {**self.values, "port": str(port), "url": url or ""})
+
+    def render_env(
+        self,
+        values: Mapping[str, str],
+        *,
+        absent: Collection[str] = (),
+        port: int | None = None,
+        url: str | None = None,
+    ) -> dict[str, str]:
+        """Environment variables filled. One naming a skipped or `absent` service is left
+        out, so the program falls back to working without it (no REDIS_URL: an
+        in-process cache)."""
+        leave_out = self.skipped.keys() | set(absent)
+        env: dict[str, str] = {}
+        for key, value in values.items():
+            if referenced_services(value) & leave_out:
+                continue
+            try:
+                env[key] = self.render(value, port=port, url=url)
+            except TemplateError as exc:
+                raise TemplateError(str(exc), key) from None
+        return env

@@ -1,0 +1,340 @@
+"""The shape of `[tool.conductor]`: one typed structure per table.
+
+Types, defaults and simple bounds are declared on the fields (msgspec checks them); each
+field also says, in words, what it must be. Rules that tie several keys of one table
+together live in that table's `__post_init__` and raise `Invalid`. `convert()` is the one
+place that turns any of these failures into a ConfigError naming file, service and key.
+
+Adding a key is adding a field (and, if it depends on other keys, a line in
+`__post_init__`); the error messages follow from the declaration.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+import msgspec
+from msgspec import Meta, Struct, field
+from msgspec.structs import force_setattr, replace
+
+from conductor.errors import ConfigError
+
+S = TypeVar("S", bound=Struct)
+
+ReadyKind = Literal["http", "tcp", "log", "cmd", "started"]
+ServiceKind = Literal["process", "postgres"]
+
+
+def expect(what: str) -> Meta:
+    """What a field must be, in words; the error message says 'must be <what>'."""
+    return Meta(description=what)
+
+
+Text = Annotated[str, expect("a string")]
+Flag = Annotated[bool, expect("true or false")]
+Seconds = Annotated[float, Meta(gt=0, description="a positive number of seconds")]
+Args = Annotated[
+    tuple[str, ...],
+    expect("a list of strings (commands are argument lists, never shell strings)"),
+]
+Names = Annotated[tuple[str, ...], expect("a list of service names")]
+Env = Annotated[dict[str, str], expect('a table of strings, e.g. env = { KEY = "value" }')]
+Port = Annotated[
+    Annotated[int, Meta(ge=1, le=65535)] | Literal["auto"],
+    expect('an integer from 1 to 65535 or "auto"'),
+]
+Status = Annotated[
+    tuple[Annotated[int, Meta(ge=100, le=599)], ...],
+    Meta(min_length=1, description="a list of HTTP status codes, e.g. [200, 204]"),
+]
+
+
+class Invalid(ValueError):
+    """A rule across keys of one table is broken; `key` is relative to that table."""
+
+    def __init__(self, key: str | None, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+def _check_regex(pattern: str, key: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise Invalid(key, f"is not a valid regular expression: {exc}") from None
+
+
+def _signal_name(value: str | None, kind: str) -> str:
+    if value is None:
+        return "SIGINT" if kind == "postgres" else "SIGTERM"
+    name = value.upper() if value.upper().startswith("SIG") else "SIG" + value.upper()
+    if name not in signal.Signals.__members__:
+        raise Invalid(
+            "stop_signal", f"unknown signal {value!r}; use a name such as SIGTERM or SIGINT"
+        )
+    return name
+
+
+class ReadySpec(Struct, frozen=True, forbid_unknown_fields=True):
+    """`ready = {...}`: how a service proves it is ready. No probe at all is "started"."""
+
+    http: Annotated[str, expect("a path such as /health, or a URL")] | None = None
+    tcp: Annotated[Literal[True], expect("true (write tcp = true)")] | None = None
+    log: Annotated[str, expect("a regular expression")] | None = None
+    cmd: (
+        Annotated[
+            Args, Meta(min_length=1, description="a non-empty list: a program and its arguments")
+        ]
+        | None
+    ) = None
+    status: Status | None = None
+
+    PROBES: ClassVar[tuple[str, ...]] = ("http", "tcp", "log", "cmd")
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.http is None:
+            raise Invalid(None, "'status' goes only with http")
+        if self.log is not None:
+            _check_regex(self.log, "log")
+
+    @property
+    def probes(self) -> list[str]:
+        """The probes this table names (a written table must name exactly one)."""
+        return [name for name in self.PROBES if getattr(self, name) is not None]
+
+    @property
+    def kind(self) -> ReadyKind:
+        probes = self.probes
+        return typing.cast(ReadyKind, probes[0]) if probes else "started"
+
+    @property
+    def target(self) -> str | tuple[str, ...] | None:
+        """The path or URL, regex or command of the probe (None for tcp and started)."""
+        for value in (self.http, self.log, self.cmd):
+            if value is not None:
+                return value
+        return None
+
+    def templated(self) -> Iterator[tuple[str, str]]:
+        """(key, template) for each value of this table that templates fill."""
+        if self.http is not None:
+            yield "ready.http", self.http
+        for i, arg in enumerate(self.cmd or ()):
+            yield f"ready.cmd[{i}]", arg
+
+    def filled(self, fill: Callable[[str, str], str]) -> ReadySpec:
+        """This probe with its templates filled by `fill(template, key)`."""
+        return replace(
+            self,
+            http=None if self.http is None else fill(self.http, "ready.http"),
+            cmd=None
+            if self.cmd is None
+            else tuple(fill(a, f"ready.cmd[{i}]") for i, a in enumerate(self.cmd)),
+        )
+
+
+_POSTGRES_READY = ReadySpec(log="database system is ready to accept connections")
+_UNWRITTEN = ReadySpec()  # the default of `ready`, told from a written one by identity
+
+
+class ServiceSpec(Struct, frozen=True, forbid_unknown_fields=True):
+    """`[services.NAME]`: one service as written in the file; templates still unfilled.
+
+    Defaults that depend on `kind` or on other keys are settled in __post_init__, so
+    after construction every field holds what the service will really use."""
+
+    command: Args = ()
+    cwd: Text | None = None
+    env: Env = {}
+    port: Port | None = None
+    url: Text | None = None
+    depends_on: Names = ()
+    ready: Annotated[
+        ReadySpec,
+        expect(
+            'a table such as { http = "/health" }, { tcp = true }, { log = "REGEX" } '
+            "or { cmd = [...] }"
+        ),
+    ] = _UNWRITTEN
+    ready_timeout: Seconds = 60.0
+    stop_signal_name: Annotated[str, expect("a signal name such as SIGTERM or SIGINT")] | None = (
+        field(default=None, name="stop_signal")
+    )
+    stop_timeout: Seconds = 5.0
+    reuse_existing: Flag = False
+    kind: Annotated[ServiceKind, expect('one of "process", "postgres"')] = "process"
+    database: Text = "genesis"
+    password: Text | None = None
+    optional: Flag = False
+
+    # Keys that only one kind of service may have.
+    ONLY_FOR: ClassVar[Mapping[str, str]] = {"password": "postgres"}
+
+    def __post_init__(self) -> None:
+        for key, kind in self.ONLY_FOR.items():
+            if getattr(self, key) is not None and self.kind != kind:
+                raise Invalid(key, f'is only for kind = "{kind}"; remove it')
+        if self.kind == "postgres":
+            self._settle_postgres()
+        elif not self.command:
+            raise Invalid("command", 'has no command; add command = ["program", "arg", ...]')
+        if self.password == "":
+            raise Invalid("password", "must not be empty")
+        force_setattr(self, "stop_signal_name", _signal_name(self.stop_signal_name, self.kind))
+        force_setattr(self, "ready", self._settle_ready())
+
+    def _settle_postgres(self) -> None:
+        if self.command:
+            raise Invalid("command", "kind 'postgres' builds its own command; remove 'command'")
+        if self.port is None:
+            force_setattr(self, "port", "auto")
+
+    def _settle_ready(self) -> ReadySpec:
+        """A port and no `ready`: tcp; neither: ready once started."""
+        if self.ready is _UNWRITTEN:
+            if self.kind == "postgres":
+                return _POSTGRES_READY
+            return ReadySpec(tcp=True) if self.port is not None else ReadySpec()
+        if len(self.ready.probes) != 1:
+            raise Invalid("ready", "needs exactly one of http, tcp, log or cmd")
+        kind = self.ready.kind
+        absolute = kind == "http" and "://" in str(self.ready.http)
+        if kind in ("http", "tcp") and self.port is None and not absolute:
+            raise Invalid(
+                f"ready.{kind}", f'a {kind} probe needs a port; set port = NUMBER or "auto"'
+            )
+        return self.ready
+
+    @property
+    def stop_signal(self) -> signal.Signals:
+        return signal.Signals[self.stop_signal_name or "SIGTERM"]
+
+    def templated(self) -> Iterator[tuple[str, str]]:
+        """(key, template) for each value of this service that templates fill."""
+        for i, arg in enumerate(self.command):
+            yield f"command[{i}]", arg
+        for key, value in self.env.items():
+            yield f"env.{key}", value
+        if self.cwd is not None:
+            yield "cwd", self.cwd
+        if self.url is not None:
+            yield "url", self.url
+        yield from self.ready.templated()
+
+
+class Document(Struct, frozen=True, forbid_unknown_fields=True):
+    """`[tool.conductor]` (or a standalone file's top level). Each service is converted
+    on its own, so that its errors name it."""
+
+    logs_dir: Text = "_e2e_logs"
+    host: Text = "127.0.0.1"
+    services: Annotated[
+        dict[str, Any], expect("a table of services, [tool.conductor.services.NAME]")
+    ] = {}
+
+
+# The one place a validation failure becomes a message ------------------------------------
+
+
+def convert(
+    raw: object,
+    cls: type[S],
+    *,
+    file: Path,
+    service: str | None = None,
+    prefix: str = "",
+) -> S:
+    """`raw` (a TOML table) as a `cls`, or ConfigError naming file, service and key."""
+    try:
+        return msgspec.convert(raw, cls)
+    except msgspec.ValidationError as exc:
+        key, message = _explain(exc, raw, cls)
+        raise ConfigError(
+            message, file=file, service=service, key=prefix + key if key else None
+        ) from None
+
+
+_AT = re.compile(r"(?s)(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?")
+_STEP = re.compile(r"\.([^.\[]+)|\[[^\]]*\]")
+_FIELD_NAMED = re.compile(r"Object (?P<how>contains unknown|missing required) field `(?P<name>.*)`")
+
+
+def _explain(exc: msgspec.ValidationError, raw: object, cls: type[Struct]) -> tuple[str, str]:
+    """(key, message) for a failure: msgspec's own (type, bound, unknown or missing key)
+    in the words the field declares, or a table rule's Invalid as it was raised."""
+    match = _AT.fullmatch(str(exc))
+    assert match is not None
+    keys, value = _walk(raw, match.group("path") or "")
+    struct, expected = _describe(cls, keys)
+    cause = exc.__cause__
+    if isinstance(cause, Invalid):
+        return ".".join([*keys, *([cause.key] if cause.key else [])]), cause.message
+    named = _FIELD_NAMED.fullmatch(match.group("what"))
+    if named and named.group("how") == "contains unknown":
+        allowed = ", ".join(sorted(struct.__struct_encode_fields__)) if struct else ""
+        return ".".join([*keys, named.group("name")]), f"unknown key; allowed keys are {allowed}"
+    if named:
+        return ".".join([*keys, named.group("name")]), "is required"
+    if not keys:
+        return "", "must be a table"
+    return ".".join(keys), f"must be {expected or 'something else'}, not {_show(value)}"
+
+
+def _walk(raw: object, path: str) -> tuple[list[str], object]:
+    """The table keys on `path` up to its first list index, and the value found there."""
+    keys: list[str] = []
+    value = raw
+    for step in _STEP.finditer(path):
+        if step.group(1) is None or not isinstance(value, dict):
+            break
+        keys.append(step.group(1))
+        value = value.get(step.group(1))
+    return keys, value
+
+
+def _describe(cls: type[Struct], keys: list[str]) -> tuple[type[Struct] | None, str | None]:
+    """The table type at the end of `keys`, and the words of the last field on the way."""
+    hint: object = cls
+    expected: str | None = None
+    for key in keys:
+        struct = _struct_in(hint)
+        if struct is None:
+            return None, expected
+        names = dict(zip(struct.__struct_encode_fields__, struct.__struct_fields__, strict=True))
+        if key not in names:
+            return None, expected
+        hint = typing.get_type_hints(struct, include_extras=True)[names[key]]
+        expected = _words(hint) or expected
+    return _struct_in(hint), expected
+
+
+def _struct_in(hint: object) -> type[Struct] | None:
+    if isinstance(hint, type) and issubclass(hint, Struct):
+        return hint
+    for arg in typing.get_args(hint):
+        found = _struct_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _words(hint: object) -> str | None:
+    """The outermost `expect()` words on a field's type (nested Annotated flatten
+    outermost last)."""
+    for arg in (hint, *typing.get_args(hint)):
+        words = [m.description for m in getattr(arg, "__metadata__", ()) if isinstance(m, Meta)]
+        if any(words):
+            return [w for w in words if w][-1]
+    return None
+
+
+def _show(value: object, limit: int = 60) -> str:
+    """A value as TOML writes it, cut to fit on the error's one line."""
+    text = ("true" if value else "false") if isinstance(value, bool) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
