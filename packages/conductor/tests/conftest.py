@@ -14,9 +14,17 @@ import pytest
 from support import Conductor, write_config
 
 
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """XDG_CACHE_HOME for conductors under test: the PostgreSQL template cache is built
+    once per session here, never in the user's own ~/.cache."""
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
 @pytest.fixture
-def conductor(tmp_path: Path) -> Iterator[Conductor]:
+def conductor(tmp_path: Path, shared_cache: Path) -> Iterator[Conductor]:
     runner = Conductor(tmp_path, f"test-{uuid.uuid4().hex}")
+    runner.env["XDG_CACHE_HOME"] = str(shared_cache)
     yield runner
     left = runner.mine()
     for proc in left:

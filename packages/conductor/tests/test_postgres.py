@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -54,13 +55,10 @@ def test_throwaway_cluster_serves_a_database_and_is_removed(conductor, config, t
     assert db["stopped"] == "stopped by SIGINT"
     log = (tmp_path / "logs" / "db.log").read_text()
     assert "database system is ready to accept connections" in log
-    datadirs = [
-        line.split()[-2]
-        for line in log.splitlines()
-        if line.startswith("fixing permissions on existing directory")
-    ]
-    assert datadirs
-    assert all(not Path(folder).exists() for folder in datadirs)
+    events = (tmp_path / "logs" / "conductor.log").read_text()
+    folders = re.findall(r"db: run folder (\S+)", events)
+    assert folders
+    assert all(not Path(folder).exists() for folder in folders)
 
 
 def test_missing_binaries_say_what_to_install(config, monkeypatch):

@@ -346,15 +346,21 @@ class Stack:
             assert p.pg_bindir is not None
             assert p.port is not None
             rt.cluster = postgres.Cluster(
-                p.name, p.pg_bindir, p.host, p.port, p.spec.database, p.spec.password
+                p.name,
+                p.pg_bindir,
+                p.host,
+                p.port,
+                p.spec.database,
+                p.spec.password,
+                run_id=self.run_id,
             )
-            self._rundir.add_folder(rt.cluster.make_datadir())
+            self._rundir.add_folder(rt.cluster.make_folder())
             try:
                 async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
                     await rt.cluster.init(rt.log_fd, env)
             except TimeoutError:
                 raise ServiceFailed(p.name, "timed out in initdb") from None
-            command, cwd, run_as = rt.cluster.command(), rt.cluster.folder, postgres.run_as()
+            command, cwd, run_as = rt.cluster.command(), rt.cluster.socket_dir, postgres.run_as()
         try:
             rt.proc = await process.spawn(
                 command, env=env, cwd=cwd, log_fd=rt.log_fd, run_as=run_as
@@ -396,8 +402,6 @@ class Stack:
                 p.name,
                 f"was not ready after {p.spec.ready_timeout:g}s (ready_timeout; waited for {what})",
             )
-        if rt.cluster is not None:
-            await rt.cluster.create_database(rt.log_fd, env)
         report.ready_after_s = time.monotonic() - self.started_at
         self.reporter.event(p.name, "ready", f"{report.ready_after_s:.2f}s")
         rt.ready.set()

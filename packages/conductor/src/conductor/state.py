@@ -12,13 +12,12 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from conductor import compat, process
+from conductor import compat, postgres, process
 from conductor.errors import LogsDirBusy
 
 if TYPE_CHECKING:
@@ -107,7 +106,8 @@ class RunDir:
                 proc.kill()
         await asyncio.to_thread(psutil.wait_procs, alive, 5.0)
         for folder in record.get("folders", []):
-            shutil.rmtree(folder, ignore_errors=True)
+            # Only a folder that carries this run's marker: the record is just a file.
+            postgres.remove_run_folder(Path(folder), run_id)
         self.record_path.unlink(missing_ok=True)
         return described
 

@@ -1,0 +1,232 @@
+"""The template cache of `kind = "postgres"`: initdb once, then copy its result per run.
+
+initdb (plus creating the database) costs 0.5-2 s; copying the folder it leaves costs a
+fraction of that. An entry is `<cache>/conductor/postgres/<key>/`, holding `data/` (a
+cluster that initdb and one CREATE DATABASE left, never started) and a manifest, written
+last, that lists every folder and every file with its size.
+
+An entry is made whole in a private staging folder and then renamed into place, so a
+reader sees all of it or nothing, and two runs building the same entry at once both
+succeed (the second rename loses and its folder is dropped). Anything that does not
+match its manifest - a missing or truncated file, a missing manifest - is doubt, and
+doubt means a fresh initdb for this run and a new entry for the next: the cache can
+make a run faster, never break it. The cache is never removed by a run's teardown.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import stat
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+FORMAT = 1  # bump whenever what goes into an entry changes (initdb options, layout)
+MANIFEST = "conductor-cache.json"
+DATA = "data"
+STALE_AFTER = 3600.0  # seconds after which a staging folder is a dead run's
+
+
+class CacheDoubt(Exception):
+    """A cache entry that cannot be trusted; the message says why."""
+
+
+class Cancelled(Exception):
+    """The run gave up (teardown or a deadline) while a copy was under way."""
+
+
+def root(environ: Mapping[str, str] | None = None) -> Path | None:
+    """`$XDG_CACHE_HOME/conductor/postgres`, or `~/.cache/conductor/postgres`; None when
+    there is no home to put it in (the run then goes without a cache)."""
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # the XDG spec: a relative value is to be ignored
+        try:
+            base = str(Path.home() / ".cache")
+        except RuntimeError:
+            return None
+    return Path(base) / "conductor" / "postgres"
+
+
+def key(bindir: Path, *, user: str, database: str, password: str | None) -> str:
+    """What an entry depends on, hashed: the server binaries (path, size, mtime, inode:
+    a package upgrade changes them), the superuser, the database and the password.
+
+    Settings given as `-c` options are not part of it: they live on the server's
+    command line, not in the folder. The password is hashed with the rest, never stored.
+    """
+    identity: list[object] = [FORMAT, str(bindir.resolve()), user, database]
+    identity.append(None if password is None else hashlib.sha256(password.encode()).hexdigest())
+    for name in ("initdb", "postgres"):
+        info = (bindir / name).stat()
+        identity.append([info.st_size, info.st_mtime_ns, info.st_ino])
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:24]
+
+
+def copy_out(
+    entry: Path, dest: Path, owner: tuple[int, int] | None, cancel: threading.Event
+) -> None:
+    """Copy the entry's cluster to `dest` (which must not exist), checking every file
+    against the manifest; CacheDoubt on any mismatch. `owner` (uid, gid) is set on
+    everything copied, for a server that runs as another user."""
+    try:
+        manifest = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
+        if manifest.get("format") != FORMAT or manifest.get("key") != entry.name:
+            raise CacheDoubt("its manifest is from another version or entry")
+        folders = [_relative(d) for d in manifest["folders"]]
+        files = [(_relative(f), int(size)) for f, size in manifest["files"]]
+        pg_version = str(manifest["pg_version"])
+    except CacheDoubt:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CacheDoubt(f"its manifest is missing or unreadable ({exc})") from None
+    source = entry / DATA
+    try:
+        for folder in ["", *folders]:
+            target = dest / folder
+            os.mkdir(target, 0o700)
+            if owner is not None:
+                os.chown(target, *owner)
+        for name, size in files:
+            if cancel.is_set():
+                raise Cancelled
+            _copy_file(source / name, dest / name, size, owner)
+        found = (dest / "PG_VERSION").read_text(encoding="ascii", errors="replace").strip()
+    except FileNotFoundError as exc:
+        raise CacheDoubt(f"{exc.filename} is missing") from None
+    # Any other OSError is the destination's (a full disk): not the cache's fault.
+    if found != pg_version:
+        raise CacheDoubt(f"PG_VERSION says {found!r}, its manifest {pg_version!r}")
+
+
+def store(data: Path, entries: Path, name: str, cancel: threading.Event) -> bool:
+    """Make `entries/name` a copy of the fresh cluster in `data`. False when another run
+    stored the same entry first (theirs is kept: it is the same cluster)."""
+    import tempfile
+
+    entries.mkdir(parents=True, exist_ok=True, mode=0o700)
+    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=entries))
+    try:
+        folders: list[str] = []
+        files: list[list[object]] = []
+        os.mkdir(staging / DATA, 0o700)
+        for top, dirs, names in os.walk(data):
+            dirs.sort()
+            here = Path(top).relative_to(data)
+            for folder in dirs:
+                if (Path(top) / folder).is_symlink():
+                    raise CacheDoubt(f"{here / folder} is a symbolic link; not cached")
+                folders.append(str(here / folder))
+                os.mkdir(staging / DATA / here / folder, 0o700)
+            for file in sorted(names):
+                if cancel.is_set():
+                    raise Cancelled
+                size = _copy_file(Path(top) / file, staging / DATA / here / file, None, None)
+                files.append([str(here / file), size])
+        manifest = {
+            "format": FORMAT,
+            "key": name,
+            "pg_version": (data / "PG_VERSION").read_text(encoding="ascii").strip(),
+            "folders": folders,
+            "files": files,
+        }
+        # Written last: an entry without it is never used.
+        (staging / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+        try:
+            os.rename(staging, entries / name)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False
+            raise
+        _drop_stale(entries)
+        return True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _drop_stale(entries: Path) -> None:
+    """Staging and trash folders of runs killed mid-way (SIGKILL): ours by their name
+    inside our own cache folder, and an hour old, which no live copy ever is."""
+    import time
+
+    for folder in entries.iterdir():
+        if not folder.name.startswith((".build-", ".trash-")):
+            continue
+        try:
+            if time.time() - folder.lstat().st_mtime > STALE_AFTER:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def discard(entry: Path) -> None:
+    """Take a doubtful entry out of use: renamed aside first (atomic, so no reader starts
+    on it later), then deleted. Only folders inside the cache are ever passed here."""
+    trash = entry.with_name(f".trash-{entry.name}-{os.getpid()}-{threading.get_ident()}")
+    try:
+        os.rename(entry, trash)
+    except OSError:
+        return  # gone already, or replaced by another run: nothing of ours to drop
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _relative(name: object) -> str:
+    """A manifest path, refused unless it stays inside the entry."""
+    if not isinstance(name, str) or not name or os.path.isabs(name) or ".." in Path(name).parts:
+        raise CacheDoubt(f"its manifest names {name!r}")
+    return name
+
+
+def _copy_file(src: Path, dst: Path, size: int | None, owner: tuple[int, int] | None) -> int:
+    """Copy one regular file (kernel-side where possible); with `size`, the source must
+    have exactly that many bytes. Returns the number of bytes copied."""
+    try:
+        fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:  # missing, or a symbolic link (ELOOP): the source is at fault
+        raise CacheDoubt(f"{src} cannot be opened ({exc.strerror})") from None
+    try:
+        info = os.fstat(fin)
+        if not stat.S_ISREG(info.st_mode):
+            raise CacheDoubt(f"{src} is not a regular file")
+        if size is not None and info.st_size != size:
+            raise CacheDoubt(f"{src} has {info.st_size} bytes, its manifest says {size}")
+        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            if owner is not None:
+                os.fchown(fout, *owner)
+            copied = _copy_bytes(fin, fout, info.st_size)
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+    if copied != info.st_size:
+        raise CacheDoubt(f"{src} ended after {copied} of {info.st_size} bytes")
+    return copied
+
+
+def _copy_bytes(fin: int, fout: int, size: int) -> int:
+    done = 0
+    if hasattr(os, "copy_file_range"):
+        try:
+            while done < size:
+                step = os.copy_file_range(fin, fout, size - done)
+                if step == 0:
+                    return done
+                done += step
+            return done
+        except OSError as exc:  # another file system or an old kernel: copy by hand
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+    while done < size:
+        chunk = os.read(fin, min(size - done, 1 << 20))
+        if not chunk:
+            break
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fout, view) :]
+        done += len(chunk)
+    return done

@@ -1,0 +1,300 @@
+"""The PostgreSQL template cache: its entries on their own (no server needed), and
+conductor runs against the real server binaries with a cache that is cold, warm,
+damaged, or built by two runs at once. Every test uses its own cache folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from conductor import pgcache, postgres
+from conductor.postgres import find_bindir
+from support import Result
+
+pytestmark = [pytest.mark.conductor, pytest.mark.postgres]
+
+needs_server = pytest.mark.skipif(
+    find_bindir() is None, reason="PostgreSQL server binaries not installed"
+)
+
+
+def fake_cluster(folder: Path) -> Path:
+    """A folder shaped like a cluster, for the cache's own bookkeeping."""
+    (folder / "base" / "1").mkdir(parents=True)
+    (folder / "pg_notify").mkdir()  # empty folders must survive the round trip
+    (folder / "PG_VERSION").write_text("15\n")
+    (folder / "base" / "1" / "1255").write_bytes(os.urandom(70_000))
+    (folder / "postgresql.conf").write_text("# settings\n")
+    return folder
+
+
+def stored(tmp_path: Path) -> Path:
+    entries = tmp_path / "entries"
+    assert pgcache.store(fake_cluster(tmp_path / "made"), entries, "k1", threading.Event())
+    return entries / "k1"
+
+
+def test_an_entry_copies_back_byte_for_byte(tmp_path):
+    entry = stored(tmp_path)
+    pgcache.copy_out(entry, tmp_path / "copy", None, threading.Event())
+    made, copy = tmp_path / "made", tmp_path / "copy"
+    assert (copy / "pg_notify").is_dir()
+    for name in ("PG_VERSION", "base/1/1255", "postgresql.conf"):
+        assert (copy / name).read_bytes() == (made / name).read_bytes()
+    assert (copy / "base/1/1255").stat().st_mode & 0o777 == 0o600
+    assert not list((tmp_path / "entries").glob(".build-*"))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["truncated file", "missing file", "missing PG_VERSION", "no manifest", "bad manifest"],
+)
+def test_a_damaged_entry_is_doubted(tmp_path, damage):
+    entry = stored(tmp_path)
+    data = entry / pgcache.DATA
+    if damage == "truncated file":
+        os.truncate(data / "base/1/1255", 4096)
+    elif damage == "missing file":
+        (data / "postgresql.conf").unlink()
+    elif damage == "missing PG_VERSION":
+        (data / "PG_VERSION").unlink()
+    elif damage == "no manifest":
+        (entry / pgcache.MANIFEST).unlink()
+    else:
+        (entry / pgcache.MANIFEST).write_text('{"format": 1, "key": "k1", "folders": [')
+    with pytest.raises(pgcache.CacheDoubt):
+        pgcache.copy_out(entry, tmp_path / "copy", None, threading.Event())
+
+
+def test_a_manifest_cannot_reach_outside_its_entry(tmp_path):
+    entry = stored(tmp_path)
+    manifest = json.loads((entry / pgcache.MANIFEST).read_text())
+    manifest["files"].append(["../../outside", 1])
+    (entry / pgcache.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(pgcache.CacheDoubt, match="outside"):
+        pgcache.copy_out(entry, tmp_path / "copy", None, threading.Event())
+
+
+def test_the_second_store_of_an_entry_keeps_the_first(tmp_path):
+    entry = stored(tmp_path)
+    before = (entry / pgcache.MANIFEST).stat().st_ino
+    again = pgcache.store(tmp_path / "made", tmp_path / "entries", "k1", threading.Event())
+    assert again is False
+    assert (entry / pgcache.MANIFEST).stat().st_ino == before
+    assert [p.name for p in (tmp_path / "entries").iterdir()] == ["k1"]
+
+
+def test_a_discarded_entry_is_gone_and_a_new_one_can_take_its_place(tmp_path):
+    entry = stored(tmp_path)
+    pgcache.discard(entry)
+    assert list((tmp_path / "entries").iterdir()) == []
+    assert pgcache.store(tmp_path / "made", tmp_path / "entries", "k1", threading.Event())
+
+
+def test_cache_root_follows_xdg_and_ignores_a_relative_value(tmp_path):
+    assert pgcache.root({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "conductor/postgres"
+    assert pgcache.root({"XDG_CACHE_HOME": "relative"}) == Path.home() / ".cache/conductor/postgres"
+
+
+def test_only_a_marked_run_folder_of_that_run_is_removed(tmp_path):
+    import tempfile
+
+    cluster = postgres.Cluster("db", Path("/nonexistent"), "127.0.0.1", 1, "x", run_id="run-1")
+    folder = cluster.make_folder()
+    try:
+        assert Path(tempfile.gettempdir()) == folder.parent
+        assert not postgres.remove_run_folder(folder, "run-2")
+        unmarked = tmp_path / f"{postgres.RUN_PREFIX}someone-else"
+        unmarked.mkdir()
+        assert not postgres.remove_run_folder(unmarked, "run-1")
+        assert unmarked.exists()
+        assert postgres.remove_run_folder(folder, "run-1")
+        assert not folder.exists()
+    finally:
+        cluster.remove()
+
+
+def test_a_killed_runs_record_cannot_make_conductor_delete_a_folder(tmp_path):
+    """The record is only a file: a folder it names without conductor's marker stays."""
+    import asyncio
+
+    from conductor.state import RECORD_NAME, RunDir
+
+    victim = tmp_path / f"{postgres.RUN_PREFIX}precious"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("mine")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    record = {"run_id": "dead-run", "processes": [], "folders": [str(victim)]}
+    (logs / RECORD_NAME).write_text(json.dumps(record))
+    asyncio.run(RunDir(logs).stop_leftovers())
+    assert (victim / "keep.txt").read_text() == "mine"
+
+
+# Against the real server binaries --------------------------------------------------
+
+
+def run_db(conductor, config, cache: Path, logs: str = "logs") -> tuple[Result, str]:
+    """One run with a `db` service and its own cache; (result, its conductor.log)."""
+    psql = find_bindir() / "psql"  # type: ignore[operator]
+    config({"db": {"kind": "postgres", "database": "cached"}})
+    conductor.env["XDG_CACHE_HOME"] = str(cache)
+    result = conductor.run(
+        "run",
+        "--config",
+        "conductor.toml",
+        "--logs-dir",
+        logs,
+        "--",
+        "sh",
+        "-c",
+        f'"{psql}" --no-psqlrc -At -d "$DB_URL" -c "select current_database()"',
+    )
+    return result, (conductor.cwd / logs / "conductor.log").read_text()
+
+
+@pytest.fixture(scope="module")
+def built_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache holding the entry run_db needs, built once by a real run."""
+    import shutil
+    import uuid
+
+    from support import Conductor, write_config
+
+    folder = tmp_path_factory.mktemp("built-cache")
+    write_config(
+        folder / "conductor.toml",
+        {"db": {"kind": "postgres", "database": "cached"}},
+        logs_dir="logs",
+    )
+    builder = Conductor(folder, f"test-{uuid.uuid4().hex}")
+    builder.env["XDG_CACHE_HOME"] = str(folder / "cache")
+    result = builder.run("run", "--config", "conductor.toml", "--", "true")
+    assert result.code == 0, result.text
+    assert not builder.mine()
+    shutil.rmtree(folder / "logs")
+    return folder / "cache"
+
+
+@pytest.fixture
+def warm_cache(built_cache: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the built cache."""
+    import shutil
+
+    return Path(shutil.copytree(built_cache, tmp_path / "cache"))
+
+
+def run_folder(log: str) -> Path:
+    match = re.search(r"db: run folder (\S+)", log)
+    assert match, log
+    return Path(match.group(1))
+
+
+def entries(cache: Path) -> list[Path]:
+    return sorted((cache / "conductor" / "postgres").iterdir())
+
+
+@needs_server
+def test_first_run_builds_the_cache_and_the_next_copies_it(conductor, config, tmp_path):
+    cache = tmp_path / "cache"
+    first, log = run_db(conductor, config, cache)
+    assert first.code == 0, first.text
+    assert first.out.strip() == "cached"
+    assert "initdb took" in log
+    assert "cached the cluster in" in log
+    [entry] = entries(cache)
+    assert (entry / pgcache.MANIFEST).is_file()
+    assert not run_folder(log).exists()  # the run's copy goes; the cache stays
+
+    second, log = run_db(conductor, config, cache)
+    assert second.code == 0, second.text
+    assert second.out.strip() == "cached"
+    assert "copied from the cache" in log
+    assert "initdb" not in log
+    assert not run_folder(log).exists()
+    assert entries(cache) == [entry]
+
+
+@needs_server
+def test_a_warm_run_works_on_a_copy_not_on_the_cache(conductor, config, warm_cache):
+    psql = find_bindir() / "psql"  # type: ignore[operator]
+    cache = warm_cache
+    assert run_db(conductor, config, cache)[0].code == 0
+    [entry] = entries(cache)
+    manifest = (entry / pgcache.MANIFEST).read_text()
+    write = f'"{psql}" --no-psqlrc -At -d "$DB_URL" -c "create table written_by_a_run (x int)"'
+    result = conductor.run("run", "--config", "conductor.toml", "--", "sh", "-c", write)
+    assert result.code == 0, result.text
+    again, _ = run_db(conductor, config, cache)
+    assert again.code == 0, again.text
+    assert (entry / pgcache.MANIFEST).read_text() == manifest
+    check = f'"{psql}" --no-psqlrc -At -d "$DB_URL" -c "select to_regclass(\'written_by_a_run\')"'
+    result = conductor.run("run", "--config", "conductor.toml", "--", "sh", "-c", check)
+    assert result.code == 0, result.text
+    assert result.out.strip() == ""  # NULL: the table lived only in that run's copy
+
+
+@needs_server
+@pytest.mark.parametrize("damage", ["truncated file", "no PG_VERSION", "half-written folder"])
+def test_a_corrupt_cache_never_breaks_a_run_and_is_rebuilt(conductor, config, warm_cache, damage):
+    cache = warm_cache
+    [entry] = entries(cache)
+    data = entry / pgcache.DATA
+    if damage == "truncated file":
+        biggest = max((p for p in data.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+        os.truncate(biggest, biggest.stat().st_size // 2)
+    elif damage == "no PG_VERSION":
+        (data / "PG_VERSION").unlink()
+    else:
+        (entry / pgcache.MANIFEST).unlink()
+    result, log = run_db(conductor, config, cache)
+    assert result.code == 0, result.text
+    assert result.out.strip() == "cached"
+    assert "cannot be trusted" in log
+    assert "initdb took" in log
+    assert "cached the cluster in" in log
+    [rebuilt] = entries(cache)
+    assert (rebuilt / pgcache.MANIFEST).is_file()
+    warm, log = run_db(conductor, config, cache)
+    assert warm.code == 0, warm.text
+    assert "copied from the cache" in log
+
+
+@needs_server
+def test_two_runs_building_the_cache_at_once_both_succeed(conductor, config, tmp_path):
+    psql = find_bindir() / "psql"  # type: ignore[operator]
+    cache = tmp_path / "cache"
+    config({"db": {"kind": "postgres", "database": "cached"}})
+    conductor.env["XDG_CACHE_HOME"] = str(cache)
+    query = f'"{psql}" --no-psqlrc -At -d "$DB_URL" -c "select current_database()"'
+    runs = [
+        conductor.start(
+            "run", "--config", "conductor.toml", "--logs-dir", f"logs{i}", "--", "sh", "-c", query
+        )
+        for i in (1, 2)
+    ]
+    outputs = [proc.communicate(timeout=120) for proc in runs]
+    for proc, (out, err) in zip(runs, outputs, strict=True):
+        assert proc.returncode == 0, out + err
+        assert out.strip() == "cached"
+    logs = [(tmp_path / f"logs{i}" / "conductor.log").read_text() for i in (1, 2)]
+    assert all("initdb took" in log for log in logs), "both runs should have built it"
+    assert sum("cached the cluster in" in log for log in logs) == 1
+    assert sum("another run cached the same cluster" in log for log in logs) == 1
+    [entry] = entries(cache)  # no .build- folder is left either
+    assert (entry / pgcache.MANIFEST).is_file()
+
+
+@needs_server
+def test_a_cache_that_cannot_be_written_only_costs_time(conductor, config, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    result, log = run_db(conductor, config, blocker)
+    assert result.code == 0, result.text
+    assert result.out.strip() == "cached"
+    assert "could not cache the cluster" in log
