@@ -246,7 +246,7 @@ def _tails(logs_dir: Path, services: Mapping[str, Mapping[str, Any]]) -> str:
             continue
         lines = [
             line if len(line) <= TAIL_LINE_CHARS else line[:TAIL_LINE_CHARS] + " … (cut)"
-            for line in tail(Path(log), TAIL_LINES)
+            for line in tail(Path(log), TAIL_LINES).lines
         ]
         bad = _outcome(svc) == "failed"
         out.append(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from conductor.logs import logger, tail
+from conductor.logs import TAIL_BYTES, TAIL_LINE_BYTES, Piece, Tail, logger, tail
 
 if TYPE_CHECKING:  # rich is imported only on a terminal: it costs ~0.1 s of start-up
     from rich.console import Console, RenderableType
@@ -145,14 +145,22 @@ class Reporter:
         report = self.services.get(service)
         if report is not None:
             report.failed_at, report.detail = time.monotonic(), reason
-        lines = tail(log_path, TAIL_LINES) if log_path else []
-        for line in lines:
+        end = tail(log_path, TAIL_LINES) if log_path else Tail([], cut=False)
+        note = (
+            f"… (tail cut at {TAIL_BYTES // 1024} KiB, {TAIL_LINE_BYTES // 1024} KiB a line; "
+            f"whole log: {log_path})"
+        )
+        for line in end.lines:
             logger.error("%s| %s", service, line)
+        if end.cut:
+            logger.error("%s| %s", service, note)
         self._print(f"✗ service '{service}' {reason}", "bold red")
         if log_path is not None:
-            self._print(f"  last {len(lines)} lines of {log_path}:")
-            for line in lines:
+            self._print(f"  last {len(end.lines)} lines of {log_path}:")
+            for line in end.lines:
                 self._print(f"  {service} | {line}", "dim")
+            if end.cut:
+                self._print(f"  {note}", "dim")
 
     def warning(self, message: str) -> None:
         logger.warning("%s", message)
@@ -166,9 +174,19 @@ class Reporter:
         logger.info("%s", message)
         self._line(message)
 
-    def log_line(self, service: str, line: bytes) -> None:
-        """--show-logs: one service line, prefixed with its name."""
-        self._print(f"{service} | " + line.decode("utf-8", "replace"))
+    def log_lines(self, service: str, pieces: list[Piece]) -> None:
+        """--show-logs: service lines, each after `NAME | `; a line too long to hold in
+        memory comes in pieces, each further one after `NAME + `. One write per batch."""
+        start, more = f"{service} | ", f"{service} + "
+        lines = [
+            (start if starts_line else more) + piece.decode("utf-8", "replace")
+            for piece, starts_line in pieces
+        ]
+        if self.fancy:
+            for line in lines:
+                self._print(line)
+        else:
+            self._write("".join(line + "\n" for line in lines))
 
     def _line(self, message: str) -> None:
         if not self.quiet:
