@@ -196,10 +196,19 @@ def setup_event_log(logs_dir: Path) -> logging.Handler:
     handler.setFormatter(
         logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(message)s", "%H:%M:%S")
     )
+    handler.addFilter(_mask_record)
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
     return handler
+
+
+def _mask_record(record: logging.LogRecord) -> bool:
+    """conductor.log never holds a password (see masking)."""
+    from conductor import masking
+
+    record.msg, record.args = masking.mask(record.getMessage()), None
+    return True
 
 
 def close_event_log(handler: logging.Handler) -> None:

@@ -8,14 +8,15 @@ it is one plain line per event. Every event also goes to conductor.log.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from conductor import masking
 from conductor.logs import TAIL_BYTES, TAIL_LINE_BYTES, Piece, Tail, logger, tail
 
 if TYPE_CHECKING:  # rich is imported only on a terminal: it costs ~0.1 s of start-up
@@ -193,6 +194,7 @@ class Reporter:
             self._print(f"conductor: {message}")
 
     def _print(self, message: str, style: str | None = None) -> None:
+        message = masking.mask(message)
         if self.fancy:
             from rich.text import Text
 
@@ -205,7 +207,7 @@ class Reporter:
     def _write(self, text: str) -> None:
         def write() -> None:
             assert self.stream is not None
-            self.stream.write(text)
+            self.stream.write(masking.mask(text))
             self.stream.flush()
 
         self._safely(write)
@@ -282,17 +284,14 @@ class _Progress:
                 Text(report.name, style="bold"),
                 Text(report.status),
                 Text(elapsed, style="dim"),
-                Text(report.detail, style="dim"),
+                Text(masking.mask(report.detail), style="dim"),
             )
         return table
 
 
-_PASSWORD_IN_URL = re.compile(r"(://[^/:@]+:)[^/@]+@")
-
-
 def redact(url: str | None) -> str | None:
     """The URL without its password: summary.json and `check` end up in CI artifacts."""
-    return None if url is None else _PASSWORD_IN_URL.sub(r"\1***@", url)
+    return None if url is None else masking.mask(url)
 
 
 def write_summary(
@@ -326,6 +325,7 @@ def write_summary(
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
+    data = typing.cast(dict[str, Any], masking.mask_data(data))
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
     from conductor import htmlreport  # only now: a run that never ends never needs it
