@@ -11,7 +11,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from support import Conductor, write_config
+from support import Conductor, Up, write_config
+
+# pytest's own fixture for testing plugins: conductor's pytest plugin is tested with it.
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +43,17 @@ def config(tmp_path: Path) -> Callable[..., Path]:
         return write_config(tmp_path / "conductor.toml", services, **top)
 
     return make
+
+
+@pytest.fixture
+def up(conductor: Conductor) -> Iterator[Callable[..., Up]]:
+    """Start a `conductor up` (its pid is the test's own); stopped with Ctrl-C after."""
+    started: list[Up] = []
+
+    def start(config: Path, *services: str) -> Up:
+        started.append(Up(conductor, config, *services))
+        return started[-1]
+
+    yield start
+    for one in started:
+        one.stop()

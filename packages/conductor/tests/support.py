@@ -6,7 +6,9 @@ with the project's own `tests` package when both are collected in one run)."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from pathlib import Path
 import psutil
 
 FAKES = Path(__file__).with_name("fakes.py")
+RECORD = ".conductor-run.json"
 PY = sys.executable
 
 
@@ -138,3 +141,31 @@ class Conductor:
                 continue
             found.append(proc)
         return found
+
+
+class Up:
+    """A live `conductor up`, started and stopped by the test (its own pid only)."""
+
+    def __init__(self, conductor: Conductor, config: Path, *services: str) -> None:
+        self.config = config
+        self.logs = config.parent / "logs"
+        self.proc = conductor.start("up", "--config", str(config), *services)
+        wait_for(self.published, 60, "`conductor up` to publish its stack")
+        self.record = json.loads((self.logs / RECORD).read_text())
+        self.pids = [p["pid"] for p in self.record["processes"]]
+        self.url = self.record["stack"]["addresses"]["web"]["url"]
+
+    def published(self) -> bool:
+        assert self.proc.poll() is None, self.proc.communicate()
+        try:
+            return "stack" in json.loads((self.logs / RECORD).read_text())
+        except (OSError, ValueError):
+            return False
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None and not any(gone(pid) for pid in self.pids)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        self.proc.communicate(timeout=30)  # and close its pipes

@@ -13,13 +13,38 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-import asyncio
-from pathlib import Path
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from conductor.config import Config, ServiceSpec, load_config
-from conductor.errors import ConductorError, ConfigError, ServiceFailed
-from conductor.runner import Options
-from conductor.stack import Stack
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from conductor.config import Config, ServiceSpec, load_config
+    from conductor.errors import ConductorError, ConfigError, ServiceFailed
+    from conductor.runner import Options
+    from conductor.stack import Stack
+
+# Imported on first use, not with the package: the pytest plugin (conductor.pytest_plugin)
+# is loaded by every pytest run in an environment that has conductor, and must cost
+# nothing there until a stack is asked for.
+_LAZY = {
+    "Config": "conductor.config",
+    "ServiceSpec": "conductor.config",
+    "load_config": "conductor.config",
+    "ConductorError": "conductor.errors",
+    "ConfigError": "conductor.errors",
+    "ServiceFailed": "conductor.errors",
+    "Options": "conductor.runner",
+    "Stack": "conductor.stack",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'conductor' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "ConductorError",
@@ -46,7 +71,11 @@ def run_command(
     show_logs: bool = False,
 ) -> int:
     """`conductor run` from Python (blocking); the exit status it would give."""
+    import asyncio
+
     from conductor import runner
+    from conductor.config import load_config
+    from conductor.runner import Options
 
     options = Options(
         services=list(services or []),

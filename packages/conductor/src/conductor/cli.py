@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from conductor import errors, runner
+from conductor.attach import ATTACH_MODES
 from conductor.config import Config, load_config
 from conductor.plan import env_name, make_plan
 from conductor.probes import describe
@@ -76,8 +77,15 @@ def _parser() -> argparse.ArgumentParser:
             help="services to start (default: all); dependencies come along",
         )
 
-    stack_options(
-        sub.add_parser("run", usage=USAGE_RUN, help="start services, run COMMAND, tear down")
+    run = sub.add_parser("run", usage=USAGE_RUN, help="start services, run COMMAND, tear down")
+    stack_options(run)
+    run.add_argument(
+        "--attach",
+        choices=ATTACH_MODES,
+        default="never",
+        help="reuse a live `conductor up` of the same configuration and services in the "
+        "same logs folder: nothing started, nothing stopped. --attach (=auto) starts a "
+        "stack of its own when there is none to reuse; --attach=require fails instead",
     )
     stack_options(sub.add_parser("up", help="start services and keep them until Ctrl-C"))
     check = sub.add_parser("check", help="validate the configuration and show the plan")
@@ -117,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         cut = argv.index("--")
         argv, command = argv[:cut], argv[cut + 1 :]
+    # A bare --attach means --attach=auto; its value always follows an '='.
+    argv = ["--attach=auto" if arg == "--attach" else arg for arg in argv]
     args = _parser().parse_args(argv)
     reporter = Reporter()
     try:
@@ -168,6 +178,7 @@ def _options(args: argparse.Namespace) -> runner.Options:
         timeout=args.timeout,
         auto_ports=args.auto_ports,
         show_logs=args.show_logs,
+        attach=getattr(args, "attach", "never"),
     )
 
 
@@ -180,12 +191,11 @@ def _check(config: Config) -> int:
         spec = service.spec
         port = "auto" if spec.port == "auto" else (service.port or "-")
         deps = ", ".join(service.depends_on) or "-"
-        line = (
-            f"  {name}: kind={spec.kind} port={port} url={service.url or '-'} "
+        print(
+            f"  {name}: kind={spec.kind} port={port} url={redact(service.url) or '-'} "
             f"depends_on={deps} ready={describe(service.ready, service.host, service.port)} "
             f"env={env_name(name)}_URL"
         )
-        print(redact(line))
     for name, reason in plan.skipped.items():
         print(f"  {name}: skipped ({reason})")
     return 0

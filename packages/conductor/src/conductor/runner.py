@@ -14,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conductor import errors
+from conductor import attach, errors
+from conductor.attach import AttachedStack, AttachMode
 from conductor.command import Command, CommandNotRunnable
 from conductor.config import Config
-from conductor.report import Reporter, redact, write_summary
+from conductor.report import Reporter, write_summary
 from conductor.signals import CaptureSignals
 from conductor.stack import Stack, shielded
 from conductor.state import RunDir
@@ -37,6 +38,8 @@ class Options:
     env: dict[str, str] = field(default_factory=dict)
     # When another run holds logs_dir, log to a subfolder of it instead of failing.
     subfolder_if_busy: bool = False
+    # `run` only: reuse a live `conductor up` of the same configuration and services.
+    attach: AttachMode = "never"
 
 
 @dataclass
@@ -66,12 +69,26 @@ def _stack(config: Config, options: Options, reporter: Reporter) -> Stack:
     )
 
 
+def _stack_or_attached(
+    config: Config, options: Options, reporter: Reporter
+) -> Stack | AttachedStack:
+    """--attach: the live `up` to reuse when there is one (require: or NotAttachable)."""
+    logs_dir = options.logs_dir or config.logs_dir
+    live, why = attach.choose(config, options.services or None, logs_dir, options.attach)
+    if live is not None:
+        reporter.info(attach.describe(live))
+        return AttachedStack(config, live, command_env=options.env)
+    if why is not None:
+        reporter.info(f"not attaching: {why}; starting a stack of its own")
+    return _stack(config, options, reporter)
+
+
 async def run(
     config: Config, command: list[str], options: Options, reporter: Reporter | None = None
 ) -> int:
     """Start the services, run COMMAND inside them, tear down; the exit status."""
     reporter = reporter or Reporter()
-    stack = _stack(config, options, reporter)
+    stack: Stack | AttachedStack = _stack_or_attached(config, options, reporter)
     outcome = _Outcome()
     cmd: Command | None = None
     woken = asyncio.Event()
@@ -151,7 +168,8 @@ async def run(
         if final is None or (final == 0 and stack.died):
             final = errors.EXIT_SERVICE_FAILED
         command_span = (command_began, command_ended or torn) if command_began else None
-        _summarize(stack, reporter, final, command, began, command_span, torn, ended)
+        if isinstance(stack, Stack):  # an attached run writes nothing in the up's folder
+            _summarize(stack, reporter, final, command, began, command_span, torn, ended)
     return final
 
 
@@ -273,9 +291,10 @@ async def up(config: Config, options: Options, reporter: Reporter | None = None)
             except errors.ServiceFailed:
                 status = outcome.status() or errors.EXIT_SERVICE_FAILED
                 return status
+            attach.publish(stack)
             with contextlib.suppress(OSError, ValueError):  # stdout's reader may be gone
                 for name, url in stack.urls.items():
-                    print(f"{name}: {redact(url)}", flush=True)
+                    print(f"{name}: {url}", flush=True)
             reporter.info("all services ready; Ctrl-C to stop them")
             died = asyncio.create_task(stack.died_event.wait())
             stopped = asyncio.create_task(stop.wait())

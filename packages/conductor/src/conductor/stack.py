@@ -18,16 +18,14 @@ from types import TracebackType
 from typing import TypeVar
 
 from conductor import compat, logs, postgres, probes, process, reaper
+from conductor.addresses import LOGS_DIR_ENV, Address, service_env
 from conductor.config import Config
 from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
-from conductor.plan import Plan, PlannedService, env_name, make_plan
+from conductor.plan import Plan, PlannedService, make_plan
 from conductor.report import Reporter, ServiceReport
 from conductor.state import RunDir
 
 T = TypeVar("T")
-
-# After teardown, how long --show-logs may go on printing what services wrote before.
-ECHO_DRAIN = 2.0
 
 
 async def shielded(awaitable: Awaitable[T]) -> T:
@@ -117,19 +115,23 @@ class Stack:
         return {n: rt.planned.url for n, rt in self.runtimes.items() if rt.planned.url}
 
     @property
+    def addresses(self) -> dict[str, Address]:
+        """Host, port and url of every running (ready or reused) service."""
+        return {
+            name: Address(rt.planned.host, rt.planned.port, rt.planned.url)
+            for name, rt in self.runtimes.items()
+            if rt.report.status in ("ready", "reused")
+        }
+
+    @property
     def env(self) -> dict[str, str]:
         """NAME_HOST, NAME_PORT and NAME_URL for every running service."""
-        out: dict[str, str] = {}
-        for name, rt in self.runtimes.items():
-            if rt.report.status not in ("ready", "reused"):
-                continue
-            prefix = env_name(name)
-            out[f"{prefix}_HOST"] = rt.planned.host
-            if rt.planned.port is not None:
-                out[f"{prefix}_PORT"] = str(rt.planned.port)
-            if rt.planned.url is not None:
-                out[f"{prefix}_URL"] = rt.planned.url
-        return out
+        return service_env(self.addresses)
+
+    @property
+    def rundir(self) -> RunDir:
+        """The logs folder's lock and run record (`conductor up` publishes itself there)."""
+        return self._rundir
 
     def command_env(self) -> dict[str, str]:
         """COMMAND's environment: ours, each service's address, and --env values (one
@@ -139,6 +141,7 @@ class Stack:
             **os.environ,
             **self.env,
             **(self.plan.command_env(self.command_templates, up) if self.plan else {}),
+            LOGS_DIR_ENV: str(self.logs_dir),
             process.MARKER_RUN: self.run_id,
             process.MARKER_SERVICE: "(command)",
         }
@@ -449,20 +452,8 @@ class Stack:
         self.died_event.set()
 
     async def _echo(self, rt: _Runtime) -> None:
-        """--show-logs for one service, until teardown is over and its log is read to
-        the end, or ECHO_DRAIN after that (then it says where the rest is)."""
-        p = rt.planned
-        follow = logs.follow(p.log_path, stop=lambda: self._stopped)
-        try:
-            async with contextlib.aclosing(follow) as batches:
-                async for batch in batches:
-                    self.reporter.log_lines(p.name, batch)
-        except asyncio.CancelledError:
-            self.reporter.info(
-                f"{p.name}: --show-logs stops here, {ECHO_DRAIN:g}s after teardown; "
-                f"the whole log is {p.log_path}"
-            )
-            raise
+        async for line in logs.follow(rt.planned.log_path, stop=lambda: self._stopped):
+            self.reporter.log_line(rt.planned.name, line)
 
     @staticmethod
     def _spawn_bg(tasks: set[asyncio.Task[None]], coro: Awaitable[None]) -> None:
@@ -508,21 +499,9 @@ class Stack:
             self._stopped = True
             for task in self._watchers:
                 task.cancel()
-            await asyncio.gather(*self._watchers, return_exceptions=True)
-            await self._drain_echoes()
+            # Echo tasks see _stopped, read what is left of each log, and end.
+            await asyncio.gather(*self._watchers, *self._echoes, return_exceptions=True)
             self._release()
-
-    async def _drain_echoes(self) -> None:
-        """Echo tasks see _stopped, print what is left of each log, and end; a service
-        that wrote faster than the console could show gets ECHO_DRAIN, not a say in how
-        long teardown takes."""
-        echoes = list(self._echoes)
-        if not echoes:
-            return
-        _, late = await asyncio.wait(echoes, timeout=ECHO_DRAIN)
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*echoes, return_exceptions=True)
 
     async def _stop_service(self, rt: _Runtime) -> None:
         p, report = rt.planned, rt.report

@@ -71,13 +71,19 @@ class RunDir:
         handle.flush()
         self._lock = handle
 
-    async def stop_leftovers(self) -> list[str]:
-        """Stop what a dead earlier run left behind; describes each process stopped."""
+    def read_record(self) -> dict[str, Any] | None:
+        """The run record as written, or None when there is none or it is not JSON. Only
+        what it says; whether its processes are still that run's is the reader's check."""
         try:
             record = json.loads(self.record_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return []
         except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
+    async def stop_leftovers(self) -> list[str]:
+        """Stop what a dead earlier run left behind; describes each process stopped."""
+        record = self.read_record()
+        if record is None:  # none, or unreadable: nothing in it can be trusted
             self.record_path.unlink(missing_ok=True)
             return []
         victims: dict[int, psutil.Process] = {}
@@ -128,6 +134,12 @@ class RunDir:
         self._record["processes"].append(
             {"service": service, "pid": pid, "pgid": pid, "created": created}
         )
+        self._save()
+
+    def annotate(self, **fields: Any) -> None:
+        """Add facts about the live run to its record (`conductor up` publishes its stack
+        there, for `--attach`); gone with the record when the run ends."""
+        self._record.update(fields)
         self._save()
 
     def add_folder(self, folder: Path) -> None:

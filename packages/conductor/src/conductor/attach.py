@@ -1,0 +1,309 @@
+"""Reusing a live `conductor up`: same environment, nothing started, nothing stopped.
+
+`conductor up` publishes its stack in its run record once every service is ready: a
+fingerprint of the resolved configuration, the selected services, and their addresses.
+`conductor run --attach` and the pytest plugin reuse that stack only when
+
+- the record is in the logs folder they would use themselves,
+- the fingerprint and the services are the same as theirs, and
+- the record proves itself: the `up` process and every service process are alive with
+  the start times recorded, and every service process carries the run's marker in its
+  environment. A file alone is never trusted: pids get recycled, files get copied.
+
+Attaching never stops anything: an attached stack has no teardown at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import msgspec
+
+from conductor import compat, process, templates
+from conductor.addresses import LOGS_DIR_ENV, Address, exported_env, service_env
+from conductor.config import Config
+from conductor.errors import EXIT_SERVICE_FAILED, ConductorError
+from conductor.plan import make_plan
+from conductor.report import ServiceReport
+from conductor.state import RunDir
+
+if TYPE_CHECKING:
+    import psutil
+
+    from conductor.stack import Stack
+else:
+    from conductor._lazy import psutil
+
+AttachMode = Literal["auto", "never", "require"]
+ATTACH_MODES: tuple[AttachMode, ...] = ("auto", "never", "require")
+RECORD_KEY = "stack"
+# The record's start times and /proc's agree to a clock tick; a recycled pid is seconds off.
+_SAME_START = 0.05
+
+
+class NotAttachable(ConductorError):
+    """No live `up` to reuse here; the message says why (for --attach=require).
+    `found` tells a folder with a run record (worth a word) from one without."""
+
+    exit_code = EXIT_SERVICE_FAILED
+
+    def __init__(self, message: str, *, found: bool = True) -> None:
+        super().__init__(message)
+        self.found = found
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What makes two stacks the same: configuration as resolved, and services."""
+
+    digest: str
+    config_file: str
+    services: tuple[str, ...]
+
+
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
+def fingerprint(config: Config, names: list[str] | None) -> Fingerprint:
+    """The configuration file's every setting, the environment (interpreter prefix and
+    the {env.NAME} values) its templates resolve against, and the selected services with
+    their dependencies. Ports are not in it: `up` on fixed ports and a run on
+    --auto-ports want the same stack."""
+    services = tuple(config.start_order(names))
+    specs = msgspec.to_builtins(dict(config.services), enc_hook=str)
+    used_env = sorted(
+        {name[4:] for text in _strings(specs) for name in _fields(text) if name.startswith("env.")}
+    )
+    payload = {
+        "file": str(config.file),
+        "root": str(config.root),
+        "host": config.host,
+        "services": specs,
+        "prefix": sys.prefix,
+        "env": {name: os.environ.get(name) for name in used_env},
+    }
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return Fingerprint(hashlib.sha256(text.encode()).hexdigest(), str(config.file), services)
+
+
+def _fields(text: str) -> list[str]:
+    try:
+        return list(templates.fields(text))
+    except templates.TemplateError:
+        return []
+
+
+def publish(stack: Stack) -> None:
+    """Called by `conductor up` once every service is ready: make the stack attachable."""
+    mark = fingerprint(stack.config, stack.names)
+    stack.rundir.annotate(
+        **{
+            RECORD_KEY: {
+                "fingerprint": mark.digest,
+                "config_file": mark.config_file,
+                "services": list(mark.services),
+                "logs_dir": str(stack.logs_dir),
+                "conductor_started": compat.start_time(os.getpid()),
+                "addresses": {n: a.as_json() for n, a in stack.addresses.items()},
+                "skipped": dict(stack.plan.skipped) if stack.plan else {},
+            }
+        }
+    )
+
+
+@dataclass(frozen=True)
+class LiveStack:
+    """A verified live `up` of the same configuration and services."""
+
+    run_id: str
+    conductor_pid: int
+    logs_dir: Path
+    services: tuple[str, ...]
+    addresses: dict[str, Address]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def find(config: Config, names: list[str] | None, logs_dir: Path) -> LiveStack:
+    """The live `up` in `logs_dir` to reuse, or NotAttachable saying why not."""
+    logs_dir = logs_dir.resolve()
+    where = str(logs_dir)
+    record = RunDir(logs_dir).read_record()
+    if record is None:
+        raise NotAttachable(f"no live `conductor up` in {where} to attach to", found=False)
+    info = record.get(RECORD_KEY)
+    pid = _int(record.get("conductor_pid"))
+    if not isinstance(info, dict):
+        raise NotAttachable(
+            f"the conductor run in {where} (pid {pid}) is a `conductor run`, or an `up` "
+            "still starting: only a ready `conductor up` is attached to"
+        )
+    try:
+        recorded_dir = Path(str(info["logs_dir"])).resolve()
+        services = tuple(str(s) for s in info["services"])
+        addresses = {str(n): Address.from_json(a) for n, a in info["addresses"].items()}
+        skipped = {str(k): str(v) for k, v in info.get("skipped", {}).items()}
+        run_id = str(record["run_id"])
+        processes = [
+            (str(p["service"]), int(p["pid"]), float(p["created"])) for p in record["processes"]
+        ]
+        started = float(info["conductor_started"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise NotAttachable(f"the run record in {where} is not one conductor wrote") from None
+    if recorded_dir != logs_dir:
+        raise NotAttachable(
+            f"the run record in {where} belongs to the logs folder {recorded_dir} (copied?)"
+        )
+    wanted = fingerprint(config, names)
+    if info.get("config_file") != wanted.config_file:
+        raise NotAttachable(
+            f"the `conductor up` in {where} runs {info.get('config_file')}, "
+            f"not {wanted.config_file}"
+        )
+    if info.get("fingerprint") != wanted.digest:
+        raise NotAttachable(
+            f"the `conductor up` in {where} was started from a different configuration "
+            f"(the file, the interpreter or an {{env.NAME}} it uses changed since); "
+            "restart it to attach"
+        )
+    if set(services) != set(wanted.services):
+        raise NotAttachable(
+            f"the `conductor up` in {where} runs {', '.join(services)}; this run needs "
+            f"{', '.join(wanted.services)}"
+        )
+    if pid is None or not _same_process(pid, started):
+        raise NotAttachable(
+            f"the `conductor up` that wrote {where} (pid {pid}) is gone; "
+            "`conductor clean` stops what it left"
+        )
+    for service, spid, created in processes:
+        why = _not_ours(spid, created, run_id)
+        if why is not None:
+            raise NotAttachable(
+                f"service '{service}' of the `conductor up` in {where} is not the one it "
+                f"started: pid {spid} {why}"
+            )
+    return LiveStack(run_id, pid, logs_dir, services, addresses, skipped)
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _same_process(pid: int, created: float) -> bool:
+    started = compat.start_time(pid)
+    return started is not None and abs(started - created) < _SAME_START
+
+
+def _not_ours(pid: int, created: float, run_id: str) -> str | None:
+    """Why `pid` is not the process the run started (None when it is)."""
+    if not _same_process(pid, created):
+        return "is not running, or is another process now (its start time differs)"
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return "has exited"
+        marker = proc.environ().get(process.MARKER_RUN)
+    except psutil.AccessDenied:
+        return "cannot be inspected (another user's process)"
+    except psutil.Error:
+        return "is not running"
+    if marker != run_id:
+        return f"does not carry the run's marker ({process.MARKER_RUN})"
+    return None
+
+
+def choose(
+    config: Config, names: list[str] | None, logs_dir: Path, mode: AttachMode
+) -> tuple[LiveStack | None, NotAttachable | None]:
+    """Per `mode`: the live stack to attach to, or None and why not (require: raises)."""
+    if mode == "never":
+        return None, None
+    try:
+        return find(config, names, logs_dir), None
+    except NotAttachable as exc:
+        if mode == "require":
+            raise NotAttachable(f"--attach=require: {exc}", found=exc.found) from None
+        return None, exc
+
+
+class AttachedStack:
+    """A live `up`'s services, as `conductor run` sees a stack: `start` and `stop` do
+    nothing, and a second Ctrl-C kills only the command, never the services."""
+
+    def __init__(
+        self,
+        config: Config,
+        live: LiveStack,
+        *,
+        command_env: dict[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.live = live
+        self.logs_dir = live.logs_dir
+        self.command_templates = dict(command_env or {})
+        # The command's own marker: the `up`'s would make the `up` and `conductor clean`
+        # treat the command as one of the `up`'s processes.
+        self.run_id = os.urandom(16).hex()
+        self.plan = None
+        self.died: list[str] = []
+        self.died_event = asyncio.Event()
+        self.ready_at: float | None = None
+        self.reports: dict[str, ServiceReport] = {}
+
+    @property
+    def env(self) -> dict[str, str]:
+        return service_env(self.live.addresses)
+
+    async def start(self) -> None:
+        check_request(self.config, list(self.live.services), self.logs_dir, self.command_templates)
+        self.ready_at = time.monotonic()
+
+    async def stop(self) -> None:
+        """Nothing: the services belong to the `up`."""
+
+    def kill_now(self) -> None:
+        """Nothing: the services belong to the `up`."""
+
+    def command_env(self) -> dict[str, str]:
+        exported = exported_env(
+            self.config, self.logs_dir, self.live.addresses, self.command_templates, os.environ
+        )
+        return {
+            **os.environ,
+            **exported,
+            LOGS_DIR_ENV: str(self.logs_dir),
+            process.MARKER_RUN: self.run_id,
+            process.MARKER_SERVICE: "(command)",
+        }
+
+
+def check_request(
+    config: Config, names: list[str] | None, logs_dir: Path, command_env: Mapping[str, str]
+) -> None:
+    """What a run that starts its services checks before anything starts (services,
+    programs, --env templates), for runs that start nothing; ConfigError if it fails."""
+    make_plan(config, names, check_ports=False, logs_dir=logs_dir, command_env=command_env)
+
+
+def describe(live: LiveStack) -> str:
+    return (
+        f"attached to the `conductor up` (pid {live.conductor_pid}) in {live.logs_dir}: "
+        f"{', '.join(live.addresses) or 'no services'}; nothing started, nothing will be stopped"
+    )

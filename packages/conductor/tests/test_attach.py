@@ -1,0 +1,174 @@
+"""Attaching to a live `conductor up`: reused only when it is the same stack and provably
+conductor's; never started, never stopped by the one that attaches."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+
+from support import PY, RECORD, fake, gone, wait_for, write_config
+
+pytestmark = pytest.mark.conductor
+
+WEB = {"command": fake("http", "--port", "{port}"), "port": "auto", "ready": {"http": "/"}}
+PEER = {"command": fake("tcp", "--port", "{port}"), "port": "auto"}
+SHOW = "import os; print('WEB', os.environ['WEB_URL'], os.environ['CONDUCTOR_RUN_ID'])"
+
+
+def make_config(folder: Path, **services: dict[str, object]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_config(folder / "conductor.toml", services or {"web": WEB}, logs_dir="logs")
+
+
+def attach_run(conductor, config: Path, mode: str = "require", *more: str):
+    return conductor.run(
+        "run", "--config", str(config), f"--attach={mode}", *more, "--", PY, "-c", SHOW
+    )
+
+
+def test_run_attach_reuses_the_live_up_and_stops_nothing(conductor, tmp_path, up):
+    config = make_config(tmp_path / "a")
+    live = up(config)
+    result = attach_run(conductor, config)
+    assert result.code == 0, result.text
+    assert f"WEB {live.url} " in result.out
+    # The command has a marker of its own, not the up's.
+    assert live.record["run_id"] not in result.out
+    assert "attached to the `conductor up`" in result.err
+    assert "nothing started, nothing will be stopped" in result.err
+    assert live.alive()
+    assert json.loads((live.logs / RECORD).read_text())["run_id"] == live.record["run_id"]
+
+
+def test_bare_attach_is_auto_and_starts_its_own_stack_when_there_is_none(conductor, tmp_path):
+    config = make_config(tmp_path / "a")
+    result = conductor.run("run", "--config", str(config), "--attach", "--", PY, "-c", SHOW)
+    assert result.code == 0, result.text
+    assert "not attaching: no live `conductor up` in" in result.err
+    summary = json.loads((config.parent / "logs" / "summary.json").read_text())
+    assert gone(summary["services"]["web"]["pid"])
+
+
+def test_never_reused_other_services_other_config_other_folder(conductor, tmp_path, up):
+    config = make_config(tmp_path / "a", web=WEB, peer=PEER)
+    live = up(config)  # runs web and peer
+    # other services
+    result = attach_run(conductor, config, "require", "web")
+    assert result.code == 125, result.text
+    assert "runs web, peer; this run needs web" in result.err
+    # other logs folder
+    result = attach_run(conductor, config, "require", "--logs-dir", str(tmp_path / "elsewhere"))
+    assert result.code == 125
+    assert f"no live `conductor up` in {tmp_path / 'elsewhere'}" in result.err
+    # the same file, changed since the up started
+    changed = config.read_text().replace('"http"', '"http", "--delay", "0"', 1)
+    config.write_text(changed)
+    result = attach_run(conductor, config)
+    assert result.code == 125
+    assert "was started from a different configuration" in result.err
+    # another file, pointed at the same logs folder
+    other = make_config(tmp_path / "b", web=WEB, peer=PEER)
+    result = attach_run(conductor, other, "require", "--logs-dir", str(live.logs))
+    assert result.code == 125
+    assert f"runs {config}, not {other}" in result.err
+    assert live.alive()
+
+
+def test_auto_falls_back_to_a_stack_of_its_own_saying_why(conductor, tmp_path, up):
+    config = make_config(tmp_path / "a", web=WEB, peer=PEER)
+    live = up(config)
+    result = conductor.run(
+        "run", "--config", str(config), "--attach", "--if-busy", "subfolder", "web",
+        "--", PY, "-c", SHOW,
+    )  # fmt: skip
+    assert result.code == 0, result.text
+    assert "not attaching: the `conductor up` in" in result.err
+    assert f"WEB {live.url} " not in result.out
+    assert live.alive()
+
+
+def test_a_killed_up_is_not_reused_though_its_services_linger(conductor, tmp_path, up):
+    config = make_config(tmp_path / "a")
+    live = up(config)
+    live.proc.send_signal(signal.SIGKILL)
+    live.proc.wait()
+    assert not any(gone(pid) for pid in live.pids)  # orphaned, still serving
+    result = attach_run(conductor, config)
+    assert result.code == 125
+    assert "is gone; `conductor clean` stops what it left" in result.err
+    assert conductor.run("clean", "--config", str(config)).code == 0
+    assert all(gone(pid) for pid in live.pids)
+
+
+def test_a_record_naming_processes_that_are_not_conductors_is_never_trusted(
+    conductor, tmp_path, up
+):
+    """A record whose pids are not the stack's (another process, no marker, another start
+    time): not attached to, and the processes it names are not touched."""
+    config = make_config(tmp_path / "a")
+    live = up(config)
+    bystander = subprocess.Popen([PY, "-c", "import time; time.sleep(300)"])
+    try:
+        # The up's own record, copied to another folder, naming the bystander with its
+        # true start time: everything checks out but the marker.
+        forged = json.loads((live.logs / RECORD).read_text())
+        created = psutil.Process(bystander.pid).create_time()
+        forged["processes"] = [
+            {"service": "web", "pid": bystander.pid, "pgid": bystander.pid, "created": created}
+        ]
+        copy = tmp_path / "copy" / "logs"
+        copy.mkdir(parents=True)
+        forged["stack"]["logs_dir"] = str(copy)
+        (copy / RECORD).write_text(json.dumps(forged))
+        result = attach_run(conductor, config, "require", "--logs-dir", str(copy))
+        assert result.code == 125, result.text
+        assert f"pid {bystander.pid} does not carry the run's marker" in result.err
+        # the same record, in the up's own folder, naming a recycled-looking start time
+        real = json.loads((live.logs / RECORD).read_text())
+        real["processes"][0]["created"] -= 10
+        (live.logs / RECORD).write_text(json.dumps(real))
+        result = attach_run(conductor, config)
+        assert result.code == 125
+        assert "its start time differs" in result.err
+        assert bystander.poll() is None
+        assert live.alive()
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_a_conductor_run_is_not_an_up_and_is_not_attached_to(conductor, tmp_path):
+    config = make_config(tmp_path / "a")
+    flag = tmp_path / "running"
+    waiting = f"import pathlib, time; pathlib.Path({str(flag)!r}).touch(); time.sleep(120)"
+    run = conductor.start("run", "--config", str(config), "--", PY, "-c", waiting)
+    try:
+        wait_for(flag.exists, 60, "the run's command")
+        result = attach_run(conductor, config)
+        assert result.code == 125
+        assert "is a `conductor run`, or an `up` still starting" in result.err
+    finally:
+        os.killpg(run.pid, signal.SIGINT)
+        run.communicate(timeout=30)
+
+
+def test_ctrl_c_twice_in_an_attached_run_kills_only_its_command(conductor, tmp_path, up):
+    config = make_config(tmp_path / "a")
+    live = up(config)
+    flag = tmp_path / "running"
+    waiting = f"import pathlib, time; pathlib.Path({str(flag)!r}).touch(); time.sleep(120)"
+    run = conductor.start(
+        "run", "--config", str(config), "--attach=require", "--", PY, "-c", waiting
+    )
+    wait_for(flag.exists, 60, "the attached command")
+    run.send_signal(signal.SIGINT)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=30)
+    assert run.returncode == 130, err
+    assert live.alive()

@@ -1,0 +1,334 @@
+"""The pytest plugin, through pytester: real pytest runs in subprocesses, real services.
+
+Every run carries this test's marker (CONDUCTOR_TEST_MARKER), so the `conductor`
+fixture proves afterwards that nothing the run started is still alive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from support import PY, fake, gone, wait_for, write_config
+
+pytestmark = pytest.mark.conductor
+
+# The runs under test: no random order, and no pytest-asyncio (it warns about its own
+# unset options in a bare folder); neither is needed by the plugin.
+BARE = ("-p", "no:randomly", "-p", "no:asyncio", "-p", "no:cacheprovider")
+WEB = {"command": fake("http", "--port", "{port}"), "port": "auto", "ready": {"http": "/"}}
+
+
+@pytest.fixture
+def runs(pytester: pytest.Pytester, conductor, monkeypatch: pytest.MonkeyPatch):
+    """pytest in a subprocess, in pytester's folder, with this test's marker and without
+    any surrounding conductor run's variables."""
+    monkeypatch.setenv("CONDUCTOR_TEST_MARKER", conductor.marker)
+    for name in ("CONDUCTOR_RUN_ID", "CONDUCTOR_SERVICE", "CONDUCTOR_LOGS_DIR", "WEB_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+    def run(*args: str, timeout: float = 120) -> pytest.RunResult:
+        return pytester.runpytest_subprocess(*BARE, *args, timeout=timeout)
+
+    return run
+
+
+def web_config(path: Path, **services: dict[str, object]) -> Path:
+    return write_config(path / "conductor.toml", services or {"web": WEB}, logs_dir="logs")
+
+
+def summary(path: Path) -> dict:
+    return json.loads((path / "logs" / "summary.json").read_text())
+
+
+def test_a_run_that_asks_for_nothing_imports_nothing_of_conductor(pytester, runs):
+    pytester.makepyfile(
+        test_plain="""
+        import sys
+        def test_plain():
+            loaded = {m for m in sys.modules if m.startswith("conductor.")}
+            light = {"conductor.pytest_plugin", "conductor.pytest_stack", "conductor.pytest_hooks"}
+            assert loaded <= light, loaded
+        """
+    )
+    result = runs("-v")
+    result.assert_outcomes(passed=1)
+    assert "conductor:" not in result.stdout.str()
+    assert "conductor-stack" in result.stdout.str()  # loaded through its entry point
+
+
+def test_one_stack_for_the_run_env_fixture_header_summary(pytester, runs):
+    web_config(pytester.path)
+    pytester.makeini(
+        """
+        [pytest]
+        conductor_config = conductor.toml
+        conductor_stack = web
+        conductor_env =
+            SITE={services.web.url}/site
+            WHERE={logs_dir}
+        """
+    )
+    pytester.makepyfile(
+        test_web="""
+        import os, urllib.request
+        def test_env_and_fixture(conductor_stack):
+            url = conductor_stack.url("web")
+            assert url == os.environ["WEB_URL"] == f"http://127.0.0.1:{conductor_stack.port('web')}"
+            assert conductor_stack.host("web") == os.environ["WEB_HOST"] == "127.0.0.1"
+            assert os.environ["SITE"] == url + "/site" == conductor_stack.env["SITE"]
+            assert os.environ["WHERE"] == conductor_stack.logs_dir
+            assert urllib.request.urlopen(url + "/from-the-test").status == 200
+            assert "CONDUCTOR_RUN_ID" not in os.environ  # the tests are not the stack's
+
+        def test_missing_service_fails_naming_it(conductor_stack):
+            conductor_stack.url("nope")
+        """
+    )
+    result = runs("--conductor-env", "EXTRA=1")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    logs = pytester.path / "logs"
+    assert re.search(r"conductor: started web in \d+\.\d\ds", out), out
+    assert f"conductor: logs in {logs}" in out
+    assert "service 'nope' is not in this run's stack (running: web)" in out
+    assert "request /from-the-test" in (logs / "web.log").read_text()
+    report = summary(pytester.path)
+    assert report["exit_code"] == 1
+    assert report["command"][0] == "pytest"
+    assert set(report["durations"]) == {"startup_s", "tests_s", "teardown_s", "total_s"}
+    web = report["services"]["web"]
+    assert web["status"] == "ready"
+    assert web["stopped"] == "stopped by SIGTERM"
+    assert gone(web["pid"])
+
+
+def test_xdist_two_workers_share_one_set_of_service_pids(pytester, runs):
+    web_config(pytester.path)
+    pytester.makepyfile(
+        test_shared="""
+        import os, urllib.request
+        import pytest
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_worker(conductor_stack, worker_id, n, tmp_path_factory):
+            urllib.request.urlopen(conductor_stack.url("web") + f"/{worker_id}")
+            seen = tmp_path_factory.getbasetemp().parent / f"seen-{worker_id}-{n}"
+            seen.write_text(os.environ["WEB_URL"])
+        """
+    )
+    result = runs("--conductor-config", "conductor.toml", "--conductor-stack", "web", "-n", "2")
+    result.assert_outcomes(passed=4)
+    log = (pytester.path / "logs" / "web.log").read_text()
+    # One web process served both workers: it said hello once, and both asked it.
+    assert len(re.findall(r"^fake http pid \d+$", log, re.M)) == 1, log
+    assert "request /gw0" in log, log
+    assert "request /gw1" in log, log
+    seen = list(pytester.path.parent.glob("**/seen-gw*"))
+    assert {p.name.split("-")[1] for p in seen} == {"gw0", "gw1"}
+    assert {p.read_text() for p in seen} == {summary(pytester.path)["services"]["web"]["url"]}
+    assert len(list((pytester.path / "logs").glob("run-*"))) == 0  # no second stack
+
+
+@pytest.mark.parametrize(
+    ("body", "args", "status"),
+    [
+        ("def test_fails():\n    assert False\ndef test_next():\n    pass", ("-x",), 1),
+        (
+            "import pytest\n"
+            "@pytest.fixture(scope='session')\n"
+            "def broken(conductor_stack):\n"
+            "    raise RuntimeError('fixture broke')\n"
+            "def test_uses(broken):\n"
+            "    pass",
+            (),
+            1,
+        ),
+    ],
+    ids=["failure-with-x", "error-in-a-fixture"],
+)
+def test_teardown_however_the_run_ends(pytester, runs, body, args, status):
+    web_config(pytester.path)
+    pytester.makepyfile(test_ends=body)
+    result = runs("--conductor-config", "conductor.toml", "--conductor-stack", "web", *args)
+    assert result.ret == status
+    web = summary(pytester.path)["services"]["web"]
+    assert web["stopped"] == "stopped by SIGTERM"
+    assert gone(web["pid"])
+
+
+@pytest.mark.parametrize(
+    ("sig", "status"), [(signal.SIGINT, 2), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"]
+)
+def test_teardown_on_ctrl_c_and_sigterm(pytester, runs, conductor, sig, status):
+    web_config(pytester.path)
+    started = pytester.path / "started"
+    pytester.makepyfile(
+        test_waits=f"""
+        import pathlib, time
+        def test_waits(conductor_stack):
+            pathlib.Path({str(started)!r}).write_text(conductor_stack.url("web"))
+            time.sleep(120)
+        """
+    )
+    proc = subprocess.Popen(
+        [PY, "-m", "pytest", *BARE, "--conductor-config=conductor.toml", "--conductor-stack=web"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "CONDUCTOR_TEST_MARKER": conductor.marker},
+        start_new_session=True,
+    )
+    try:
+        wait_for(started.exists, 60, "the test to start")
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        pytest.fail(f"pytest did not end after {sig.name}:\n{out}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == status, out
+    web = summary(pytester.path)["services"]["web"]
+    assert web["stopped"] == "stopped by SIGTERM", out
+    assert gone(web["pid"])
+
+
+def test_a_service_that_fails_to_start_ends_the_run_in_one_line(pytester, runs):
+    web_config(pytester.path, web={"command": fake("crash", "--code", "3"), "port": "auto"})
+    pytester.makepyfile(test_never="def test_never():\n    raise AssertionError('ran')\n")
+    result = runs("--conductor-config", "conductor.toml", "--conductor-stack", "web")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    errors = [line for line in result.errlines if line.startswith("ERROR:")]
+    assert errors == ["ERROR: conductor: service 'web' exited with status 3 before it was ready"]
+    assert "web | boom: something went wrong" in err  # the log tail
+    assert "Traceback" not in err + result.stdout.str()
+    assert "ran" not in result.stdout.str()
+
+
+def test_bad_requests_are_usage_errors_naming_what_is_wrong(pytester, runs):
+    web_config(pytester.path)
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    result = runs("--conductor-config", "conductor.toml", "--conductor-stack", "web,nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "unknown service 'nope'" in result.stderr.str()
+    result = runs(
+        "--conductor-config", "conductor.toml", "--conductor-stack", "web", "--conductor-env", "X"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--conductor-env wants NAME=TEMPLATE, not 'X'" in result.stderr.str()
+    assert not (pytester.path / "logs" / "web.log").exists()  # nothing started
+
+
+def test_a_conftest_hook_asks_for_services(pytester, runs):
+    web_config(pytester.path)
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.hookimpl(optionalhook=True)
+        def pytest_conductor_services(config):
+            return ["web"]
+        """
+    )
+    pytester.makepyfile(
+        test_x="def test_x(conductor_stack):\n    assert conductor_stack.has('web')\n"
+    )
+    result = runs("--conductor-config", "conductor.toml")
+    result.assert_outcomes(passed=1)
+    assert "conductor: started web" in result.stdout.str()
+
+
+def test_inside_conductor_run_the_plugin_uses_its_stack(pytester, conductor):
+    """nox and invoke wrap pytest in `conductor run`: one stack, the outer one."""
+    web_config(
+        pytester.path,
+        web=WEB,
+        other={"command": fake("tcp", "--port", "{port}"), "port": "auto"},
+    )
+    pytester.makepyfile(
+        test_inside="""
+        import os
+        def test_uses_the_outer_stack(conductor_stack):
+            assert conductor_stack.mode == "surrounding"
+            assert conductor_stack.url("web") == os.environ["WEB_URL"]
+            assert os.environ["SITE"] == os.environ["WEB_URL"] + "/x"
+
+        def test_a_service_the_outer_run_lacks_fails(conductor_stack):
+            conductor_stack.url("other")
+        """
+    )
+    toml = str(pytester.path / "conductor.toml")
+    args = ["--conductor-config", toml, "--conductor-stack", "web,other"]
+    args += ["--conductor-env", "SITE={services.web.url}/x"]
+    result = conductor.run(
+        "run", "--config", toml, "web", "--",
+        PY, "-m", "pytest", *BARE, *args, str(pytester.path),
+    )  # fmt: skip
+    assert result.code == 1, result.text
+    assert "1 failed, 1 passed" in result.out
+    assert "conductor: inside `conductor run`" in result.out
+    assert "'other' is not available: the surrounding `conductor run` does not provide it" in (
+        result.out
+    )
+    log = (pytester.path / "logs" / "web.log").read_text()
+    assert len(re.findall(r"^fake http pid \d+$", log, re.M)) == 1
+    assert not list((pytester.path / "logs").glob("run-*"))
+
+
+def test_the_plugin_attaches_to_a_live_up_and_stops_nothing(pytester, runs, up):
+    live = up(web_config(pytester.path))
+    pytester.makepyfile(
+        test_attached=f"""
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("n", range(2))
+        def test_attached(conductor_stack, n):
+            assert conductor_stack.mode == "attached"
+            assert conductor_stack.url("web") == os.environ["WEB_URL"] == {live.url!r}
+        """
+    )
+    result = runs("--conductor-config=conductor.toml", "--conductor-stack=web", "-n", "2")
+    result.assert_outcomes(passed=2)
+    pid = live.proc.pid
+    assert f"conductor: attached to the `conductor up` (pid {pid}) in {live.logs}: web" in (
+        result.stdout.str()
+    )
+    assert live.alive()
+    assert not (live.logs / "summary.json").exists()  # the up's folder is left alone
+
+
+def test_the_plugin_attaches_only_to_the_same_stack(pytester, runs, up):
+    peer = {"command": fake("tcp", "--port", "{port}"), "port": "auto"}
+    live = up(web_config(pytester.path, web=WEB, peer=peer))
+    pytester.makepyfile(
+        test_own=f"""
+        def test_own(conductor_stack):
+            assert conductor_stack.mode == "started"
+            assert conductor_stack.url("web") != {live.url!r}
+        """
+    )
+    args = ("--conductor-config=conductor.toml", "--conductor-stack=web")
+    result = runs(*args, "--conductor-attach=require")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert [line for line in result.errlines if line.startswith("ERROR")] == [
+        f"ERROR: conductor: --attach=require: the `conductor up` in {live.logs} runs web, "
+        "peer; this run needs web"
+    ]
+    result = runs(*args)  # auto: a stack of its own, in a subfolder of the busy one
+    result.assert_outcomes(passed=1)
+    assert "(not attached: the `conductor up` in" in result.stdout.str()
+    assert list(live.logs.glob("run-*/summary.json"))
+    assert live.alive()
