@@ -11,6 +11,9 @@ python fakes.py logline [--delay S] [--text T]            prints a readiness lin
 python fakes.py die-later --port P --text SECONDS --code N  ready, then dies
 python fakes.py child-ignores-term --port P --pidfile F   a child that ignores SIGTERM
 python fakes.py orphans --port P --pidfile F              double-forks 3 helpers that exit
+python fakes.py longline --mb N [--rate R] [--text T]     an N MB line with no newline (at
+                                                          R MB/s if given), then T on a line
+python fakes.py crash-longline --mb N [--code C]          a last line of N MB, then exits
 """
 
 from __future__ import annotations
@@ -58,6 +61,17 @@ def sleep_forever() -> None:
         time.sleep(3600)
 
 
+def long_line(mb: int, rate: float) -> None:
+    """`mb` MiB of one line, written a MiB at a time (throttled to `rate` MiB/s if set)."""
+    block = b"x" * (1 << 20)
+    out = sys.stdout.buffer
+    for _ in range(mb):
+        out.write(block)
+        out.flush()
+        if rate:
+            time.sleep(1 / rate)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode")
@@ -68,6 +82,7 @@ def main() -> None:
     parser.add_argument("--pidfile", default="")
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--text", default="READY to serve")
+    parser.add_argument("--rate", type=float, default=0.0)
     args = parser.parse_args()
     print(f"fake {args.mode} pid {os.getpid()}", flush=True)
     time.sleep(args.delay)
@@ -130,6 +145,16 @@ def main() -> None:
         print("warming up", flush=True)
         print(args.text, flush=True)
         sleep_forever()
+    elif args.mode == "longline":
+        long_line(args.mb, args.rate)
+        if args.text:
+            print("\n" + args.text, flush=True)
+        sleep_forever()
+    elif args.mode == "crash-longline":
+        print("boom: something went wrong", flush=True)
+        long_line(args.mb, 0)
+        print(flush=True)
+        sys.exit(args.code)
     else:
         parser.error(f"unknown mode {args.mode}")
 

@@ -70,6 +70,28 @@ BAD = {
         "must not be empty",
         "key 'password'",
     ),
+    # The log probe matches bytes: escapes only a str pattern knows are refused up front.
+    "log-regex-unicode-escape": (
+        {"svc": {**OK, "ready": {"log": r"caf\u00e9 ready"}}},
+        "bad escape \\u",
+        "service 'svc'",
+        "key 'ready.log'",
+    ),
+    "log-regex-named-char": (
+        {"svc": {**OK, "ready": {"log": r"\N{EM DASH} ready"}}},
+        "bad escape \\N",
+        "key 'ready.log'",
+    ),
+    "log-regex-unicode-flag": (
+        {"svc": {**OK, "ready": {"log": "(?u)ready"}}},
+        "cannot use 'u' flag with a bytes pattern",
+        "key 'ready.log'",
+    ),
+    "log-regex-huge-repeat": (
+        {"svc": {**OK, "ready": {"log": "a{4294967296}"}}},
+        "repetition number is too large",
+        "key 'ready.log'",
+    ),
     "unset-env": (
         {"svc": {**OK, "env": {"X": "{env.CONDUCTOR_SURELY_UNSET}"}}},
         "CONDUCTOR_SURELY_UNSET is not set",

@@ -13,6 +13,8 @@ from support import PY
 
 pytestmark = [pytest.mark.conductor, pytest.mark.postgres]
 
+ARTIFACTS = ("conductor.log", "summary.json", "report.html")
+
 needs_server = pytest.mark.skipif(
     find_bindir() is None, reason="PostgreSQL server binaries not installed"
 )
@@ -106,3 +108,19 @@ def test_password_cluster_demands_it_and_summary_hides_it(conductor, config, tmp
     summary_text = (tmp_path / "logs" / "summary.json").read_text()
     assert "pw-Zq9" not in summary_text
     assert "postgresql://postgres:***@127.0.0.1:" in summary_text
+
+
+@needs_server
+def test_up_lists_its_urls_without_the_password(conductor, config, tmp_path):
+    import signal
+
+    config({"db": {"kind": "postgres", "password": "pw-Zq9/x"}})
+    proc = conductor.start("up", "--config", "conductor.toml")
+    first = proc.stdout.readline()  # the URL list comes once every service is ready
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, first + out + err
+    assert re.fullmatch(r"db: postgresql://postgres:\*\*\*@127\.0\.0\.1:\d+/\w+\n", first)
+    logs = tmp_path / "logs"
+    for text in (first + out, err, *((logs / n).read_text() for n in ARTIFACTS)):
+        assert "pw-Zq9" not in text

@@ -191,11 +191,12 @@ def _check(config: Config) -> int:
         spec = service.spec
         port = "auto" if spec.port == "auto" else (service.port or "-")
         deps = ", ".join(service.depends_on) or "-"
-        print(
-            f"  {name}: kind={spec.kind} port={port} url={redact(service.url) or '-'} "
+        line = (
+            f"  {name}: kind={spec.kind} port={port} url={service.url or '-'} "
             f"depends_on={deps} ready={describe(service.ready, service.host, service.port)} "
             f"env={env_name(name)}_URL"
         )
+        print(redact(line))
     for name, reason in plan.skipped.items():
         print(f"  {name}: skipped ({reason})")
     return 0

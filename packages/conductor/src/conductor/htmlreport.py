@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from conductor import masking
 from conductor.logs import tail
 
 TAIL_LINES = 20
@@ -39,7 +40,7 @@ def write(logs_dir: Path, summary: Mapping[str, Any]) -> Path:
     """Write report.html into `logs_dir` (atomically, like summary.json)."""
     path = logs_dir / "report.html"
     tmp = path.with_suffix(".tmp.html")
-    tmp.write_text(render(logs_dir, summary), encoding="utf-8")
+    tmp.write_text(masking.mask(render(logs_dir, summary)), encoding="utf-8")
     tmp.replace(path)
     return path
 
@@ -246,7 +247,7 @@ def _tails(logs_dir: Path, services: Mapping[str, Mapping[str, Any]]) -> str:
             continue
         lines = [
             line if len(line) <= TAIL_LINE_CHARS else line[:TAIL_LINE_CHARS] + " … (cut)"
-            for line in tail(Path(log), TAIL_LINES)
+            for line in tail(Path(log), TAIL_LINES).lines
         ]
         bad = _outcome(svc) == "failed"
         out.append(

@@ -9,11 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 FOLLOW_POLL = 0.005
 _CHUNK = 1 << 16
+# The most of one line a reader holds: the log probe matches a line's first LINE_WINDOW
+# bytes, and --show-logs prints a longer line in pieces of this size. A service's line
+# can be any length; a reader's memory and time per chunk must not be.
+LINE_WINDOW = 1 << 16
+TAIL_BYTES = 8192  # the failure tail: at most this much of the log's end...
+TAIL_LINE_BYTES = 1024  # ...and this much of any one line
 
 logger = logging.getLogger("conductor")
 
@@ -24,49 +31,160 @@ def open_log(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
 
 
-def tail(path: Path, lines: int = 30) -> list[str]:
-    """The last `lines` lines of a log, decoded leniently for the console."""
+@dataclass(frozen=True)
+class Tail:
+    """The end of a log for the console; `cut` when bytes were left out to keep it short."""
+
+    lines: list[str]
+    cut: bool
+
+
+def tail(
+    path: Path,
+    lines: int = 30,
+    *,
+    max_bytes: int = TAIL_BYTES,
+    line_bytes: int = TAIL_LINE_BYTES,
+) -> Tail:
+    """The last `lines` lines of a log, read from its last `max_bytes` only (a crashing
+    service's last line may be gigabytes), each cut to `line_bytes`."""
     try:
         with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            block = min(size, max(8192, lines * 512))
-            while True:
-                handle.seek(size - block)
-                data = handle.read(block)
-                if data.count(b"\n") > lines or block == size:
-                    break
-                block = min(size, block * 4)
+            size = handle.seek(0, os.SEEK_END)
+            # One byte more than we keep shows whether the block starts a line.
+            start = max(size - max_bytes - 1, 0)
+            handle.seek(start)
+            block = handle.read(size - start)
     except OSError:
-        return []
-    text = data.decode("utf-8", "replace").splitlines()
-    return text[-lines:]
+        return Tail([], False)
+    parts = block.split(b"\n")
+    if parts[-1] == b"":
+        parts.pop()
+    fragment = False
+    if start > 0:
+        # parts[0] began before what we keep: keep the rest of it, if any, marked as a
+        # fragment (none when the extra first byte was the newline that ended it).
+        head = parts.pop(0)[1:]
+        if head:
+            parts.insert(0, head)
+            fragment = True
+    if len(parts) > lines:
+        parts, fragment = parts[-lines:], False
+    cut = fragment
+    text = []
+    for part in parts:
+        if fragment:  # its end is what we have: show the end
+            shown = _from_char_start(part[-line_bytes:])
+            text.append("… " + shown.decode("utf-8", "replace"))
+            fragment = False
+            continue
+        shown = _cut(part, line_bytes)
+        line = shown.decode("utf-8", "replace")
+        if len(shown) < len(part):
+            line, cut = line + " …", True
+        text.append(line)
+    return Tail(text, cut)
 
 
-async def follow(path: Path, stop: Callable[[], bool] | None = None) -> AsyncIterator[bytes]:
-    """Yield complete lines (without newline) as they are appended to `path`.
+def _cut(data: bytes, limit: int) -> bytes:
+    """At most `limit` bytes of `data`, not ending inside a UTF-8 character (unless
+    the data is not UTF-8 at all): each piece then decodes on its own."""
+    if len(data) <= limit:
+        return data
+    end = limit
+    while end > max(limit - 3, 1) and data[end] & 0xC0 == 0x80:
+        end -= 1
+    return data[:end] if data[end] & 0xC0 != 0x80 else data[:limit]
 
-    Ends when `stop()` turns true, after a final read, so no line written before then
-    is lost; a last unterminated line is yielded too.
+
+def _from_char_start(data: bytes) -> bytes:
+    """`data` without the UTF-8 continuation bytes it may start with (at most three)."""
+    skip = 0
+    while skip < min(3, len(data)) and data[skip] & 0xC0 == 0x80:
+        skip += 1
+    return data[skip:]
+
+
+Piece = tuple[bytes, bool]  # part of a line (without its newline); whether it starts the line
+
+
+class LineSplitter:
+    """Cuts a byte stream into lines, holding at most `window` bytes of an unfinished one.
+
+    A line comes as one piece, or, when longer than `window`, as pieces of up to
+    `window` bytes (cut between UTF-8 characters), only the first marked as starting
+    the line: every byte comes out, and a line of any length costs no more memory, and
+    no more time per chunk, than `window`. Newlines are looked for in new data only.
     """
-    pending = b""
+
+    def __init__(self, window: int = LINE_WINDOW) -> None:
+        self.window = window
+        self._partial = b""  # the unfinished line's bytes not yet given out
+        self._starts_line = True  # whether _partial is the start of its line
+
+    def feed(self, data: bytes) -> list[Piece]:
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        out: list[Piece] = []
+        if lines:
+            self._complete(out, self._partial + lines[0])
+            self._partial = b""
+            if len(data) <= self.window:  # no other line can be longer: the fast path
+                out += [(line, True) for line in lines[1:]]
+            else:
+                for line in lines[1:]:
+                    self._complete(out, line)
+        partial = self._partial + rest
+        while len(partial) > self.window:
+            piece = _cut(partial, self.window)
+            out.append((piece, self._starts_line))
+            partial, self._starts_line = partial[len(piece) :], False
+        self._partial = partial
+        return out
+
+    def flush(self) -> list[Piece]:
+        """The last line, when the stream ends without a newline."""
+        out = [(self._partial, self._starts_line)] if self._partial else []
+        self._partial, self._starts_line = b"", True
+        return out
+
+    def _complete(self, out: list[Piece], line: bytes) -> None:
+        starts = self._starts_line
+        while len(line) > self.window:
+            piece = _cut(line, self.window)
+            out.append((piece, starts))
+            line, starts = line[len(piece) :], False
+        out.append((line, starts))
+        self._starts_line = True
+
+
+async def follow(
+    path: Path, stop: Callable[[], bool] | None = None, *, window: int = LINE_WINDOW
+) -> AsyncGenerator[list[Piece], None]:
+    """Yield the lines appended to `path`, as LineSplitter pieces, a batch per read.
+
+    The loop gets a turn after every read, so a flood delays neither a deadline nor
+    Ctrl-C. Ends when `stop()` turns true, after reading to the end, so nothing written
+    before then is lost; a last unterminated line comes too.
+    """
     while not path.exists():
         if stop is not None and stop():
             return
         await asyncio.sleep(FOLLOW_POLL)
+    lines = LineSplitter(window)
     with path.open("rb") as handle:
         while True:
             finishing = stop is not None and stop()
             data = handle.read(_CHUNK)
             if data:
-                pending += data
-                *complete, pending = pending.split(b"\n")
-                for line in complete:
-                    yield line
+                batch = lines.feed(data)
+                if batch:
+                    yield batch
+                await asyncio.sleep(0)
                 continue
             if finishing:
-                if pending:
-                    yield pending
+                if last := lines.flush():
+                    yield last
                 return
             await asyncio.sleep(FOLLOW_POLL)
 
@@ -78,10 +196,19 @@ def setup_event_log(logs_dir: Path) -> logging.Handler:
     handler.setFormatter(
         logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(message)s", "%H:%M:%S")
     )
+    handler.addFilter(_mask_record)
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
     return handler
+
+
+def _mask_record(record: logging.LogRecord) -> bool:
+    """conductor.log never holds a password (see masking)."""
+    from conductor import masking
+
+    record.msg, record.args = masking.mask(record.getMessage()), None
+    return True
 
 
 def close_event_log(handler: logging.Handler) -> None:

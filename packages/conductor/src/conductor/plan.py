@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
-from conductor import ports, postgres, templates
+from conductor import masking, ports, postgres, templates
 from conductor.config import Config, ReadySpec, ServiceSpec
 from conductor.errors import ConfigError
 
@@ -87,6 +87,9 @@ def make_plan(
     }
     for name, reason in skipped.items():
         context.skip(name, reason)
+    for spec in running.values():
+        if spec.password is not None:
+            masking.hide(spec.password)  # before anything can print it
     for name in running:
         context.add_service(name, host=config.host, port=port_of[name], url=None)
     urls = {n: _url(config, n, spec, context, port_of[n]) for n, spec in running.items()}

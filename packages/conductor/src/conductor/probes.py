@@ -8,6 +8,7 @@ owns the deadline and races the probe against the process exiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 from collections.abc import Mapping
@@ -128,10 +129,14 @@ async def wait_http(url: str, status: tuple[int, ...] | None) -> None:
 
 
 async def wait_log(path: Path, pattern: str) -> None:
+    """Match each line's first logs.LINE_WINDOW bytes: a line of any length then costs
+    the probe no more time or memory than that (README, "Every wait has its own deadline")."""
     regex = re.compile(pattern.encode())
-    async for line in logs.follow(path):
-        if regex.search(line):
-            return
+    async with contextlib.aclosing(logs.follow(path)) as batches:
+        async for batch in batches:
+            for piece, starts_line in batch:
+                if starts_line and regex.search(piece):
+                    return
 
 
 async def wait_cmd(argv: tuple[str, ...], env: Mapping[str, str], cwd: Path) -> None:

@@ -8,15 +8,16 @@ it is one plain line per event. Every event also goes to conductor.log.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from conductor.logs import logger, tail
+from conductor import masking
+from conductor.logs import TAIL_BYTES, TAIL_LINE_BYTES, Piece, Tail, logger, tail
 
 if TYPE_CHECKING:  # rich is imported only on a terminal: it costs ~0.1 s of start-up
     from rich.console import Console, RenderableType
@@ -145,14 +146,22 @@ class Reporter:
         report = self.services.get(service)
         if report is not None:
             report.failed_at, report.detail = time.monotonic(), reason
-        lines = tail(log_path, TAIL_LINES) if log_path else []
-        for line in lines:
+        end = tail(log_path, TAIL_LINES) if log_path else Tail([], cut=False)
+        note = (
+            f"… (tail cut at {TAIL_BYTES // 1024} KiB, {TAIL_LINE_BYTES // 1024} KiB a line; "
+            f"whole log: {log_path})"
+        )
+        for line in end.lines:
             logger.error("%s| %s", service, line)
+        if end.cut:
+            logger.error("%s| %s", service, note)
         self._print(f"✗ service '{service}' {reason}", "bold red")
         if log_path is not None:
-            self._print(f"  last {len(lines)} lines of {log_path}:")
-            for line in lines:
+            self._print(f"  last {len(end.lines)} lines of {log_path}:")
+            for line in end.lines:
                 self._print(f"  {service} | {line}", "dim")
+            if end.cut:
+                self._print(f"  {note}", "dim")
 
     def warning(self, message: str) -> None:
         logger.warning("%s", message)
@@ -166,15 +175,26 @@ class Reporter:
         logger.info("%s", message)
         self._line(message)
 
-    def log_line(self, service: str, line: bytes) -> None:
-        """--show-logs: one service line, prefixed with its name."""
-        self._print(f"{service} | " + line.decode("utf-8", "replace"))
+    def log_lines(self, service: str, pieces: list[Piece]) -> None:
+        """--show-logs: service lines, each after `NAME | `; a line too long to hold in
+        memory comes in pieces, each further one after `NAME + `. One write per batch."""
+        start, more = f"{service} | ", f"{service} + "
+        lines = [
+            (start if starts_line else more) + piece.decode("utf-8", "replace")
+            for piece, starts_line in pieces
+        ]
+        if self.fancy:
+            for line in lines:
+                self._print(line)
+        else:
+            self._write("".join(line + "\n" for line in lines))
 
     def _line(self, message: str) -> None:
         if not self.quiet:
             self._print(f"conductor: {message}")
 
     def _print(self, message: str, style: str | None = None) -> None:
+        message = masking.mask(message)
         if self.fancy:
             from rich.text import Text
 
@@ -187,7 +207,7 @@ class Reporter:
     def _write(self, text: str) -> None:
         def write() -> None:
             assert self.stream is not None
-            self.stream.write(text)
+            self.stream.write(masking.mask(text))
             self.stream.flush()
 
         self._safely(write)
@@ -264,17 +284,14 @@ class _Progress:
                 Text(report.name, style="bold"),
                 Text(report.status),
                 Text(elapsed, style="dim"),
-                Text(report.detail, style="dim"),
+                Text(masking.mask(report.detail), style="dim"),
             )
         return table
 
 
-_PASSWORD_IN_URL = re.compile(r"(://[^/:@]+:)[^/@]+@")
-
-
 def redact(url: str | None) -> str | None:
     """The URL without its password: summary.json and `check` end up in CI artifacts."""
-    return None if url is None else _PASSWORD_IN_URL.sub(r"\1***@", url)
+    return None if url is None else masking.mask(url)
 
 
 def write_summary(
@@ -308,6 +325,7 @@ def write_summary(
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
+    data = typing.cast(dict[str, Any], masking.mask_data(data))
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
     from conductor import htmlreport  # only now: a run that never ends never needs it

@@ -18,7 +18,7 @@ from conductor import attach, errors
 from conductor.attach import AttachedStack, AttachMode
 from conductor.command import Command, CommandNotRunnable
 from conductor.config import Config
-from conductor.report import Reporter, write_summary
+from conductor.report import Reporter, redact, write_summary
 from conductor.signals import CaptureSignals
 from conductor.stack import Stack, shielded
 from conductor.state import RunDir
@@ -294,7 +294,7 @@ async def up(config: Config, options: Options, reporter: Reporter | None = None)
             attach.publish(stack)
             with contextlib.suppress(OSError, ValueError):  # stdout's reader may be gone
                 for name, url in stack.urls.items():
-                    print(f"{name}: {url}", flush=True)
+                    print(f"{name}: {redact(url)}", flush=True)
             reporter.info("all services ready; Ctrl-C to stop them")
             died = asyncio.create_task(stack.died_event.wait())
             stopped = asyncio.create_task(stop.wait())

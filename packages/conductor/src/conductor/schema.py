@@ -65,9 +65,9 @@ class Invalid(ValueError):
 
 def _check_regex(pattern: str, key: str) -> None:
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise Invalid(key, f"is not a valid regular expression: {exc}") from None
+        re.compile(pattern.encode())  # as the log probe compiles it: it matches bytes
+    except (re.error, OverflowError, RecursionError) as exc:
+        raise Invalid(key, f"is not a valid regular expression for a log's bytes: {exc}") from None
 
 
 def _signal_name(value: str | None, kind: str) -> str:

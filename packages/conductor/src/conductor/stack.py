@@ -27,6 +27,9 @@ from conductor.state import RunDir
 
 T = TypeVar("T")
 
+# After teardown, how long --show-logs may go on printing what services wrote before.
+ECHO_DRAIN = 2.0
+
 
 async def shielded(awaitable: Awaitable[T]) -> T:
     """Run `awaitable` to the end even if we are cancelled meanwhile, then re-raise the
@@ -452,8 +455,20 @@ class Stack:
         self.died_event.set()
 
     async def _echo(self, rt: _Runtime) -> None:
-        async for line in logs.follow(rt.planned.log_path, stop=lambda: self._stopped):
-            self.reporter.log_line(rt.planned.name, line)
+        """--show-logs for one service, until teardown is over and its log is read to
+        the end, or ECHO_DRAIN after that (then it says where the rest is)."""
+        p = rt.planned
+        follow = logs.follow(p.log_path, stop=lambda: self._stopped)
+        try:
+            async with contextlib.aclosing(follow) as batches:
+                async for batch in batches:
+                    self.reporter.log_lines(p.name, batch)
+        except asyncio.CancelledError:
+            self.reporter.info(
+                f"{p.name}: --show-logs stops here, {ECHO_DRAIN:g}s after teardown; "
+                f"the whole log is {p.log_path}"
+            )
+            raise
 
     @staticmethod
     def _spawn_bg(tasks: set[asyncio.Task[None]], coro: Awaitable[None]) -> None:
@@ -499,9 +514,21 @@ class Stack:
             self._stopped = True
             for task in self._watchers:
                 task.cancel()
-            # Echo tasks see _stopped, read what is left of each log, and end.
-            await asyncio.gather(*self._watchers, *self._echoes, return_exceptions=True)
+            await asyncio.gather(*self._watchers, return_exceptions=True)
+            await self._drain_echoes()
             self._release()
+
+    async def _drain_echoes(self) -> None:
+        """Echo tasks see _stopped, print what is left of each log, and end; a service
+        that wrote faster than the console could show gets ECHO_DRAIN, not a say in how
+        long teardown takes."""
+        echoes = list(self._echoes)
+        if not echoes:
+            return
+        _, late = await asyncio.wait(echoes, timeout=ECHO_DRAIN)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*echoes, return_exceptions=True)
 
     async def _stop_service(self, rt: _Runtime) -> None:
         p, report = rt.planned, rt.report
