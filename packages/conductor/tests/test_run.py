@@ -145,10 +145,11 @@ def test_crash_before_ready_fails_fast_with_log_tail(conductor, config, tmp_path
 
 
 def test_ready_timeout_names_service_and_probe(conductor, config, tmp_path):
-    config({"slow": {"command": fake("never"), "port": "auto", "ready_timeout": 0.5}})
+    # 2 s: long enough for the fake's interpreter to print its line on a loaded machine
+    config({"slow": {"command": fake("never"), "port": "auto", "ready_timeout": 2}})
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
     assert result.code == 125
-    assert "service 'slow' was not ready after 0.5s" in result.err
+    assert "service 'slow' was not ready after 2s" in result.err
     assert "tcp 127.0.0.1:" in result.err
     assert "slow | fake never" in result.err
 
