@@ -11,15 +11,15 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from conductor import compat, logs, postgres, probes, process, reaper
+from conductor import compat, listeners, logs, postgres, probes, process, reaper
 from conductor.addresses import LOGS_DIR_ENV, Address, service_env
-from conductor.config import Config
+from conductor.config import Config, ReadySpec
 from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
 from conductor.plan import Plan, PlannedService, make_plan
 from conductor.report import Reporter, ServiceReport
@@ -57,6 +57,13 @@ class _Runtime:
     proc: asyncio.subprocess.Process | None = None
     log_fd: int | None = None
     cluster: postgres.Cluster | None = None
+
+
+def _knocks_on_port(ready: ReadySpec) -> bool:
+    """Whether the probe passes only by connecting to the service's own port."""
+    if ready.kind == "tcp":
+        return True
+    return ready.kind == "http" and "://" not in str(ready.target or "")
 
 
 class Stack:
@@ -381,11 +388,7 @@ class Stack:
         self._preload()
         what = probes.describe(p.ready, p.host, p.port)
         self.reporter.event(p.name, "started", f"pid {rt.proc.pid}, waiting for {what}")
-        probe = asyncio.create_task(
-            probes.wait_ready(
-                p.ready, host=p.host, port=p.port, log_path=p.log_path, env=env, cwd=cwd
-            )
-        )
+        probe = asyncio.create_task(self._wait_ready(rt, env, cwd))
         exited = asyncio.create_task(rt.proc.wait())
         try:
             done, _ = await asyncio.wait(
@@ -405,7 +408,10 @@ class Stack:
                 p.name, f"{process.describe_exit(rt.proc.returncode)} before it was ready"
             )
         elif probe in done:
-            raise ServiceFailed(p.name, f"readiness probe failed: {probe.exception()!r}")
+            error = probe.exception()
+            if isinstance(error, ServiceFailed):
+                raise error
+            raise ServiceFailed(p.name, f"readiness probe failed: {error!r}")
         else:
             raise ServiceFailed(
                 p.name,
@@ -415,6 +421,39 @@ class Stack:
         self.reporter.event(p.name, "ready", f"{report.ready_after_s:.2f}s")
         rt.ready.set()
         self._spawn_bg(self._watchers, self._watch(rt))
+
+    async def _wait_ready(self, rt: _Runtime, env: Mapping[str, str], cwd: Path) -> None:
+        """The readiness probe, then proof that the server on the service's port is the
+        service's own: a port free when the plan was made can be taken by another
+        program before the service binds it, and the probe would get its answer."""
+        p = rt.planned
+        assert rt.proc is not None
+        leader = rt.proc.pid
+        while True:
+            await probes.wait_ready(
+                p.ready, host=p.host, port=p.port, log_path=p.log_path, env=env, cwd=cwd
+            )
+            if p.port is None:
+                return
+            found = listeners.whose(
+                probes.probe_host(p.host),
+                p.port,
+                leader,
+                lambda: [proc.pid for proc in process.marked_processes(self.run_id, p.name)],
+            )
+            if found.state == "foreign":
+                who = ", ".join(found.holders) or (
+                    "a process conductor cannot see (another user's, or another container's)"
+                )
+                raise ServiceFailed(
+                    p.name,
+                    f"was not the one answering on port {p.port}: {who} holds it, so COMMAND "
+                    "would have talked to that instead; stop it, or pass --auto-ports",
+                )
+            if found.state != "nobody" or not _knocks_on_port(p.ready):
+                return
+            # The listener went away between the probe's connection and our look.
+            await asyncio.sleep(probes.POLL)
 
     async def _reuse(self, rt: _Runtime, deadline: float) -> None:
         p = rt.planned
