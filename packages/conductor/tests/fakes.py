@@ -10,6 +10,10 @@ python fakes.py flood --port P --mb N                     writes N MB, then list
 python fakes.py logline [--delay S] [--text T]            prints a readiness line
 python fakes.py die-later --port P --text SECONDS --code N  ready, then dies
 python fakes.py child-ignores-term --port P --pidfile F   a child that ignores SIGTERM
+python fakes.py late-bind --port P                        loses the race for P: waits until
+                                                          another program listens on P, then
+                                                          retries binding it, never succeeds
+python fakes.py setsid-server --port P                    a setsid child listens, not the leader
 python fakes.py orphans --port P --pidfile F              double-forks 3 helpers that exit
 python fakes.py longline --mb N [--rate R] [--text T]     an N MB line with no newline (at
                                                           R MB/s if given), then T on a line
@@ -141,6 +145,24 @@ def main() -> None:
         time.sleep(float(args.text) if args.text[0].isdigit() else 1.0)
         print("dying now", flush=True)
         os._exit(args.code)
+    elif args.mode == "late-bind":
+        while True:  # until the other program listens (a real condition, not a delay)
+            try:
+                socket.create_connection(("127.0.0.1", args.port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.01)
+        while True:  # what servers with a retry loop do
+            try:
+                serve_tcp(args.port)
+            except OSError as exc:
+                print(f"cannot bind {args.port}: {exc}; retrying", flush=True)
+                time.sleep(0.1)
+    elif args.mode == "setsid-server":
+        if os.fork() == 0:
+            os.setsid()  # out of the service's process group; only the marker leads here
+            serve_tcp(args.port)
+        sleep_forever()
     elif args.mode == "logline":
         print("warming up", flush=True)
         print(args.text, flush=True)
