@@ -4,6 +4,7 @@ line, flood the console through the failure tail, or keep Ctrl-C waiting."""
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import subprocess
 import time
@@ -200,6 +201,33 @@ def test_follow_cuts_long_lines_into_pieces_and_loses_no_byte(tmp_path):
     assert lines == data.split(b"\n")
     firsts = [piece for piece, starts_line in pieces if starts_line]
     assert firsts == [b"short", b"a" * 1000, b"", b"middle", b"b" * 1000, b"end"]
+
+
+@pytest.mark.parametrize("window", [8, 1000, logs.LINE_WINDOW])
+def test_line_splitter_gives_back_every_line_however_the_stream_is_cut(window):
+    rng = random.Random(window)
+    words = [b"", b"a", b"\n", "é".encode(), "€".encode(), b"x" * 300, b"y" * (3 * window + 5)]
+    data = b"".join(rng.choice(words) for _ in range(400))
+    splitter = logs.LineSplitter(window)
+    pieces: list[tuple[bytes, bool]] = []
+    at = 0
+    while at < len(data):
+        size = rng.choice([1, 7, 4096, 1 << 16, 1 << 17])
+        pieces += splitter.feed(data[at : at + size])
+        at += size
+    pieces += splitter.flush()
+    assert all(len(piece) <= window for piece, _ in pieces)
+    lines: list[bytearray] = []
+    for piece, starts_line in pieces:
+        if starts_line:
+            lines.append(bytearray())
+        lines[-1] += piece
+    expected = data.split(b"\n")
+    if expected[-1] == b"":
+        expected.pop()  # a final newline ends the last line; it starts no other
+    assert lines == expected
+    # Pieces are cut between characters: each decodes on its own.
+    assert "".join(piece.decode() for piece, _ in pieces) == data.decode().replace("\n", "")
 
 
 def test_tail_of_an_ordinary_log_is_its_last_lines_uncut(tmp_path):
