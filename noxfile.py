@@ -230,12 +230,17 @@ def rebuild(session: nox.Session) -> None:
         )
 
 
-BENCHMARKS = {"conductor": "bench_conductor.py", "db": "bench_db_isolation.py"}
+BENCHMARKS = {
+    "conductor": "bench_conductor.py",
+    "postgres": "bench_postgres.py",
+    "db": "bench_db_isolation.py",
+}
 
 
 @nox.session(python=OLDEST, default=False)
 def bench(session: nox.Session) -> None:
-    """The benchmark tables: conductor vs start-server-and-test, and rollback isolation."""
+    """The benchmark tables: conductor vs start-server-and-test, PostgreSQL ready with a
+    cold and a warm template cache, and rollback isolation."""
     install(session, "test")
     args = list(session.posargs)
     names = list(BENCHMARKS)
