@@ -92,6 +92,31 @@ BAD = {
         "repetition number is too large",
         "key 'ready.log'",
     ),
+    "user-on-a-process": (
+        {"svc": {**OK, "user": "app"}},
+        'is only for kind = "postgres"',
+        "key 'user'",
+    ),
+    "postgres-setting-name": (
+        {"db": {"kind": "postgres", "settings": {"1bad": "x"}}},
+        "is not a server setting name",
+        "key 'settings.1bad'",
+    ),
+    "postgres-version-word": (
+        {"db": {"kind": "postgres", "version": "fifteen"}},
+        'must be a major version such as "15"',
+        "key 'version'",
+    ),
+    "postgres-attribute-of-a-process": (
+        {"svc": {**OK, "env": {"X": "{services.svc.password}"}}},
+        "offers only host, port, url, not 'password' (kind postgres)",
+        "key 'env.X'",
+    ),
+    "postgres-user-from-a-service": (
+        {"db": {"kind": "postgres", "user": "u{services.db.port}"}},
+        "may use {env.NAME}",
+        "key 'user'",
+    ),
     "unset-env": (
         {"svc": {**OK, "env": {"X": "{env.CONDUCTOR_SURELY_UNSET}"}}},
         "CONDUCTOR_SURELY_UNSET is not set",

@@ -104,7 +104,8 @@ def test_cache_root_follows_xdg_and_ignores_a_relative_value(tmp_path):
 def test_only_a_marked_run_folder_of_that_run_is_removed(tmp_path):
     import tempfile
 
-    cluster = postgres.Cluster("db", Path("/nonexistent"), "127.0.0.1", 1, "x", run_id="run-1")
+    setup = postgres.Setup(Path("/nonexistent"), postgres.plan_folder(), "u", None, "d")
+    cluster = postgres.Cluster("db", setup, "127.0.0.1", 1, "run-1")
     folder = cluster.make_folder()
     try:
         assert Path(tempfile.gettempdir()) == folder.parent

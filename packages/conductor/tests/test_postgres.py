@@ -69,7 +69,7 @@ def test_missing_binaries_say_what_to_install(config, monkeypatch):
     from conductor.errors import ConfigError
 
     path = config({"db": {"kind": "postgres"}})
-    monkeypatch.setattr(plan.postgres, "find_bindir", lambda: None)
+    monkeypatch.setattr(plan.pgbin, "find_bindir", lambda version=None: None)
     with pytest.raises(ConfigError) as info:
         plan.make_plan(load_config(path), check_ports=False)
     message = str(info.value)
@@ -83,7 +83,7 @@ def test_optional_postgres_without_binaries_is_skipped(config, monkeypatch):
     from conductor.config import load_config
 
     path = config({"db": {"kind": "postgres", "optional": True}})
-    monkeypatch.setattr(plan.postgres, "find_bindir", lambda: None)
+    monkeypatch.setattr(plan.pgbin, "find_bindir", lambda version=None: None)
     result = plan.make_plan(load_config(path), check_ports=False)
     assert "db" in result.skipped
 
@@ -93,7 +93,7 @@ def test_password_cluster_demands_it_and_summary_hides_it(conductor, config, tmp
     psql = find_bindir() / "psql"  # type: ignore[operator]
     config({"db": {"kind": "postgres", "password": "pw-Zq9/x"}})
     check = f'"{psql}" --no-psqlrc -At -d "$DB_URL" -c "select 1"'
-    without = 'PGPASSWORD= "{0}" --no-psqlrc -At -w -h 127.0.0.1 -p "$DB_PORT" -U postgres -d genesis -c "select 1"'
+    without = 'PGPASSWORD= "{0}" --no-psqlrc -At -w -h 127.0.0.1 -p "$DB_PORT" -U postgres -d postgres -c "select 1"'
     result = conductor.run(
         "run",
         "--config",
@@ -124,3 +124,111 @@ def test_up_lists_its_urls_without_the_password(conductor, config, tmp_path):
     logs = tmp_path / "logs"
     for text in (first + out, err, *((logs / n).read_text() for n in ARTIFACTS)):
         assert "pw-Zq9" not in text
+
+
+def sql_files(root: Path, **files: str) -> list[str]:
+    """Write db/NAME.sql files; their paths as the config names them."""
+    (root / "db").mkdir(exist_ok=True)
+    for name, text in files.items():
+        (root / "db" / f"{name}.sql").write_text(text)
+    return [f"db/{name}.sql" for name in files]
+
+
+@needs_server
+def test_custom_user_init_files_and_settings(conductor, config, tmp_path):
+    psql = find_bindir() / "psql"  # type: ignore[operator]
+    init = sql_files(
+        tmp_path,
+        schema="create table items (id int primary key, name text not null);\n",
+        seed="insert into items values (1, 'one'), (2, 'two');\n",  # needs schema first
+    )
+    config(
+        {
+            "db": {
+                "kind": "postgres",
+                "version": "15",
+                "user": "{env.APP_USER}",
+                "password": "pw-Custom1",
+                "database": "appdb",
+                "init": init,
+                "settings": {"max_connections": "37", "work_mem": "5MB", "jit": False},
+            }
+        }
+    )
+    conductor.env["APP_USER"] = "app_owner"
+    query = (
+        "select current_user, current_database(), "
+        "(select rolsuper from pg_roles where rolname = current_user), "
+        "(select datdba::regrole from pg_database where datname = current_database()), "
+        "current_setting('max_connections'), current_setting('work_mem'), "
+        "current_setting('jit'), (select string_agg(name, ',' order by id) from items)"
+    )
+    # Over TCP with the URL, and over the Unix socket with the separate templates.
+    tcp = f'"{psql}" --no-psqlrc -At -d "$DB_URL" -c "{query}"'
+    unix = f'"{psql}" --no-psqlrc -At -h "$SOCK" -p "$DB_PORT" -U "$U" -d "$D" -c "select 1"'
+    result = conductor.run(
+        "run",
+        "--config",
+        "conductor.toml",
+        "--env",
+        "SOCK={services.db.socket_dir}",
+        "--env",
+        "U={services.db.user}",
+        "--env",
+        "D={services.db.database}",
+        "--env",
+        "PW_LENGTH_CHECK={services.db.password}",
+        "--",
+        "sh",
+        "-c",
+        f'{tcp} && {unix} && test "$PW_LENGTH_CHECK" = pw-Custom1 && echo SOCKET-OK',
+    )
+    assert result.code == 0, result.text
+    assert result.out.splitlines() == [
+        "app_owner|appdb|t|app_owner|37|5MB|off|one,two",
+        "1",
+        "SOCKET-OK",
+    ]
+    assert "pw-Custom1" not in result.err
+    summary = json.loads((tmp_path / "logs" / "summary.json").read_text())
+    assert summary["services"]["db"]["url"].startswith("postgresql://app_owner:***@127.0.0.1:")
+    assert summary["services"]["db"]["url"].endswith("/appdb")
+    assert "ran 2 init file(s)" in (tmp_path / "logs" / "conductor.log").read_text()
+
+
+@needs_server
+def test_a_failing_init_file_is_125_naming_it_and_quoting_the_error(conductor, config, tmp_path):
+    init = sql_files(
+        tmp_path,
+        good="create table fine (x int);\n",
+        bad="select 1;\ninsert into no_such_table values (1);\n",
+        never="create table never_made (x int);\n",
+    )
+    config({"db": {"kind": "postgres", "init": init}})
+    result = conductor.run("run", "--config", "conductor.toml", "--", "true")
+    assert result.code == 125, result.text
+    assert "init file 'db/bad.sql' failed at line 2" in result.err
+    assert 'ERROR:  relation "no_such_table" does not exist' in result.err
+    assert "Traceback" not in result.text
+
+
+@needs_server
+def test_a_missing_init_file_is_a_configuration_error(conductor, config, tmp_path):
+    config({"db": {"kind": "postgres", "init": ["db/nope.sql"]}})
+    result = conductor.run("run", "--config", "conductor.toml", "--", "true")
+    assert result.code == 2, result.text
+    assert "service 'db', key 'init[0]'" in result.err
+    assert f"{tmp_path / 'db' / 'nope.sql'} does not exist" in result.err
+
+
+@needs_server
+def test_a_version_that_is_not_installed_lists_those_that_are(conductor, config, tmp_path):
+    from conductor import pgbin
+
+    config({"db": {"kind": "postgres", "version": "99"}})
+    result = conductor.run("run", "--config", "conductor.toml", "--", "true")
+    assert result.code == 2, result.text
+    assert "service 'db', key 'version'" in result.err
+    installed = ", ".join(pgbin.installed())
+    assert f"PostgreSQL 99 is not installed here (installed: {installed})" in result.err
+    assert not (tmp_path / "logs").exists()

@@ -169,17 +169,28 @@ def _start_order(services: Mapping[str, ServiceSpec], file: Path) -> list[str]:
     return order
 
 
+# Keys whose templates may name less than a service's other values may.
+_OWNERS: Mapping[str, templates.Owner] = {
+    "url": "url",
+    "user": "identity",
+    "password": "identity",
+    "database": "identity",
+}
+
+
 def _check_templates(
     name: str, spec: ServiceSpec, services: Mapping[str, ServiceSpec], file: Path
 ) -> None:
     has_port = spec.port is not None
+    postgres = [n for n, s in services.items() if s.kind == "postgres"]
     for key, template in spec.templated():
         scope = templates.Scope(
             services=services,
             environ=os.environ,
             port=has_port,
             url=has_port or spec.url is not None,
-            owner="url" if key == "url" else "service",
+            owner=_OWNERS.get(key, "service"),
+            postgres=postgres,
         )
         try:
             templates.check(template, scope)

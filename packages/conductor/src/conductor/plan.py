@@ -7,12 +7,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import typing
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
-from conductor import masking, ports, postgres, templates
+from conductor import masking, pgbin, ports, postgres, templates
 from conductor.config import Config, ReadySpec, ServiceSpec
 from conductor.errors import ConfigError
 
@@ -33,7 +34,7 @@ class PlannedService:
     depends_on: tuple[str, ...]
     reuse: bool
     log_path: Path
-    pg_bindir: Path | None = None
+    pg: postgres.Setup | None = None  # kind = "postgres" only
 
 
 @dataclass(frozen=True)
@@ -80,21 +81,11 @@ def make_plan(
     if any(spec.port is not None for spec in running.values()):
         _check_host(config)
     port_of = _ports(config, running, auto_ports)
-    reuse = {
-        n: _check_port(config, n, spec, port_of[n])
-        for n, spec in running.items()
-        if check_ports and isinstance(port_of[n], int) and spec.port != "auto" and not auto_ports
-    }
+    reuse = _reused(config, running, port_of) if check_ports and not auto_ports else {}
     for name, reason in skipped.items():
         context.skip(name, reason)
-    for spec in running.values():
-        if spec.password is not None:
-            masking.hide(spec.password)  # before anything can print it
-    for name in running:
-        context.add_service(name, host=config.host, port=port_of[name], url=None)
-    urls = {n: _url(config, n, spec, context, port_of[n]) for n, spec in running.items()}
-    for name in running:
-        context.add_service(name, host=config.host, port=port_of[name], url=urls[name])
+    setups = _postgres_setups(config, running, context)
+    urls = _addresses(config, running, context, port_of, setups)
     planned = {
         name: _planned(config, name, spec, context, port_of[name], urls[name], logs)
         for name, spec in running.items()
@@ -102,7 +93,9 @@ def make_plan(
     plan = Plan(
         config=config,
         logs_dir=logs,
-        services={n: replace(p, reuse=reuse.get(n, False)) for n, p in planned.items()},
+        services={
+            n: replace(p, reuse=reuse.get(n, False), pg=setups.get(n)) for n, p in planned.items()
+        },
         skipped=skipped,
         context=context,
     )
@@ -110,10 +103,44 @@ def make_plan(
     return plan
 
 
+def _reused(
+    config: Config, running: Mapping[str, ServiceSpec], port_of: Mapping[str, int | None]
+) -> dict[str, bool]:
+    """For each service on a fixed port: whether it reuses what holds the port (a port
+    taken without reuse_existing is an error)."""
+    return {
+        n: _check_port(config, n, spec, port_of[n])
+        for n, spec in running.items()
+        if isinstance(port_of[n], int) and spec.port != "auto"
+    }
+
+
+def _addresses(
+    config: Config,
+    running: Mapping[str, ServiceSpec],
+    context: templates.Context,
+    port_of: Mapping[str, int | None],
+    setups: Mapping[str, postgres.Setup],
+) -> dict[str, str | None]:
+    """Each service's url, with every service's host and port (which urls may use) and
+    then its url given to templates."""
+    for name in running:
+        context.add_service(name, host=config.host, port=port_of[name], url=None)
+    urls = {
+        n: _url(config, n, spec, context, port_of[n], setups.get(n)) for n, spec in running.items()
+    }
+    for name in running:
+        context.add_service(name, host=config.host, port=port_of[name], url=urls[name])
+    return urls
+
+
 def _check_command_env(plan: Plan, values: Mapping[str, str], environ: Mapping[str, str]) -> None:
     """--env templates: names checked like a service's, then filled once, so that what
     cannot work fails before anything starts."""
-    scope = templates.Scope(services=plan.config.services, environ=environ, owner="command")
+    postgres = [n for n, s in plan.config.services.items() if s.kind == "postgres"]
+    scope = templates.Scope(
+        services=plan.config.services, environ=environ, owner="command", postgres=postgres
+    )
     for key, template in values.items():
         try:
             templates.check(template, scope)
@@ -140,12 +167,10 @@ def _skipped(
         if spec.optional:
             skipped[name] = missing
         else:
-            raise ConfigError(
-                missing,
-                file=config.file,
-                service=name,
-                key="kind" if spec.kind == "postgres" else "command[0]",
-            )
+            key = "command[0]"
+            if spec.kind == "postgres":
+                key = "version" if spec.version is not None else "kind"
+            raise ConfigError(missing, file=config.file, service=name, key=key)
     for name, spec in specs.items():
         for dep in spec.depends_on:
             if dep in skipped and name not in skipped and not specs[dep].optional:
@@ -162,7 +187,7 @@ def _missing_program(
     config: Config, spec: ServiceSpec, context: templates.Context, environ: Mapping[str, str]
 ) -> str | None:
     if spec.kind == "postgres":
-        return None if postgres.find_bindir() else postgres.MISSING
+        return pgbin.missing(typing.cast(str | None, spec.version))
     try:
         program = context.render(spec.command[0])
     except templates.TemplateError:
@@ -237,17 +262,99 @@ def _check_port(config: Config, name: str, spec: ServiceSpec, port: int | None) 
     )
 
 
+def _postgres_setups(
+    config: Config, running: Mapping[str, ServiceSpec], context: templates.Context
+) -> dict[str, postgres.Setup]:
+    """Each postgres service's setup, its values given to templates and its password
+    to the mask, before anything can print it."""
+    setups: dict[str, postgres.Setup] = {}
+    for name, spec in running.items():
+        if spec.kind != "postgres":
+            continue
+        setup = setups[name] = _postgres_setup(config, name, spec, context)
+        if setup.password is not None:
+            masking.hide(setup.password)
+        context.add_postgres(
+            name,
+            user=setup.user,
+            password=setup.password,
+            database=setup.database,
+            socket_dir=setup.folder,
+        )
+    return setups
+
+
+def _postgres_setup(
+    config: Config, name: str, spec: ServiceSpec, context: templates.Context
+) -> postgres.Setup:
+    """user, password and database filled ({env...}), init files found, settings as -c
+    values, and the folder this run's cluster will have."""
+
+    def fill(key: str) -> str | None:
+        template = getattr(spec, key)
+        if template is None:
+            return None
+        try:
+            value = context.render(template)
+        except templates.TemplateError as exc:
+            raise ConfigError(str(exc), file=config.file, service=name, key=key) from None
+        if not value or any(ord(c) < 32 or c == "\x7f" for c in value):
+            raise ConfigError(
+                "must not be empty or hold control characters"
+                + ("" if key == "password" else f" (it is {value!r})"),
+                file=config.file,
+                service=name,
+                key=key,
+            )
+        return value
+
+    bindir = pgbin.find_bindir(typing.cast(str | None, spec.version))
+    assert bindir is not None, "checked by _skipped"
+    init: list[tuple[str, Path]] = []
+    for i, written in enumerate(spec.init):
+        path = (config.root / written).resolve()
+        if not path.is_file():
+            raise ConfigError(
+                f"SQL file {path} does not exist", file=config.file, service=name, key=f"init[{i}]"
+            )
+        init.append((written, path))
+    if init and not (bindir / "psql").is_file():
+        raise ConfigError(
+            f"init files run with psql, which is not in {bindir}; install PostgreSQL's "
+            "client (Debian: apt-get install postgresql-client)",
+            file=config.file,
+            service=name,
+            key="init",
+        )
+    return postgres.Setup(
+        bindir=bindir,
+        folder=postgres.plan_folder(),
+        user=fill("user") or "postgres",
+        password=fill("password"),
+        database=fill("database") or "postgres",
+        init=tuple(init),
+        settings=tuple((k, postgres.setting_value(v)) for k, v in spec.settings.items()),
+    )
+
+
 def _url(
-    config: Config, name: str, spec: ServiceSpec, context: templates.Context, port: int | None
+    config: Config,
+    name: str,
+    spec: ServiceSpec,
+    context: templates.Context,
+    port: int | None,
+    setup: postgres.Setup | None,
 ) -> str | None:
     if spec.url is not None:
         try:
             return context.render(spec.url, port=port)
         except templates.TemplateError as exc:
             raise ConfigError(str(exc), file=config.file, service=name, key="url") from None
-    if spec.kind == "postgres":
-        user = "postgres" if spec.password is None else f"postgres:{quote(spec.password, safe='')}"
-        return f"postgresql://{user}@{config.host}:{port}/{spec.database}"
+    if setup is not None:
+        user = quote(setup.user, safe="")
+        if setup.password is not None:
+            user += ":" + quote(setup.password, safe="")
+        return f"postgresql://{user}@{config.host}:{port}/{quote(setup.database, safe='')}"
     if port is not None:
         return f"http://{config.host}:{port}"
     return None
@@ -286,5 +393,4 @@ def _planned(
         depends_on=tuple(d for d in spec.depends_on if d not in context.skipped),
         reuse=False,
         log_path=logs / f"{name}.log",
-        pg_bindir=postgres.find_bindir() if spec.kind == "postgres" else None,
     )

@@ -11,57 +11,53 @@ refuses to run as root.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from conductor import compat, pgcache, reaper
 from conductor.errors import ServiceFailed
 from conductor.logs import logger
+from conductor.pgbin import find_bindir as find_bindir  # where the project's tests ask
 
 T = TypeVar("T")
 RUN_PREFIX = "conductor-pg-"
 RUN_MARKER = "conductor-postgres.json"
 
-SERVER_BINARIES = ("initdb", "postgres", "createdb")
-MISSING = (
-    "PostgreSQL server binaries (initdb, postgres) were not found on PATH, through "
-    "`pg_config --bindir`, or in /usr/lib/postgresql/*/bin; install them (Debian: "
-    "apt-get install postgresql) or point the tests at an existing server with "
-    "TEST_DATABASE_URL / DATABASE_URL"
-)
+
+@dataclass(frozen=True)
+class Setup:
+    """What the plan settled for one cluster, templates filled."""
+
+    bindir: Path
+    folder: Path  # the run's folder: conductor's marker, data/, and the Unix socket
+    user: str
+    password: str | None
+    database: str
+    init: tuple[tuple[str, Path], ...] = ()  # (as written, absolute path)
+    settings: tuple[tuple[str, str], ...] = ()
 
 
-@functools.cache
-def find_bindir() -> Path | None:
-    """The folder holding initdb, postgres and createdb, or None (looked up once: it may
-    run pg_config, and every plan asks for it)."""
-    candidates: list[Path] = []
-    on_path = shutil.which("postgres")
-    if on_path:
-        candidates.append(Path(on_path).resolve().parent)
-        candidates.append(Path(on_path).parent)
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        try:
-            out = subprocess.run(
-                [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True
-            ).stdout.strip()
-            candidates.append(Path(out))
-        except (OSError, subprocess.SubprocessError):
-            pass
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-    for folder in candidates:
-        if all((folder / name).is_file() for name in SERVER_BINARIES):
-            return folder
-    return None
+def plan_folder() -> Path:
+    """A fresh name for a run's folder in the temp dir. Chosen when the plan is made,
+    so that {services.NAME.socket_dir} can be filled; created (exclusively) at start."""
+    import secrets
+    import tempfile  # here, not at the top: every conductor start would pay for it
+
+    return Path(tempfile.gettempdir()) / f"{RUN_PREFIX}{secrets.token_hex(6)}"
+
+
+def setting_value(value: str | float | bool) -> str:
+    """A settings value as the server reads it after -c (true: on)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
 
 
 def run_as() -> str | None:
@@ -104,25 +100,15 @@ def remove_run_folder(folder: Path, run_id: str) -> bool:
 class Cluster:
     """One throwaway cluster: its run folder, its server command, its database."""
 
-    def __init__(
-        self,
-        service: str,
-        bindir: Path,
-        host: str,
-        port: int,
-        database: str,
-        password: str | None = None,
-        *,
-        user: str = "postgres",
-        run_id: str = "",
-    ) -> None:
+    def __init__(self, service: str, setup: Setup, host: str, port: int, run_id: str) -> None:
         self.service = service
-        self.bindir = bindir
+        self.setup = setup
+        self.bindir = setup.bindir
+        self.user = setup.user
+        self.password = setup.password
+        self.database = setup.database
         self.host = host
         self.port = port
-        self.database = database
-        self.password = password
-        self.user = user
         self.run_id = run_id
         self.folder: Path | None = None
         self.from_cache = False
@@ -137,9 +123,13 @@ class Cluster:
     def make_folder(self) -> Path:
         """The run's folder (the socket's too), owned by the user the server runs as,
         with the marker that lets teardown prove conductor made it."""
-        import tempfile  # here, not at the top: every conductor start would pay for it
-
-        self.folder = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))
+        try:
+            os.mkdir(self.setup.folder, 0o700)  # never an existing folder: not ours
+        except OSError as exc:
+            raise ServiceFailed(
+                self.service, f"could not create its folder {self.setup.folder}: {exc.strerror}"
+            ) from None
+        self.folder = self.setup.folder
         marker = {"run_id": self.run_id, "service": self.service, "pid": os.getpid()}
         (self.folder / RUN_MARKER).write_text(json.dumps(marker), encoding="utf-8")
         owner = _owner()
@@ -296,6 +286,8 @@ class Cluster:
         )
 
     def command(self) -> list[str]:
+        """The server: our defaults for a throwaway cluster, then `settings`, which win."""
+        settings = [arg for name, value in self.setup.settings for arg in ("-c", f"{name}={value}")]
         return [
             str(self.bindir / "postgres"),
             "-D",
@@ -312,6 +304,7 @@ class Cluster:
             "synchronous_commit=off",
             "-c",
             "full_page_writes=off",
+            *settings,
         ]
 
     @property
@@ -347,6 +340,63 @@ class Cluster:
                 await proc.wait()
         if code != 0:
             raise ServiceFailed(self.service, f"could not run {name} (status {code}); see its log")
+
+    async def run_init(self, log_fd: int, env: dict[str, str]) -> None:
+        """The `init` SQL files, in order, as `user` on `database`, over the Unix socket,
+        in one psql session that stops at the first error. A failure names the file
+        and quotes the server's error line."""
+        if not self.setup.init:
+            return
+        began = time.monotonic()
+        files = [arg for _, path in self.setup.init for arg in ("-f", str(path))]
+        argv = [
+            str(self.bindir / "psql"),
+            "--no-psqlrc",
+            "--quiet",
+            "--set=ON_ERROR_STOP=1",
+            f"--host={self.socket_dir}",
+            f"--port={self.port}",
+            f"--username={self.user}",
+            f"--dbname={self.database}",
+            *files,
+        ]
+        # As ourselves (the files are ours to read), with no PG* variable of ours
+        # (PGHOSTADDR, PGOPTIONS, ...) steering the client elsewhere.
+        proc = await reaper.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=asyncio.subprocess.PIPE,
+            env={k: v for k, v in env.items() if not k.startswith("PG")},
+        )
+        try:
+            _, err = await proc.communicate()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        os.write(log_fd, err)  # the service's log keeps psql's messages too
+        if proc.returncode != 0:
+            raise ServiceFailed(self.service, self._init_failure(err.decode(errors="replace")))
+        logger.info(
+            "%s: ran %d init file(s) in %.3fs",
+            self.service,
+            len(self.setup.init),
+            time.monotonic() - began,
+        )
+
+    def _init_failure(self, stderr: str) -> str:
+        """`init file 'db/schema.sql' failed: ERROR: ...`, from psql's
+        `psql:/abs/db/schema.sql:3: ERROR:  ...` (the file as the config names it)."""
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        error = next((ln for ln in lines if "ERROR:" in ln or "FATAL:" in ln), None)
+        error = error or (lines[-1] if lines else "psql failed without a message")
+        for written, path in self.setup.init:
+            prefix = f"psql:{path}:"
+            if error.startswith(prefix):
+                where, _, message = error[len(prefix) :].partition(": ")
+                return f"init file '{written}' failed at line {where}: {message.strip()}"
+        return f"an init file failed: {error.strip()}"
 
     def remove(self) -> None:
         """Stop any copy under way, then delete the run's folder (never the cache)."""

@@ -48,6 +48,15 @@ Port = Annotated[
     Annotated[int, Meta(ge=1, le=65535)] | Literal["auto"],
     expect('an integer from 1 to 65535 or "auto"'),
 ]
+Setting = Annotated[
+    str | int | float | bool,
+    expect('a string, number or true/false, e.g. max_connections = "200"'),
+]
+Settings = Annotated[
+    dict[str, Setting],
+    expect('a table of server settings, e.g. settings = { max_connections = "200" }'),
+]
+Version = Annotated[str | int, expect('a major version such as "15"')]
 Status = Annotated[
     tuple[Annotated[int, Meta(ge=100, le=599)], ...],
     Meta(min_length=1, description="a list of HTTP status codes, e.g. [200, 204]"),
@@ -61,6 +70,9 @@ class Invalid(ValueError):
         super().__init__(message)
         self.key = key
         self.message = message
+
+
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
 
 
 def _check_regex(pattern: str, key: str) -> None:
@@ -169,16 +181,22 @@ class ServiceSpec(Struct, frozen=True, forbid_unknown_fields=True):
     stop_timeout: Seconds = 5.0
     reuse_existing: Flag = False
     kind: Annotated[ServiceKind, expect('one of "process", "postgres"')] = "process"
-    database: Text = "genesis"
+    user: Text | None = None
     password: Text | None = None
+    database: Text | None = None
+    init: Annotated[tuple[str, ...], expect("a list of SQL file paths")] = ()
+    settings: Settings = {}
+    version: Version | None = None
     optional: Flag = False
 
     # Keys that only one kind of service may have.
-    ONLY_FOR: ClassVar[Mapping[str, str]] = {"password": "postgres"}
+    ONLY_FOR: ClassVar[Mapping[str, str]] = {
+        key: "postgres" for key in ("user", "password", "database", "init", "settings", "version")
+    }
 
     def __post_init__(self) -> None:
         for key, kind in self.ONLY_FOR.items():
-            if getattr(self, key) is not None and self.kind != kind:
+            if getattr(self, key) not in (None, (), {}) and self.kind != kind:
                 raise Invalid(key, f'is only for kind = "{kind}"; remove it')
         if self.kind == "postgres":
             self._settle_postgres()
@@ -194,6 +212,22 @@ class ServiceSpec(Struct, frozen=True, forbid_unknown_fields=True):
             raise Invalid("command", "kind 'postgres' builds its own command; remove 'command'")
         if self.port is None:
             force_setattr(self, "port", "auto")
+        force_setattr(self, "user", "postgres" if self.user is None else self.user)
+        force_setattr(self, "database", "postgres" if self.database is None else self.database)
+        for key in ("user", "database"):
+            if not getattr(self, key):
+                raise Invalid(key, "must not be empty")
+        for i, path in enumerate(self.init):
+            if not path:
+                raise Invalid(f"init[{i}]", "must be the path of an SQL file, not empty")
+        for name in self.settings:
+            if not _SETTING_NAME.fullmatch(name):
+                raise Invalid(f"settings.{name}", "is not a server setting name")
+        if self.version is not None:
+            version = str(self.version)
+            if not version.isdigit():
+                raise Invalid("version", f'must be a major version such as "15", not {version!r}')
+            force_setattr(self, "version", version)
 
     def _settle_ready(self) -> ReadySpec:
         """A port and no `ready`: tcp; neither: ready once started."""
@@ -225,6 +259,10 @@ class ServiceSpec(Struct, frozen=True, forbid_unknown_fields=True):
             yield "cwd", self.cwd
         if self.url is not None:
             yield "url", self.url
+        for key in ("user", "password", "database"):
+            value = getattr(self, key)
+            if value is not None:
+                yield key, value
         yield from self.ready.templated()
 
 

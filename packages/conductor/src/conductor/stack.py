@@ -358,19 +358,11 @@ class Stack:
         }
         command, cwd, run_as = list(p.command), p.cwd, None
         self.reporter.event(p.name, "starting")
-        if p.spec.kind == "postgres":
-            assert p.pg_bindir is not None
+        if p.pg is not None:
             assert p.port is not None
-            rt.cluster = postgres.Cluster(
-                p.name,
-                p.pg_bindir,
-                p.host,
-                p.port,
-                p.spec.database,
-                p.spec.password,
-                run_id=self.run_id,
-            )
-            self._rundir.add_folder(rt.cluster.make_folder())
+            rt.cluster = postgres.Cluster(p.name, p.pg, p.host, p.port, self.run_id)
+            self._rundir.add_folder(p.pg.folder)  # recorded first: a kill can come any time
+            rt.cluster.make_folder()
             try:
                 async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
                     await rt.cluster.init(rt.log_fd, env)
@@ -417,6 +409,14 @@ class Stack:
                 p.name,
                 f"was not ready after {p.spec.ready_timeout:g}s (ready_timeout; waited for {what})",
             )
+        if rt.cluster is not None:
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                    await rt.cluster.run_init(rt.log_fd, env)
+            except TimeoutError:
+                raise ServiceFailed(
+                    p.name, f"init files did not finish within {p.spec.ready_timeout:g}s"
+                ) from None
         report.ready_after_s = time.monotonic() - self.started_at
         self.reporter.event(p.name, "ready", f"{report.ready_after_s:.2f}s")
         rt.ready.set()

@@ -16,6 +16,7 @@ from typing import Literal
 
 _FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 _SERVICE_ATTRS = ("host", "port", "url")
+POSTGRES_ATTRS = ("user", "password", "database", "socket_dir")  # kind = "postgres" only
 SIMPLE_NAMES = ("python", "root", "host", "port", "url", "logs_dir")
 
 
@@ -37,8 +38,9 @@ def fields(template: str) -> Iterator[str]:
         raise TemplateError("has an unclosed '{' (write '{{' for a literal brace)")
 
 
-def check_name(name: str, services: Collection[str]) -> None:
-    """Raise TemplateError unless `name` is one conductor knows how to fill."""
+def check_name(name: str, services: Collection[str], postgres: Collection[str] = ()) -> None:
+    """Raise TemplateError unless `name` is one conductor knows how to fill; `postgres`
+    are the services of kind "postgres", which offer POSTGRES_ATTRS too."""
     if name in SIMPLE_NAMES:
         return
     parts = name.split(".")
@@ -49,40 +51,54 @@ def check_name(name: str, services: Collection[str]) -> None:
         if service not in services:
             known = ", ".join(sorted(services)) or "none"
             raise TemplateError(f"'{{{name}}}' names unknown service '{service}' (known: {known})")
-        if attr not in _SERVICE_ATTRS:
+        offered = _SERVICE_ATTRS + (POSTGRES_ATTRS if service in postgres else ())
+        if attr not in offered:
+            more = "" if service in postgres or attr not in POSTGRES_ATTRS else " (kind postgres)"
             raise TemplateError(
-                f"'{{{name}}}': a service offers only {', '.join(_SERVICE_ATTRS)}, not '{attr}'"
+                f"'{{{name}}}': service '{service}' offers only {', '.join(offered)}, "
+                f"not '{attr}'{more}"
             )
         return
     raise TemplateError(
         f"unknown placeholder '{{{name}}}'; known: {{python}}, {{root}}, {{host}}, {{port}}, "
-        "{url}, {logs_dir}, {env.NAME}, {services.NAME.host|port|url}"
+        "{url}, {logs_dir}, {env.NAME}, {services.NAME.host|port|url}, and for kind "
+        "postgres {services.NAME.user|password|database|socket_dir}"
     )
+
+
+Owner = Literal["service", "url", "identity", "command"]
 
 
 @dataclass(frozen=True)
 class Scope:
     """What a template may name where it stands: `owner` is "service" (a service's own
-    value), "url" (a service's url, which others' urls are made from) or "command"
+    value), "url" (a service's url, which others' urls are made from), "identity" (a
+    postgres user, password or database, which its url is made from) or "command"
     (COMMAND's --env, which belongs to no service)."""
 
     services: Collection[str]
     environ: Mapping[str, str]
     port: bool = False  # the owning service has a port
     url: bool = False  # the owning service has a url
-    owner: Literal["service", "url", "command"] = "service"
+    owner: Owner = "service"
+    postgres: Collection[str] = ()  # services of kind "postgres"
 
 
 def check(template: str, scope: Scope) -> None:
     """Raise TemplateError unless every placeholder of `template` can be filled in `scope`."""
     for name in fields(template):
-        check_name(name, scope.services)
+        check_name(name, scope.services, scope.postgres)
         _check_owner(name, scope)
         if name.startswith("env.") and name[4:] not in scope.environ:
             raise TemplateError(f"uses '{{{name}}}' but environment variable {name[4:]} is not set")
 
 
 def _check_owner(name: str, scope: Scope) -> None:
+    if scope.owner == "identity" and (name in ("port", "url") or name.startswith("services.")):
+        raise TemplateError(
+            f"'{{{name}}}': user, password and database may use {{env.NAME}} and the run's "
+            "own values ({root}, {logs_dir}, ...), not a service's"
+        )
     if name in ("port", "url") and scope.owner == "command":
         raise TemplateError(f"'{{{name}}}' belongs to a service; use {{services.NAME.{name}}}")
     if name == "port" and not scope.port:
@@ -150,6 +166,15 @@ class Context:
             self.values[f"services.{name}.port"] = str(port)
         if url is not None:
             self.values[f"services.{name}.url"] = url
+
+    def add_postgres(
+        self, name: str, *, user: str, password: str | None, database: str, socket_dir: Path
+    ) -> None:
+        """Make {services.NAME.user|password|database|socket_dir} available."""
+        self.values[f"services.{name}.user"] = user
+        self.values[f"services.{name}.password"] = password or ""
+        self.values[f"services.{name}.database"] = database
+        self.values[f"services.{name}.socket_dir"] = str(socket_dir)
 
     def skip(self, name: str, reason: str) -> None:
         """An optional service that will not run: naming it is an error, except in an
