@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -169,3 +170,25 @@ class Up:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         self.proc.communicate(timeout=30)  # and close its pipes
+
+
+def watchdog_pid(logs: Path) -> int:
+    """The watchdog's pid, as conductor logs it when it starts one."""
+    found = re.search(r"watchdog: pid (\d+)", (logs / "conductor.log").read_text())
+    assert found, "conductor.log does not name a watchdog"
+    return int(found.group(1))
+
+
+def kill_conductor_and_its_watchdog(proc: subprocess.Popen[str], logs: Path) -> None:
+    """What `clean` is still for: the run's services outlive both (a `kill -9` of
+    conductor and of its watchdog). Only our own child's own child is touched."""
+    watchdog = psutil.Process(watchdog_pid(logs))
+    assert watchdog.ppid() == proc.pid
+    watchdog.kill()
+    wait_for(lambda: gone(watchdog.pid), what="the watchdog to die")
+    proc.kill()
+    proc.wait()
+    # the orphaned command still holds these pipes; we stop reading them here
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()

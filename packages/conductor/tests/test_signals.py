@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from support import PY, fake, free_port, wait_for
+from support import PY, fake, free_port, kill_conductor_and_its_watchdog, wait_for
 
 pytestmark = pytest.mark.conductor
 
@@ -125,7 +125,8 @@ def test_sigkill_leaves_a_record_that_clean_uses(conductor, config, tmp_path):
     record = json.loads((tmp_path / "logs" / ".conductor-run.json").read_text())
     pids = [entry["pid"] for entry in record["processes"]]
     assert len(pids) == 2
-    _kill_conductor_only(proc)  # its services and command keep running
+    # its services and command keep running: what `clean` is for
+    kill_conductor_and_its_watchdog(proc, tmp_path / "logs")
     assert all(psutil.pid_exists(pid) for pid in pids)
     result = conductor.run("clean", "--config", "conductor.toml")
     assert result.code == 0, result.text
@@ -152,7 +153,7 @@ def test_clean_finds_an_escaped_daemon_by_its_marker(conductor, config, tmp_path
     )
     record = json.loads((tmp_path / "logs" / ".conductor-run.json").read_text())
     assert daemon.pid not in {entry["pgid"] for entry in record["processes"]}
-    _kill_conductor_only(proc)
+    kill_conductor_and_its_watchdog(proc, tmp_path / "logs")
     assert daemon.is_running()
     result = conductor.run("clean", "--config", "conductor.toml")
     assert result.code == 0, result.text
@@ -164,7 +165,7 @@ def test_next_run_stops_leftovers_of_a_killed_run_first(conductor, config, tmp_p
     port_config = {"svc": {"command": fake("tcp", "--port", "{port}"), "port": free_port()}}
     config(port_config)
     proc, _ = _start(conductor, tmp_path, TRAP)
-    _kill_conductor_only(proc)
+    kill_conductor_and_its_watchdog(proc, tmp_path / "logs")
     # the killed run still holds the fixed port; the next run must free it itself
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
     assert result.code == 0, result.text
@@ -198,14 +199,6 @@ def test_recycled_pid_in_record_is_not_touched(conductor, config, tmp_path):
     finally:
         bystander.kill()
         bystander.wait()
-
-
-def _kill_conductor_only(proc) -> None:
-    proc.kill()
-    proc.wait()
-    # the orphaned command still holds these pipes; we stop reading them here
-    proc.stdout.close()
-    proc.stderr.close()
 
 
 def test_marker_scan_matches_whole_entries_only(tmp_path):

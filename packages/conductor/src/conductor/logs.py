@@ -189,10 +189,13 @@ async def follow(
             await asyncio.sleep(FOLLOW_POLL)
 
 
-def setup_event_log(logs_dir: Path) -> logging.Handler:
-    """Send conductor's own events to <logs_dir>/conductor.log for the post-mortem."""
+def setup_event_log(logs_dir: Path, *, append: bool = False) -> logging.Handler:
+    """Send conductor's own events to <logs_dir>/conductor.log for the post-mortem (a
+    fresh one per run; the watchdog appends to the run's own)."""
     logs_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(logs_dir / "conductor.log", mode="w", encoding="utf-8")
+    handler = logging.FileHandler(
+        logs_dir / "conductor.log", mode="a" if append else "w", encoding="utf-8"
+    )
     handler.setFormatter(
         logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(message)s", "%H:%M:%S")
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from conductor import compat, listeners, logs, postgres, probes, process, reaper
+from conductor import compat, listeners, logs, postgres, probes, process, reaper, watchdog
 from conductor.addresses import LOGS_DIR_ENV, Address, service_env
 from conductor.config import Config, ReadySpec
 from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
@@ -113,6 +113,7 @@ class Stack:
         self._echoes: set[asyncio.Task[None]] = set()
         self._log_handler: object | None = None
         self._reaper: reaper.Reaper | None = None
+        self._watchdog: watchdog.Watchdog | None = None
 
     # public view ----------------------------------------------------------------
     @property
@@ -287,6 +288,12 @@ class Stack:
         except OSError as exc:
             self._release()
             raise self._unusable_logs_dir(exc) from None
+        # Before any service: if conductor dies from here on, the watchdog cleans up.
+        self._watchdog = watchdog.start(self.logs_dir, self.run_id, self._rundir.lock_fd)
+        if self._watchdog is not None:
+            logs.logger.debug("watchdog: pid %d", self._watchdog.pid)
+        elif not compat.WINDOWS:
+            logs.logger.warning("watchdog: could not be started; if conductor dies, run clean")
         self.runtimes = {
             name: _Runtime(
                 p,
@@ -540,7 +547,9 @@ class Stack:
                 tasks[name] = asyncio.create_task(stop_one(name))
             await asyncio.gather(*tasks.values())
             exclude = {rt.proc.pid for rt in self.runtimes.values() if rt.proc is not None}
-            exclude |= reaper.own_pids()
+            exclude |= reaper.own_pids()  # the watchdog included: it is no stray
+            if self._watchdog is not None:
+                exclude.add(self._watchdog.pid)
             found = await process.sweep(
                 self.run_id, adopted_from=os.getpid() if self.subreaper else None, exclude=exclude
             )
@@ -600,6 +609,10 @@ class Stack:
                 rt.log_fd = None
 
     def _release(self) -> None:
+        if self._watchdog is not None:
+            # Everything is stopped: the watchdog goes before the lock it shares.
+            self._watchdog.dismiss()
+            self._watchdog = None
         if self._reaper is not None:
             self._reaper.reap()  # the last orphans of the sweep, if SIGCHLD is still queued
             self._reaper.uninstall()

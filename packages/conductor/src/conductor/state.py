@@ -80,11 +80,15 @@ class RunDir:
             return None
         return record if isinstance(record, dict) else None
 
-    async def stop_leftovers(self) -> list[str]:
-        """Stop what a dead earlier run left behind; describes each process stopped."""
+    async def stop_leftovers(self, run_id: str | None = None) -> list[str]:
+        """Stop what a dead earlier run left behind; describes each process stopped.
+        With `run_id` (the watchdog, which knows its run), a record of another run is
+        left alone."""
         record = self.read_record()
         if record is None:  # none, or unreadable: nothing in it can be trusted
             self.record_path.unlink(missing_ok=True)
+            return []
+        if run_id is not None and record.get("run_id") != run_id:
             return []
         victims: dict[int, psutil.Process] = {}
         groups = []
@@ -145,6 +149,12 @@ class RunDir:
     def add_folder(self, folder: Path) -> None:
         self._record["folders"].append(str(folder))
         self._save()
+
+    @property
+    def lock_fd(self) -> int:
+        """The lock's file descriptor, for the watchdog to share (see watchdog.py)."""
+        assert self._lock is not None, "lock() first"
+        return self._lock.fileno()
 
     def _save(self) -> None:
         tmp = self.record_path.with_suffix(".tmp")

@@ -1,0 +1,154 @@
+"""The watchdog: the run's cleanup survives conductor's death (README: "How teardown
+leaves nothing behind").
+
+conductor starts it before any service: a small process in a session of its own, so no
+Ctrl-C or group signal meant for the run reaches it. It holds the read end of a pipe
+whose write end only conductor holds, and a share of the logs folder's lock. A normal
+run writes "done" when its teardown is over, then ends the watchdog and waits for it,
+so it never outlives the run. When the pipe breaks without "done", conductor has died
+(SIGKILL, the OOM killer, a crash): the watchdog stops what the run recorded or marked
+as `clean` does, and as teardown does (each service's stop signal, SIGKILL after its
+stop_timeout), removes the folders conductor made, writes to conductor.log, and exits.
+Its share of the lock keeps the next run and `clean` out of the folder meanwhile.
+
+It carries no run marker, so no marker scan (teardown's sweep, `clean`, its own) ever
+takes it for one of the run's processes; as conductor's own child it is also none of
+the subreaper sweep's business.
+
+Until it wakes it only waits on the pipe: its interpreter runs `BOOT` with nothing
+imported, so it costs conductor's start one fork-and-exec (no wait), and the import of
+conductor happens only once there is cleanup to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conductor import compat, logs, reaper
+
+DONE = b"done"
+_DISMISS_WAIT = 1.0  # after SIGKILL, how long to wait for the kernel to end it
+
+# Run with `python -c`; its first line is what `ps` shows. argv: conductor's import
+# root, then main()'s: the logs folder, the run id, conductor's pid, the lock's fd.
+BOOT = """\
+# conductor's watchdog (conductor/watchdog.py): waits for "done" from conductor
+import os, sys
+try:
+    said = os.read(0, 16)
+except OSError:
+    said = b""
+if said != b"done":
+    sys.path.insert(0, sys.argv[1])
+    from conductor.watchdog import main
+    sys.exit(main(sys.argv[2:]))
+"""
+
+
+class Watchdog:
+    """conductor's side: the child and the pipe's write end."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], pipe: int) -> None:
+        self.pid = popen.pid
+        self._popen = popen
+        self._pipe: int | None = pipe
+
+    def dismiss(self) -> None:
+        """The run is over and nothing of it is left: say "done", end the watchdog and
+        wait for it (with a deadline), so it never outlives the run."""
+        popen = self._popen
+        if self._pipe is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._pipe, DONE)
+            os.close(self._pipe)
+            self._pipe = None
+        if popen.poll() is not None:
+            return
+        # Our own child, not yet waited for: its pid cannot name anything else. It
+        # would exit on "done" by itself, but may still be starting its interpreter.
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
+        deadline = time.monotonic() + _DISMISS_WAIT
+        while popen.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+
+def start(logs_dir: Path, run_id: str, lock_fd: int) -> Watchdog | None:
+    """Start the watchdog for a run whose record is in `logs_dir`; None off POSIX."""
+    if compat.WINDOWS:
+        return None
+    root = str(Path(__file__).resolve().parent.parent)
+    try:
+        log = os.open(logs_dir / "conductor.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError:
+        return None
+    read_end, write_end = os.pipe()  # neither is inherited by anything else we start
+    try:
+        popen = reaper.popen(
+            [
+                sys.executable,
+                "-c",
+                BOOT,
+                root,
+                str(logs_dir),
+                run_id,
+                str(os.getpid()),
+                str(lock_fd),
+            ],
+            stdin=read_end,
+            stdout=subprocess.DEVNULL,
+            stderr=log,  # a crash of the watchdog itself ends up in the post-mortem
+            pass_fds=(lock_fd,),
+            cwd="/",
+            start_new_session=True,
+        )
+    except OSError:
+        os.close(write_end)
+        return None
+    finally:
+        os.close(read_end)
+        os.close(log)
+    return Watchdog(popen, write_end)
+
+
+def main(argv: list[str]) -> int:
+    """In the watchdog, once conductor has died: stop what its run left, and say so."""
+    from conductor.state import RunDir
+
+    logs_dir, run_id, conductor_pid, lock_fd = Path(argv[0]), argv[1], argv[2], int(argv[3])
+    # The lock is ours alone now: say who holds it, for the next run's "busy" message.
+    with contextlib.suppress(OSError):
+        os.ftruncate(lock_fd, 0)
+        os.write(
+            lock_fd, f"{os.getpid()}, the watchdog of killed conductor {conductor_pid}".encode()
+        )
+    handler = logs.setup_event_log(logs_dir, append=True)
+    log = logs.logger
+    try:
+        log.warning(
+            "watchdog: conductor (pid %s) died before its teardown ended; stopping what "
+            "its run started",
+            conductor_pid,
+        )
+        began = time.monotonic()
+        try:
+            stopped = asyncio.run(RunDir(logs_dir).stop_leftovers(run_id))
+        except Exception as exc:  # the last resort ends in one line, never a traceback
+            log.error("watchdog: could not finish the cleanup (%s); run `conductor clean`", exc)
+            return 1
+        log.warning(
+            "watchdog: stopped %d process(es) in %.2fs%s",
+            len(stopped),
+            time.monotonic() - began,
+            ": " + "; ".join(stopped) if stopped else "",
+        )
+        return 0
+    finally:
+        logs.close_event_log(handler)
