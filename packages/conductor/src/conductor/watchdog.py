@@ -38,18 +38,24 @@ _DISMISS_WAIT = 1.0  # after SIGKILL, how long to wait for the kernel to end it
 
 # Run with `python -c`; its first line is what `ps` shows. argv: conductor's import
 # root, then main()'s: the logs folder, the run id, conductor's pid, the lock's fd.
+# A run that lasts longer than PREPARE_AFTER has the cleanup code imported in advance,
+# so the watchdog acts at once; a shorter one never pays for that import.
 BOOT = """\
 # conductor's watchdog (conductor/watchdog.py): waits for "done" from conductor
-import os, sys
+import os, select, sys
+sys.path.insert(0, sys.argv[1])
+if not select.select([0], [], [], %(prepare_after)s)[0]:
+    import conductor.watchdog
+    conductor.watchdog.prepare()
 try:
     said = os.read(0, 16)
 except OSError:
     said = b""
 if said != b"done":
-    sys.path.insert(0, sys.argv[1])
     from conductor.watchdog import main
     sys.exit(main(sys.argv[2:]))
 """
+PREPARE_AFTER = 1.0
 
 
 class Watchdog:
@@ -116,6 +122,13 @@ def start(logs_dir: Path, run_id: str, lock_fd: int) -> Watchdog | None:
         os.close(read_end)
         os.close(log)
     return Watchdog(popen, write_end)
+
+
+def prepare() -> None:
+    """Import what main() needs, while there is time to spare."""
+    import psutil  # noqa: F401  (into sys.modules, where conductor's lazy import finds it)
+
+    from conductor import state  # noqa: F401
 
 
 def main(argv: list[str]) -> int:
