@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from conductor import compat, logs, reaper
+from conductor.process import describe_exit
 
 DONE = b"done"
 _DISMISS_WAIT = 1.0  # after SIGKILL, how long to wait for the kernel to end it
@@ -40,11 +41,12 @@ _DISMISS_WAIT = 1.0  # after SIGKILL, how long to wait for the kernel to end it
 # root, then main()'s: the logs folder, the run id, conductor's pid, the lock's fd.
 # A run that lasts longer than PREPARE_AFTER has the cleanup code imported in advance,
 # so the watchdog acts at once; a shorter one never pays for that import.
-BOOT = """\
+PREPARE_AFTER = 1.0
+BOOT = f"""\
 # conductor's watchdog (conductor/watchdog.py): waits for "done" from conductor
 import os, select, sys
 sys.path.insert(0, sys.argv[1])
-if not select.select([0], [], [], %(prepare_after)s)[0]:
+if not select.select([0], [], [], {PREPARE_AFTER})[0]:
     import conductor.watchdog
     conductor.watchdog.prepare()
 try:
@@ -55,7 +57,6 @@ if said != b"done":
     from conductor.watchdog import main
     sys.exit(main(sys.argv[2:]))
 """
-PREPARE_AFTER = 1.0
 
 
 class Watchdog:
@@ -70,6 +71,11 @@ class Watchdog:
         """The run is over and nothing of it is left: say "done", end the watchdog and
         wait for it (with a deadline), so it never outlives the run."""
         popen = self._popen
+        if popen.poll() is not None:
+            logs.logger.warning(
+                "watchdog: had exited during the run (%s); see above in this log",
+                describe_exit(popen.returncode),
+            )
         if self._pipe is not None:
             with contextlib.suppress(OSError):
                 os.write(self._pipe, DONE)
