@@ -21,6 +21,11 @@ else:
     from conductor._lazy import psutil
 
 
+# SIGTERM to SIGKILL for COMMAND in teardown: after --timeout, at the end of a run, and
+# when the watchdog stops a dead conductor's run.
+STOP_GRACE = 2.0
+
+
 class CommandNotRunnable(ConductorError):
     """COMMAND could not be executed at all; statuses as a shell gives them."""
 

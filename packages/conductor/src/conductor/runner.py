@@ -16,7 +16,7 @@ from pathlib import Path
 
 from conductor import attach, errors
 from conductor.attach import AttachedStack, AttachMode
-from conductor.command import Command, CommandNotRunnable
+from conductor.command import STOP_GRACE, Command, CommandNotRunnable
 from conductor.config import Config
 from conductor.report import Reporter, redact, write_summary
 from conductor.signals import CaptureSignals
@@ -24,7 +24,7 @@ from conductor.stack import Stack, shielded
 from conductor.state import RunDir
 
 COMMAND_GRACE = 10.0  # how long COMMAND may take to finish after a forwarded signal
-TIMEOUT_GRACE = 2.0  # SIGTERM to SIGKILL for COMMAND when --timeout expires
+TIMEOUT_GRACE = STOP_GRACE  # SIGTERM to SIGKILL for COMMAND when --timeout expires
 
 
 @dataclass

@@ -383,7 +383,7 @@ class Stack:
         except OSError as exc:
             raise ServiceFailed(p.name, f"could not be started: {exc}") from None
         report.pid = rt.proc.pid
-        self._rundir.add_process(p.name, rt.proc.pid)
+        self._rundir.add_process(p.name, rt.proc.pid, p.spec.stop_signal, p.spec.stop_timeout)
         self._preload()
         what = probes.describe(p.ready, p.host, p.port)
         self.reporter.event(p.name, "started", f"pid {rt.proc.pid}, waiting for {what}")

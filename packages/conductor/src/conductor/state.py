@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from conductor import compat, postgres, process
+from conductor.command import STOP_GRACE
 from conductor.errors import LogsDirBusy
 
 if TYPE_CHECKING:
@@ -28,6 +31,8 @@ else:
 LOCK_NAME = ".conductor.lock"
 RECORD_NAME = ".conductor-run.json"
 _LEFTOVER_GRACE = 3.0
+_POLL = 0.005
+_KILL_WAIT = 5.0  # after SIGKILL, how long to wait for the kernel to finish the job
 
 
 def _started(pid: int) -> float | None:
@@ -39,6 +44,57 @@ def _describe(proc: psutil.Process) -> str:
         return f"pid {proc.pid} ({' '.join(proc.cmdline())[:80] or proc.name()})"
     except psutil.Error:
         return f"pid {proc.pid}"
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """How teardown stops a service: its stop signal, then SIGKILL after its grace."""
+
+    signal: signal.Signals
+    grace: float
+
+
+def _rule(entry: dict[str, Any]) -> _Rule:
+    """A recorded service's stop signal and stop_timeout; clean's defaults for a record
+    that lacks them (an older conductor's) or holds something else there."""
+    name, grace = str(entry.get("stop_signal")), entry.get("stop_timeout")
+    sig = signal.Signals[name] if name in signal.Signals.__members__ else signal.SIGTERM
+    if not isinstance(grace, int | float) or not 0 < grace < math.inf:
+        grace = _LEFTOVER_GRACE
+    return _Rule(sig, float(grace))
+
+
+async def _stop(victims: dict[int, tuple[psutil.Process, _Rule]], leaders: set[int]) -> None:
+    """Each victim (and the group of each recorded leader) gets its stop signal, then
+    SIGKILL once its own grace is over; returns when all are gone (or 5 s after the
+    last SIGKILL). Leaders are signalled as groups only while they are alive: their
+    psutil handles check the start time, so a recycled pid is never hit."""
+    began = time.monotonic()
+    for pid, (proc, rule) in victims.items():
+        with contextlib.suppress(psutil.Error):
+            if pid in leaders and proc.is_running():
+                compat.signal_group(pid, rule.signal)
+            proc.send_signal(rule.signal)
+    pending = dict(victims)
+    killed: set[int] = set()
+    last_kill: float | None = None
+    while pending:
+        now = time.monotonic()
+        for pid, (proc, rule) in list(pending.items()):
+            try:
+                if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
+                    del pending[pid]
+                elif pid not in killed and now >= began + rule.grace:
+                    if pid in leaders:
+                        compat.signal_group(pid, signal.SIGKILL)
+                    proc.kill()
+                    killed.add(pid)
+                    last_kill = now
+            except psutil.Error:
+                del pending[pid]
+        if last_kill is not None and now - last_kill > _KILL_WAIT:
+            return
+        await asyncio.sleep(_POLL)
 
 
 class RunDir:
@@ -90,31 +146,34 @@ class RunDir:
             return []
         if run_id is not None and record.get("run_id") != run_id:
             return []
-        victims: dict[int, psutil.Process] = {}
-        groups = []
+        rules = {
+            str(entry.get("service")): _rule(entry)
+            for entry in record.get("processes", [])
+            if isinstance(entry, dict)
+        }
+        # COMMAND (and whatever else is marked but not recorded): SIGTERM, then SIGKILL
+        # after its teardown grace, never later than the slowest service.
+        fallback = _Rule(
+            signal.SIGTERM,
+            min(STOP_GRACE, max((r.grace for r in rules.values()), default=STOP_GRACE)),
+        )
+        victims: dict[int, tuple[psutil.Process, _Rule]] = {}
+        leaders: set[int] = set()
         for entry in record.get("processes", []):
             pid, created = int(entry["pid"]), float(entry["created"])
             started = _started(pid)
             if started is not None and abs(started - created) < 0.05:
-                groups.append(int(entry["pgid"]))
                 with contextlib.suppress(psutil.Error):
-                    victims[pid] = psutil.Process(pid)
+                    victims[pid] = (psutil.Process(pid), _rule(entry))
+                    leaders.add(pid)
         run_id = str(record.get("run_id", ""))
         if run_id:
             for proc in process.marked_processes(run_id):
-                victims.setdefault(proc.pid, proc)
-        described = [_describe(proc) for proc in victims.values()]
-        for pgid in groups:
-            compat.signal_group(pgid, signal.SIGTERM)
-        for proc in victims.values():
-            with contextlib.suppress(psutil.Error):
-                proc.terminate()
-        procs = list(victims.values())
-        _, alive = await asyncio.to_thread(psutil.wait_procs, procs, _LEFTOVER_GRACE)
-        for proc in alive:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        await asyncio.to_thread(psutil.wait_procs, alive, 5.0)
+                with contextlib.suppress(psutil.Error):
+                    service = proc.environ().get(process.MARKER_SERVICE, "")
+                    victims.setdefault(proc.pid, (proc, rules.get(service, fallback)))
+        described = [_describe(proc) for proc, _ in victims.values()]
+        await _stop(victims, leaders)
         for folder in record.get("folders", []):
             # Only a folder that carries this run's marker: the record is just a file.
             postgres.remove_run_folder(Path(folder), run_id)
@@ -131,12 +190,23 @@ class RunDir:
         }
         self._save()
 
-    def add_process(self, service: str, pid: int) -> None:
+    def add_process(
+        self, service: str, pid: int, stop_signal: signal.Signals, stop_timeout: float
+    ) -> None:
+        """Record a service's leader, and how teardown stops it (for the watchdog and
+        `clean`, which stop it the same way)."""
         created = _started(pid)
         if created is None:
             return
         self._record["processes"].append(
-            {"service": service, "pid": pid, "pgid": pid, "created": created}
+            {
+                "service": service,
+                "pid": pid,
+                "pgid": pid,
+                "created": created,
+                "stop_signal": stop_signal.name,
+                "stop_timeout": stop_timeout,
+            }
         )
         self._save()
 
