@@ -179,13 +179,19 @@ def watchdog_pid(logs: Path) -> int:
     return int(found.group(1))
 
 
-def kill_conductor_and_its_watchdog(proc: subprocess.Popen[str], logs: Path) -> None:
-    """What `clean` is still for: the run's services outlive both (a `kill -9` of
-    conductor and of its watchdog). Only our own child's own child is touched."""
+def kill_watchdog(proc: subprocess.Popen[str], logs: Path) -> None:
+    """SIGKILL the watchdog of the conductor `proc` (our own child's own child, nothing
+    else), so that what conductor started outlives it once conductor is killed too."""
     watchdog = psutil.Process(watchdog_pid(logs))
     assert watchdog.ppid() == proc.pid
     watchdog.kill()
     wait_for(lambda: gone(watchdog.pid), what="the watchdog to die")
+
+
+def kill_conductor_and_its_watchdog(proc: subprocess.Popen[str], logs: Path) -> None:
+    """What `clean` is still for: the run's services outlive both (a `kill -9` of
+    conductor and of its watchdog)."""
+    kill_watchdog(proc, logs)
     proc.kill()
     proc.wait()
     # the orphaned command still holds these pipes; we stop reading them here

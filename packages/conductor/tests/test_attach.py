@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from support import PY, RECORD, fake, gone, wait_for, write_config
+from support import PY, RECORD, fake, gone, kill_watchdog, wait_for, write_config
 
 pytestmark = pytest.mark.conductor
 
@@ -96,6 +96,7 @@ def test_auto_falls_back_to_a_stack_of_its_own_saying_why(conductor, tmp_path, u
 def test_a_killed_up_is_not_reused_though_its_services_linger(conductor, tmp_path, up):
     config = make_config(tmp_path / "a")
     live = up(config)
+    kill_watchdog(live.proc, live.logs)  # else it stops them: the case `clean` is for
     live.proc.send_signal(signal.SIGKILL)
     live.proc.wait()
     assert not any(gone(pid) for pid in live.pids)  # orphaned, still serving
