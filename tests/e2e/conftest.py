@@ -74,11 +74,3 @@ class Orchestrator:
 def email() -> str:
     """A new address per test: the E2E database lives for the whole run."""
     return f"e2e-{uuid.uuid4().hex[:12]}@example.com"
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
-    """Keep each phase's report on the test, so fixtures can tell a failed test."""
-    report = yield
-    setattr(item, f"rep_{report.when}", report)
-    return report

@@ -1,111 +1,33 @@
 """In a real browser: Playwright driving Debian's Chromium through the front end.
 
-Playwright's own browser download does not work here, so it launches the system
-Chromium. On a failure, a screenshot and the page's console log go to the logs folder.
+The fixtures (`page` and what it stands on) are pytest-playwright-asyncio's, set up in
+this folder's conftest.py; a failed test leaves its trace and screenshot there.
 """
 
 from __future__ import annotations
 
-import os
+import importlib.util
 import re
-import shutil
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import psutil
 import pytest
 
+from tests.e2e.browser.conftest import CHROMIUM
 from tests.e2e.conftest import Orchestrator
 
-CHROMIUM = next(
-    (
-        p
-        for p in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"))
-        if p and Path(p).exists()
-    ),
-    None,
-)
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(
-    os.environ.get("E2E_ARTIFACTS")
-    or (Path(__file__).resolve().parents[2] / "_e2e_logs" / "browser")
-)
-
-try:
-    from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
-except ImportError:  # the e2e dependency group is not installed
-    HAVE_PLAYWRIGHT = False
-else:
-    HAVE_PLAYWRIGHT = True
+HAVE_PLUGIN = importlib.util.find_spec("pytest_playwright_asyncio") is not None
+if HAVE_PLUGIN:
+    from playwright.async_api import Page, expect
 
 pytestmark = [
     pytest.mark.skipif(
         CHROMIUM is None, reason="no Chromium installed (Debian: apt-get install chromium)"
     ),
     pytest.mark.skipif(
-        not HAVE_PLAYWRIGHT, reason="Playwright is not installed (dependency group e2e)"
+        not HAVE_PLUGIN,
+        reason="pytest-playwright-asyncio is not installed (dependency group e2e)",
     ),
 ]
-
-
-@pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=FLAGS
-        )
-        # Our own descendants now: Playwright's driver, Chromium and its helpers.
-        ours = psutil.Process().children(recursive=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-    _, alive = psutil.wait_procs(ours, timeout=10)
-    # Helpers that double-forked are reaped by their adoptive parent (conductor, the
-    # subreaper); until then they are zombies: already dead, holding nothing.
-    running = [p.pid for p in alive if _status(p) not in (psutil.STATUS_ZOMBIE, "gone")]
-    assert running == [], f"browser processes outlived the session: {running}"
-
-
-def _status(proc: psutil.Process) -> str:
-    try:
-        return str(proc.status())
-    except psutil.NoSuchProcess:
-        return "gone"
-
-
-@pytest.fixture
-async def page(
-    browser: Browser, request: pytest.FixtureRequest, frontend_url: str
-) -> AsyncIterator[Page]:
-    context = await browser.new_context(base_url=frontend_url)
-    context.set_default_timeout(15_000)
-    page = await context.new_page()
-    console: list[str] = []
-
-    def remember(message: ConsoleMessage) -> None:
-        console.append(f"[{message.type}] {message.text}")
-
-    page.on("console", remember)
-    page.on("pageerror", lambda error: console.append(f"[pageerror] {error}"))
-    try:
-        yield page
-    finally:
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            stem = re.sub(r"[^\w.-]", "_", request.node.name)
-            await page.screenshot(path=str(ARTIFACTS / f"{stem}.png"), full_page=True)
-            (ARTIFACTS / f"{stem}.console.log").write_text("\n".join(console) + "\n")
-        await context.close()
 
 
 async def register(page: Page, email: str, password: str) -> None:
