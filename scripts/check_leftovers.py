@@ -4,8 +4,13 @@
     python scripts/check_leftovers.py _e2e_logs/e2e [--since EPOCH]
 
 Reads each summary.json in the folder (and its run-PID subfolders) written since
-EPOCH, and looks for any process still carrying that run's CONDUCTOR_RUN_ID marker,
-which every service and everything they spawned inherit. Exit 1 naming them.
+EPOCH, and the .conductor-run.json record a run killed before its teardown leaves, and
+looks for any process still carrying that run's CONDUCTOR_RUN_ID marker, which every
+service and everything they spawned inherit. Exit 1 naming them.
+
+A run that never started anything (a typo in the configuration, exit 2) leaves neither
+file: then there is nothing to check, and it says nothing; conductor's own message is
+the one cause.
 """
 
 from __future__ import annotations
@@ -18,16 +23,45 @@ from pathlib import Path
 import psutil
 
 MARKER = "CONDUCTOR_RUN_ID"
+SUMMARY = "summary.json"
+# What a run started, kept until its teardown is done: left behind by a killed run.
+RECORD = ".conductor-run.json"
 
 
 def run_ids(folder: Path, since: float) -> list[str]:
-    found = []
-    for summary in [folder / "summary.json", *folder.glob("run-*/summary.json")]:
-        if summary.is_file() and summary.stat().st_mtime >= since:
-            run_id = json.loads(summary.read_text()).get("run_id")
-            if run_id:
+    """The runs in `folder` and its run-PID subfolders since `since`: finished, or
+    killed before they could tear down (their record is left; a live run's is not)."""
+    found: list[str] = []
+    for run_dir in [folder, *sorted(folder.glob("run-*"))]:
+        for path in (run_dir / SUMMARY, run_dir / RECORD):
+            data = _read(path, since)
+            if path.name == RECORD and _is_live(data):
+                continue
+            run_id = data.get("run_id")
+            if isinstance(run_id, str) and run_id and run_id not in found:
                 found.append(run_id)
     return found
+
+
+def _read(path: Path, since: float) -> dict[str, object]:
+    try:
+        if path.stat().st_mtime < since:
+            return {}
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _is_live(record: dict[str, object]) -> bool:
+    """The record's conductor is still running (same pid, started before its record)."""
+    pid, started = record.get("conductor_pid"), record.get("started")
+    if not isinstance(pid, int) or not isinstance(started, (int, float)):
+        return False
+    try:
+        return psutil.Process(pid).create_time() <= started + 1
+    except psutil.Error:
+        return False
 
 
 def survivors(ids: set[str]) -> list[str]:
@@ -47,9 +81,8 @@ def main() -> int:
     parser.add_argument("--since", type=float, default=0.0, help="only runs that ended after this")
     args = parser.parse_args()
     ids = run_ids(args.logs_dir, args.since)
-    if not ids:
-        print(f"leftovers: no finished conductor run in {args.logs_dir}", file=sys.stderr)
-        return 2
+    if not ids:  # conductor started nothing here: nothing can be left
+        return 0
     alive = survivors(set(ids))
     if alive:
         print(f"leftovers: {len(alive)} process(es) outlived their run:", file=sys.stderr)
