@@ -24,10 +24,14 @@ def main(argv: list[str] | None = None) -> int:
         "url", nargs="?", help="database URL (default: TEST_DATABASE_URL, DATABASE_URL)"
     )
     args = parser.parse_args(argv)
-    url = args.url or os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    source, url = "the URL", args.url
+    for name in ("TEST_DATABASE_URL", "DATABASE_URL"):
+        if not url and os.environ.get(name):
+            source, url = name, os.environ[name]
     if not url:
         print(
-            "database check: no URL; pass one, or set TEST_DATABASE_URL or DATABASE_URL",
+            "database check: no URL; pass one, set TEST_DATABASE_URL or DATABASE_URL, "
+            "or run nox -s db (it starts a throwaway database, then checks it)",
             file=sys.stderr,
         )
         return 2
@@ -44,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = asyncio.run(check(url))
     except Exception as exc:
-        print(f"database check FAILED ({what}): {diagnose(exc, target)}", file=sys.stderr)
+        print(f"database check FAILED ({what}): {diagnose(exc, target, source)}", file=sys.stderr)
         return 1
     print(f"database check ok: {what} server={result}")
     return 0

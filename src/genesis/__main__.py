@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             upgrade(settings.database_url)
         except (SQLAlchemyError, OSError, TimeoutError, ImportError) as exc:
-            reason = diagnose(exc, describe(settings.database_url))
+            reason = diagnose(exc, describe(settings.database_url), "DATABASE_URL")
             print(f"genesis: migrating the database failed: {reason}", file=sys.stderr)
             print(
                 "genesis: fix DATABASE_URL; scripts/test_db_connection.py checks it",

@@ -20,6 +20,27 @@ from genesis.settings import async_url
 
 STEPS_TIMEOUT = 15.0
 
+# The asyncio drivers SQLAlchemy has for each database, and the package each needs.
+ASYNC_DRIVERS: dict[str, tuple[tuple[str, str], ...]] = {
+    "postgresql": (("postgresql+asyncpg", "asyncpg"), ("postgresql+psycopg", "psycopg[binary]")),
+    "mysql": (("mysql+aiomysql", "aiomysql"), ("mysql+asyncmy", "asyncmy")),
+    "mariadb": (("mariadb+aiomysql", "aiomysql"), ("mariadb+asyncmy", "asyncmy")),
+    "sqlite": (("sqlite+aiosqlite", "aiosqlite"),),
+    "mssql": (("mssql+aioodbc", "aioodbc"),),
+    "oracle": (("oracle+oracledb", "oracledb"),),
+}
+# Driver modules (and SQLAlchemy driver names) whose package on PyPI is named otherwise:
+# "pip install MySQLdb" fails.
+PACKAGES = {
+    "MySQLdb": "mysqlclient",
+    "mysqldb": "mysqlclient",
+    "pymysql": "PyMySQL",
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "cx_Oracle": "cx-Oracle",
+    "pysqlite": "sqlite3, in the standard library",
+}
+
 
 @dataclass
 class Target:
@@ -43,8 +64,39 @@ def describe(url: str) -> Target:
     )
 
 
-def diagnose(exc: BaseException, target: Target) -> str:
-    """A sentence a person can act on, from whatever the driver raised."""
+def _sync_driver(driver: str) -> str | None:
+    """The driver's name when SQLAlchemy knows it and asyncio cannot use it."""
+    try:
+        url = make_url(f"{driver}://")
+        dialect = url.get_dialect()
+        if dialect.get_async_dialect_cls(url).is_async:
+            return None
+    except Exception:  # an unknown driver: NoSuchModuleError, said below
+        return None
+    return str(dialect.driver)
+
+
+def _pip(package: str) -> str:
+    """The install command as a shell takes it (zsh globs the brackets of an extra)."""
+    return f"pip install '{package}'" if "[" in package else f"pip install {package}"
+
+
+def _not_async(target: Target, driver: str) -> str:
+    package = PACKAGES.get(driver, driver)
+    backend = target.driver.partition("+")[0]
+    choices = " or ".join(
+        f"{name}:// ({_pip(needs)})" for name, needs in ASYNC_DRIVERS.get(backend, ())
+    )
+    return (
+        f"driver not async: {target.driver}:// means the {driver} driver ({package}), which "
+        "this asyncio application cannot use; "
+        + (f"write {choices}" if choices else "use postgresql:// or sqlite://")
+    )
+
+
+def diagnose(exc: BaseException, target: Target, source: str = "the URL") -> str:
+    """A sentence a person can act on, from whatever the driver raised; `source` is
+    where the URL came from (an environment variable's name), for the fix."""
     chain: list[BaseException] = []
     seen: BaseException | None = exc
     while seen is not None and seen not in chain:
@@ -52,12 +104,15 @@ def diagnose(exc: BaseException, target: Target) -> str:
         seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
     names = {type(e).__name__ for e in chain}
     where = f"{target.host}:{target.port}" if target.port else target.host
+    sync_driver = _sync_driver(target.driver)
+    if sync_driver is not None:  # installing its module would not help
+        return _not_async(target, sync_driver)
     for e in chain:
         if isinstance(e, ModuleNotFoundError):
             module = e.name or "the driver"
             return (
-                f"driver not installed: the Python package {module!r} for {target.driver} "
-                f"is missing; install it (pip install {module})"
+                f"driver not installed: the Python module {module!r} for {target.driver} "
+                f"is missing; install it ({_pip(PACKAGES.get(module, module))})"
             )
     if "NoSuchModuleError" in names:
         return (
@@ -67,21 +122,24 @@ def diagnose(exc: BaseException, target: Target) -> str:
     if names & {"InvalidPasswordError", "InvalidAuthorizationSpecificationError"}:
         return (
             f"authentication failed for user {target.user!r} at {where}: "
-            "check the user name and password in the URL"
+            f"check the user name and password in {source}"
         )
     if "InvalidCatalogNameError" in names:
         return (
             f"database missing: {target.database!r} does not exist at {where}; "
             f"create it (createdb -h {target.host} -p {target.port} {target.database}) "
-            "or fix the URL"
+            f"or fix {source}"
         )
     for e in chain:
         if isinstance(e, socket.gaierror):
-            return f"name does not resolve: host {target.host!r} is unknown; check the URL's host"
+            return (
+                f"name does not resolve: host {target.host!r} is unknown; "
+                f"check the host in {source}"
+            )
         if isinstance(e, ConnectionRefusedError):
             return (
                 f"connection refused at {where}: no server is listening there; "
-                "start it (nox -s db starts a throwaway one) or fix the port"
+                f"start it or fix the port in {source}"
             )
         if isinstance(e, TimeoutError):
             return (

@@ -114,7 +114,7 @@ def test_missing_driver() -> None:
     block = "import sys, runpy; sys.modules['asyncpg'] = None; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
     result = check(f"postgresql://postgres:{PASSWORD}@127.0.0.1:5432/genesis", "-c", block)
     assert result.returncode == 1
-    assert "driver not installed: the Python package 'asyncpg'" in result.stderr
+    assert "driver not installed: the Python module 'asyncpg'" in result.stderr
 
 
 def test_unknown_driver_name() -> None:
