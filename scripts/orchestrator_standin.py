@@ -7,6 +7,10 @@
 `POST /control` with {"mode": "ok" | "fail" | "slow" | "garbage", "delay": seconds}
 changes how the next answers behave, so failures can be tested end to end;
 `GET /stats` counts the questions asked; `GET /health` is the readiness probe.
+
+On SIGTERM (or SIGINT) it stops like the other services of the stack (Uvicorn, Vite):
+it finishes what is in flight, a slow answer included (at once, with a 503), then dies
+of that signal, so its exit status says "stopped by SIGTERM" (143), not an error.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
+import signal
 
 from aiohttp import web
 
@@ -36,6 +42,10 @@ def answer_for(business: dict[str, str], question: str) -> str:
 def make_app() -> web.Application:
     app = web.Application()
     state = {"mode": "ok", "delay": 30.0, "asked": 0}
+    stopping = asyncio.Event()
+
+    async def on_shutdown(_app: web.Application) -> None:
+        stopping.set()  # before the server waits for the handlers still running
 
     async def answers(request: web.Request) -> web.Response:
         try:
@@ -48,7 +58,12 @@ def make_app() -> web.Application:
         if mode == "fail":
             return web.json_response({"error": "the orchestrator is down (mode=fail)"}, status=503)
         if mode == "slow":
-            await asyncio.sleep(float(state["delay"]))
+            try:
+                await asyncio.wait_for(stopping.wait(), float(state["delay"]))
+            except TimeoutError:
+                pass
+            else:
+                return web.json_response({"error": "the stand-in is stopping"}, status=503)
         if mode == "garbage":
             return web.Response(text="<html>not json</html>", content_type="text/html")
         return web.json_response({"answer": answer_for(business, question)})
@@ -74,7 +89,26 @@ def make_app() -> web.Application:
     app.router.add_post("/control", control)
     app.router.add_get("/stats", stats)
     app.router.add_get("/health", health)
+    app.on_shutdown.append(on_shutdown)
     return app
+
+
+async def serve(host: str, port: int) -> signal.Signals:
+    """Serve until SIGTERM or SIGINT; the signal that stopped it."""
+    runner = web.AppRunner(make_app(), handle_signals=False, shutdown_timeout=1)
+    await runner.setup()
+    received: list[signal.Signals] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda sig=sig: (received.append(sig), stop.set()))
+    try:
+        await web.TCPSite(runner, host, port).start()
+        print(f"======== Running on http://{host}:{port} ========", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+    return received[0]
 
 
 def main() -> None:
@@ -82,7 +116,9 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5005)
     args = parser.parse_args()
-    web.run_app(make_app(), host=args.host, port=args.port, print=print, shutdown_timeout=1)
+    stopped_by = asyncio.run(serve(args.host, args.port))
+    signal.signal(stopped_by, signal.SIG_DFL)
+    os.kill(os.getpid(), stopped_by)
 
 
 if __name__ == "__main__":
