@@ -1,8 +1,10 @@
 """Invoke tasks: the nox sessions' jobs in the current environment, for daily work.
 
-invoke --list           the tasks
-invoke e2e -k login     the E2E suite inside the whole stack, on free ports
-invoke up               the stack on its usual ports until Ctrl-C
+uv sync                           once: .venv with invoke and the rest (see the README)
+uv run invoke --list              the tasks
+uv run invoke e2e                 the E2E suite inside the whole stack, on free ports
+uv run invoke e2e -p '-k login'   pytest options go in -p, quoted
+uv run invoke up                  the stack on its usual ports until Ctrl-C
 """
 
 from __future__ import annotations
