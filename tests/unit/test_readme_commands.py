@@ -3,10 +3,14 @@
 Reads the shell code blocks of README.md and packages/conductor/README.md, and the
 usage lines of tasks.py's and noxfile.py's docstrings. The cheap commands run (`nox -l`,
 `invoke --list`, `conductor check`, `conductor --help`, the database check on SQLite);
-the others are checked against what those list: every nox session and tag, invoke task
-and option, conductor action and script named must exist. A tool of the project's
-environment must be reached the way the README says a newcomer reaches it (`uv run`,
-or a `pip install` earlier in the same block): a bare `invoke` is "command not found".
+the others are checked against what the tools themselves accept: every nox session and
+tag, every invoke command (through invoke's own parser), every conductor action and
+option, pytest option and script named must exist.
+
+In this project's README and docstrings (a newcomer's path), a tool of the project's
+environment must be reached through `uv run`: a bare `invoke` is "command not found"
+until the venv is activated. conductor's README speaks to people who installed
+conductor-stack into their own environment, with their own pytest.
 
 `uv run X` runs X from this test's own environment: uv would first sync the project's
 .venv, which is an install, not a cheap command.
@@ -34,8 +38,9 @@ ROOT = Path(__file__).resolve().parents[2]
 READMES = ("README.md", "packages/conductor/README.md")
 DOCSTRINGS = ("tasks.py", "noxfile.py")
 SHELL_BLOCKS = {"sh", "shell", "bash", "console"}
-# The project's own tools: not on a newcomer's PATH until the README puts them there.
-PROJECT_TOOLS = {"invoke", "conductor", "python"}
+# The project's own tools: not on a newcomer's PATH until `uv run` or an activation.
+PROJECT_TOOLS = {"invoke", "conductor", "python", "pytest"}
+NEWCOMER_DOCS = {"README.md", "tasks.py", "noxfile.py"}
 CHEAP = {
     "nox -l",
     "invoke --list",
@@ -69,18 +74,16 @@ def _normalized(argv: list[str]) -> tuple[list[str], bool]:
     return argv, via_uv
 
 
-def _commands(where: str, lines: list[str]) -> Iterator[Command]:
+def _commands(doc: str, where: str, lines: list[str]) -> Iterator[Command]:
     """One block's commands, in order: a line may chain several with &&."""
-    installed = False
     for line in lines:
         words = shlex.split(line, comments=True)
         while words:
             cut = words.index("&&") if "&&" in words else len(words)
             part, words = words[:cut], words[cut + 1 :]
             argv, via_uv = _normalized(part)
-            reachable = via_uv or installed or argv[0] not in PROJECT_TOOLS
-            yield Command(where, shlex.join(part), tuple(argv), reachable)
-            installed = installed or argv[:2] == ["pip", "install"]
+            newcomer = doc in NEWCOMER_DOCS and argv[0] in PROJECT_TOOLS
+            yield Command(where, shlex.join(part), tuple(argv), via_uv or not newcomer)
 
 
 def documented() -> list[Command]:
@@ -90,12 +93,12 @@ def documented() -> list[Command]:
         for number, match in enumerate(re.finditer(r"^```(\w*)\n(.*?)^```", text, re.M | re.S)):
             if match.group(1) in SHELL_BLOCKS:
                 lines = match.group(2).splitlines()
-                found += _commands(f"{name}, shell block {number + 1}", lines)
+                found += _commands(name, f"{name}, shell block {number + 1}", lines)
     for name in DOCSTRINGS:
         source = (ROOT / name).read_text()
         docstring = source.split('"""')[1]
         usage = [re.split(r"\s{2,}", line)[0] for line in docstring.splitlines()[2:] if line]
-        found += _commands(f"{name}'s docstring", usage)
+        found += _commands(name, f"{name}'s docstring", usage)
     return found
 
 
@@ -122,10 +125,11 @@ def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def outputs() -> dict[str, subprocess.CompletedProcess[str]]:
     """Every cheap command the docs show, run at once."""
-    wanted = sorted({c.key for c in COMMANDS if c.key in CHEAP} | {"nox -l", "conductor --help"})
+    wanted = {c.key for c in COMMANDS if c.key in CHEAP} | {"nox -l", "conductor --help"}
+    wanted |= {f"conductor {c.argv[1]} --help" for c in COMMANDS if c.argv[0] == "conductor"}
+    wanted |= {"python -m pytest --help"}
     with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
-        results = pool.map(lambda key: run(shlex.split(key)), wanted)
-        return dict(zip(wanted, results, strict=True))
+        return dict(zip(wanted, pool.map(lambda key: run(shlex.split(key)), wanted), strict=True))
 
 
 def test_the_docs_show_the_cheap_commands() -> None:
@@ -189,7 +193,13 @@ def test_every_invoke_command_parses_as_invoke_parses_it() -> None:
     assert wrong == []
 
 
-def test_every_conductor_action_and_script_exists(
+def options(argv: tuple[str, ...]) -> list[str]:
+    """The options of a command line, up to `--`, without their values."""
+    until = argv.index("--") if "--" in argv else len(argv)
+    return [a.split("=")[0] for a in argv[1:until] if a.startswith("-")]
+
+
+def test_every_conductor_action_option_and_script_exists(
     outputs: dict[str, subprocess.CompletedProcess[str]],
 ) -> None:
     actions = set(re.findall(r"^    (\w+)\s{2,}", outputs["conductor --help"].stdout, re.M))
@@ -199,13 +209,35 @@ def test_every_conductor_action_and_script_exists(
         argv = command.argv
         if argv[0] == "conductor" and argv[1] not in actions | {"--help", "-h"}:
             wrong.append(f"{command.where}: {command.text}: no action {argv[1]!r}")
+        elif argv[0] == "conductor":
+            usage = outputs[f"conductor {argv[1]} --help"].stdout
+            wrong += [
+                f"{command.where}: {command.text}: no option {option}"
+                for option in options(argv[1:])
+                if not re.search(rf"(^|[\s,]){re.escape(option)}\b", usage, re.M)
+            ]
         if argv[0] == "python" and not (ROOT / argv[1]).is_file():
             wrong.append(f"{command.where}: {command.text}: no file {argv[1]}")
     assert wrong == []
 
 
+def test_every_pytest_option_exists(
+    outputs: dict[str, subprocess.CompletedProcess[str]],
+) -> None:
+    """Options of plugins too (conductor's --conductor-stack): pytest --help lists them."""
+    usage = outputs["python -m pytest --help"].stdout
+    wrong = [
+        f"{c.where}: {c.text}: no option {option}"
+        for c in COMMANDS
+        if c.argv[0] == "pytest"
+        for option in options(c.argv)
+        if not re.search(rf"(^|[\s,]){re.escape(option)}\b", usage, re.M)
+    ]
+    assert wrong == []
+
+
 def test_every_command_is_one_this_test_knows() -> None:
     """A new kind of command in a README gets a check here before it can rot."""
-    known = {"nox", "invoke", "conductor", "python", "pip", "uv"}
+    known = {"nox", "invoke", "conductor", "python", "pytest", "pip", "uv"}
     unknown = [f"{c.where}: {c.text}" for c in COMMANDS if c.argv[0] not in known]
     assert unknown == []
