@@ -97,7 +97,10 @@ def fingerprint(config: Config, names: list[str] | None) -> Fingerprint:
         "host": config.host,
         "services": specs,
         "prefix": sys.prefix,
-        "env": {name: os.environ.get(name) for name in used_env},
+        "env": {name: config.environ.get(name) for name in used_env},
+        "env_files": config.files,
+        "shared_env": config.env,
+        "python": config.python,
     }
     text = json.dumps(payload, sort_keys=True, default=str)
     return Fingerprint(hashlib.sha256(text.encode()).hexdigest(), str(config.file), services)
@@ -257,7 +260,7 @@ class AttachedStack:
         self.config = config
         self.live = live
         self.logs_dir = live.logs_dir
-        self.command_templates = dict(command_env or {})
+        self.command_templates = config.command_templates(command_env)
         # The command's own marker: the `up`'s would make the `up` and `conductor clean`
         # treat the command as one of the `up`'s processes.
         self.run_id = os.urandom(16).hex()
@@ -283,9 +286,14 @@ class AttachedStack:
 
     def command_env(self) -> dict[str, str]:
         exported = exported_env(
-            self.config, self.logs_dir, self.live.addresses, self.command_templates, os.environ
+            self.config,
+            self.logs_dir,
+            self.live.addresses,
+            self.command_templates,
+            self.config.environ,
         )
         return {
+            **self.config.file_env(),
             **os.environ,
             **exported,
             LOGS_DIR_ENV: str(self.logs_dir),

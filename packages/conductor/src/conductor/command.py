@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conductor import compat, process, reaper
@@ -46,9 +47,10 @@ def _shares_terminal() -> bool:
 
 
 class Command:
-    def __init__(self, argv: list[str], env: Mapping[str, str]) -> None:
+    def __init__(self, argv: list[str], env: Mapping[str, str], *, cwd: Path | None = None) -> None:
         self.argv = argv
         self.env = dict(env)
+        self.cwd = cwd
         self.shares_terminal = _shares_terminal()
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -59,8 +61,14 @@ class Command:
     async def start(self) -> None:
         group = {} if self.shares_terminal else compat.child_group_kwargs()
         try:
-            self.proc = await reaper.create_subprocess_exec(*self.argv, env=self.env, **group)
+            self.proc = await reaper.create_subprocess_exec(
+                *self.argv, env=self.env, cwd=self.cwd, **group
+            )
         except FileNotFoundError:
+            if self.cwd is not None and not self.cwd.is_dir():
+                raise CommandNotRunnable(
+                    f"[run] cwd {self.cwd} is not a folder; fix cwd in the configuration", 127
+                ) from None
             raise CommandNotRunnable(
                 f"command not found: {self.argv[0]!r}; check the words after --", 127
             ) from None

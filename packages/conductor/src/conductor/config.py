@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import graphlib
 import os
+import shutil
+import sys
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conductor import schema, templates
+from conductor import envfile, schema, templates
 from conductor.errors import ConfigError
 from conductor.schema import ReadyKind, ReadySpec, ServiceKind, ServiceSpec
 
@@ -38,6 +40,28 @@ class Config:
     logs_dir: Path
     host: str
     services: Mapping[str, ServiceSpec]
+    # What `{env.NAME}` sees: the top-level env_file's variables under the real
+    # environment, which wins. Each service's own env_file values are in `files`.
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    files: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)  # top-level env templates
+    run: schema.RunSpec = field(default_factory=schema.RunSpec)
+    python: str = field(default_factory=lambda: sys.executable)
+
+    def command_templates(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """COMMAND's env templates: the top-level env, [run].env, then `extra` (--env)."""
+        return {**self.env, **self.run.env, **(extra or {})}
+
+    @property
+    def command_cwd(self) -> Path | None:
+        """[run].cwd, relative to the configuration file; None: where conductor runs."""
+        return None if self.run.cwd is None else (self.root / self.run.cwd).resolve()
+
+    def file_env(self, service: str | None = None) -> dict[str, str]:
+        """The env_file variables a process gets (the top-level files', then the
+        service's own): only those the real environment does not set, which wins."""
+        values = {**self.files.get("", {}), **self.files.get(service or "", {})}
+        return {k: v for k, v in values.items() if k not in os.environ}
 
     def start_order(self, names: list[str] | None = None) -> list[str]:
         """`names` and everything they depend on, dependencies first (all when None)."""
@@ -119,17 +143,73 @@ def _parse(table: dict[str, Any], file: Path, prefix: str, logs_dir: Path | str 
         for name, raw in doc.services.items()
     }
     _check_dependencies(services, file)
-    for name, spec in services.items():
-        _check_templates(name, spec, services, file)
-    logs = Path(logs_dir if logs_dir is not None else doc.logs_dir)
     root = file.parent
+    files = {"": envfile.read(doc.env_file, root=root, file=file, key=f"{prefix}env_file")}
+    for name, spec in services.items():
+        files[name] = envfile.read(spec.env_file, root=root, file=file, service=name)
+    environ = {**files[""], **os.environ}
+    for name, spec in services.items():
+        _check_templates(name, spec, services, file, environ)
+    for key, template in [
+        *((f"{prefix}env.{k}", v) for k, v in doc.env.items()),
+        *((f"{prefix}run.env.{k}", v) for k, v in doc.run.env.items()),
+    ]:
+        _check_command_template(key, template, services, file, environ)
+    logs = Path(logs_dir if logs_dir is not None else doc.logs_dir)
     return Config(
         file=file,
         root=root,
         logs_dir=logs if logs.is_absolute() else (root / logs).resolve(),
         host=doc.host,
         services={name: services[name] for name in _start_order(services, file)},
+        environ=environ,
+        files=files,
+        env=doc.env,
+        run=doc.run,
+        python=_python(doc.python, root, file, f"{prefix}python"),
     )
+
+
+def _python(written: str | None, root: Path, file: Path, key: str) -> str:
+    """The interpreter `{python}` means: conductor's own, or the file's `python`."""
+    if written is None:
+        return sys.executable
+    try:
+        # A path from the file's folder, else (a bare name such as python3.12) PATH.
+        path = root / written
+        found = str(path) if path.is_file() or "/" in written else shutil.which(written)
+        ok = found is not None and Path(found).is_file() and os.access(found, os.X_OK)
+    except (OSError, ValueError):
+        ok, found = False, None
+    if not ok or found is None:
+        raise ConfigError(
+            f"{written!r} is not an executable interpreter; point it at one, such as "
+            '".venv/bin/python"',
+            file=file,
+            key=key,
+        )
+    return found
+
+
+def _check_command_template(
+    key: str,
+    template: str,
+    services: Mapping[str, ServiceSpec],
+    file: Path,
+    environ: Mapping[str, str],
+) -> None:
+    """Top-level env and [run].env belong to no one service: they may name any
+    service's address, but not {port} or {url}."""
+    scope = templates.Scope(
+        services=services,
+        environ=environ,
+        owner="command",
+        postgres=[n for n, s in services.items() if s.kind == "postgres"],
+    )
+    try:
+        templates.check(template, scope)
+    except templates.TemplateError as exc:
+        raise ConfigError(str(exc), file=file, key=key) from None
 
 
 def _check_dependencies(services: Mapping[str, ServiceSpec], file: Path) -> None:
@@ -179,14 +259,18 @@ _OWNERS: Mapping[str, templates.Owner] = {
 
 
 def _check_templates(
-    name: str, spec: ServiceSpec, services: Mapping[str, ServiceSpec], file: Path
+    name: str,
+    spec: ServiceSpec,
+    services: Mapping[str, ServiceSpec],
+    file: Path,
+    environ: Mapping[str, str],
 ) -> None:
     has_port = spec.port is not None
     postgres = [n for n, s in services.items() if s.kind == "postgres"]
     for key, template in spec.templated():
         scope = templates.Scope(
             services=services,
-            environ=os.environ,
+            environ=environ,
             port=has_port,
             url=has_port or spec.url is not None,
             owner=_OWNERS.get(key, "service"),

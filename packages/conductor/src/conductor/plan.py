@@ -72,10 +72,12 @@ def make_plan(
 ) -> Plan:
     """Settle ports and templates for `names` (and their dependencies), and check that
     COMMAND's `command_env` templates (--env) can be filled."""
-    environ = os.environ if environ is None else environ
+    environ = config.environ if environ is None else environ
     logs = logs_dir or config.logs_dir
     specs = {name: config.services[name] for name in config.start_order(names)}
-    context = templates.Context(root=config.root, host=config.host, logs_dir=logs, environ=environ)
+    context = templates.Context(
+        root=config.root, host=config.host, logs_dir=logs, environ=environ, python=config.python
+    )
     skipped = _skipped(config, specs, context, environ)
     running = {n: spec for n, spec in specs.items() if n not in skipped}
     if any(spec.port is not None for spec in running.values()):
@@ -200,10 +202,31 @@ def _missing_program(
             if os.access(path, os.X_OK)
             else (f"program '{program}' does not exist or is not executable; fix command[0]")
         )
-    search = spec.env.get("PATH") or environ.get("PATH")
-    if shutil.which(program, path=search) is None:
+    if shutil.which(program, path=_search_path(config, spec, context, cwd, environ)) is None:
         return f"program '{program}' was not found on PATH; install it or fix command[0]"
     return None
+
+
+def _search_path(
+    config: Config,
+    spec: ServiceSpec,
+    context: templates.Context,
+    cwd: Path,
+    environ: Mapping[str, str],
+) -> str | None:
+    """The PATH the service's program is looked up on: its own env's PATH rendered
+    (`PATH = "venv/bin:{env.PATH}"`), else the top-level env's, else ours; relative
+    entries count from the service's folder, as they do when it is started there."""
+    template = spec.env.get("PATH") or config.env.get("PATH")
+    try:
+        search = context.render(template) if template is not None else environ.get("PATH")
+    except templates.TemplateError:
+        search = environ.get("PATH")  # names a service address: known only later
+    if search is None:
+        return None
+    return os.pathsep.join(
+        entry if os.path.isabs(entry) else str(cwd / entry) for entry in search.split(os.pathsep)
+    )
 
 
 def _ports(
@@ -376,9 +399,15 @@ def _planned(
             raise ConfigError(str(exc), file=config.file, service=name, key=key) from None
 
     try:
-        env = context.render_env(spec.env, port=port, url=url)
+        shared = context.render_env(config.env)
+    except templates.TemplateError as exc:
+        raise ConfigError(str(exc), file=config.file, key=f"env.{exc.key}") from None
+    try:
+        own = context.render_env(spec.env, port=port, url=url)
     except templates.TemplateError as exc:
         raise ConfigError(str(exc), file=config.file, service=name, key=f"env.{exc.key}") from None
+    # env_file values under the real environment, then the top-level env, then its own
+    env = {**config.file_env(name), **shared, **own}
     cwd = config.root / fill(spec.cwd, "cwd") if spec.cwd else config.root
     return PlannedService(
         name=name,

@@ -100,7 +100,7 @@ async def run(
     async def body() -> int:
         nonlocal cmd, command_began, command_ended
         await stack.start()
-        cmd = Command(command, stack.command_env())
+        cmd = Command(command, stack.command_env(), cwd=config.command_cwd)
         command_began = time.monotonic()
         reporter.info("all services ready; running " + " ".join(command))
         await cmd.start()

@@ -44,6 +44,9 @@ Args = Annotated[
 ]
 Names = Annotated[tuple[str, ...], expect("a list of service names")]
 Env = Annotated[dict[str, str], expect('a table of strings, e.g. env = { KEY = "value" }')]
+EnvFiles = Annotated[
+    str | tuple[str, ...], expect('a path or a list of paths of .env files, e.g. ".env"')
+]
 Port = Annotated[
     Annotated[int, Meta(ge=1, le=65535)] | Literal["auto"],
     expect('an integer from 1 to 65535 or "auto"'),
@@ -188,6 +191,7 @@ class ServiceSpec(Struct, frozen=True, forbid_unknown_fields=True):
     settings: Settings = {}
     version: Version | None = None
     optional: Flag = False
+    env_file: EnvFiles = ()
 
     # Keys that only one kind of service may have.
     ONLY_FOR: ClassVar[Mapping[str, str]] = {
@@ -266,12 +270,25 @@ class ServiceSpec(Struct, frozen=True, forbid_unknown_fields=True):
         yield from self.ready.templated()
 
 
+class RunSpec(Struct, frozen=True, forbid_unknown_fields=True):
+    """`[run]`: COMMAND's own settings, so `conductor run -- pytest` needs no flags."""
+
+    env: Env = {}
+    cwd: Text | None = None
+
+
 class Document(Struct, frozen=True, forbid_unknown_fields=True):
     """`[tool.conductor]` (or a standalone file's top level). Each service is converted
     on its own, so that its errors name it."""
 
     logs_dir: Text = "_e2e_logs"
     host: Text = "127.0.0.1"
+    env_file: EnvFiles = ()
+    env: Env = {}
+    run: Annotated[RunSpec, expect('a table such as { env = { KEY = "value" }, cwd = "." }')] = (
+        RunSpec()
+    )
+    python: Text | None = None
     services: Annotated[
         dict[str, Any], expect("a table of services, [tool.conductor.services.NAME]")
     ] = {}

@@ -86,7 +86,7 @@ class Stack:
     ) -> None:
         self.config = config
         self.subfolder_if_busy = subfolder_if_busy
-        self.command_templates = dict(command_env or {})
+        self.command_templates = config.command_templates(command_env)
         self.names = services
         self.logs_dir = (logs_dir or config.logs_dir).resolve()
         self._logs_dir_given = logs_dir is not None
@@ -149,6 +149,7 @@ class Stack:
         naming a service that is not up is left out)."""
         up = [n for n, rt in self.runtimes.items() if rt.report.status in ("ready", "reused")]
         return {
+            **self.config.file_env(),
             **os.environ,
             **self.env,
             **(self.plan.command_env(self.command_templates, up) if self.plan else {}),
@@ -226,7 +227,7 @@ class Stack:
         """Run COMMAND in the stack's environment with our stdio; its exit status."""
         from conductor.command import Command
 
-        cmd = Command(command, self.command_env())
+        cmd = Command(command, self.command_env(), cwd=self.config.command_cwd)
         await cmd.start()
         try:
             return await cmd.wait()

@@ -38,14 +38,50 @@ def fields(template: str) -> Iterator[str]:
         raise TemplateError("has an unclosed '{' (write '{{' for a literal brace)")
 
 
+# {env.NAME}, {env.NAME:-default} (unset or empty: the default), {env.NAME:?message}
+# (unset or empty: the run ends with the message), as in docker compose and the shell.
+_ENV = re.compile(r"env\.(?P<var>[^.:{}]+)(?::(?P<op>[-?])(?P<arg>.*))?", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class EnvRef:
+    """A parsed `{env...}` placeholder."""
+
+    var: str
+    op: str | None  # "-", "?" or None
+    arg: str
+
+    def value(self, environ: Mapping[str, str]) -> str:
+        """What the placeholder becomes; TemplateError when it cannot be filled."""
+        found = environ.get(self.var)
+        if self.op == "-":
+            return found or self.arg
+        if self.op == "?" and not found:
+            raise TemplateError(
+                self.arg.strip() or f"environment variable {self.var} is not set or empty"
+            )
+        if found is None:
+            raise TemplateError(
+                f"uses '{{env.{self.var}}}' but environment variable {self.var} is not set; "
+                f"set it, or give a default: {{env.{self.var}:-DEFAULT}}"
+            )
+        return found
+
+
+def env_ref(name: str) -> EnvRef | None:
+    """`name` as an `{env...}` placeholder, or None when it is not one."""
+    match = _ENV.fullmatch(name)
+    if match is None:
+        return None
+    return EnvRef(match["var"], match["op"], match["arg"] or "")
+
+
 def check_name(name: str, services: Collection[str], postgres: Collection[str] = ()) -> None:
     """Raise TemplateError unless `name` is one conductor knows how to fill; `postgres`
     are the services of kind "postgres", which offer POSTGRES_ATTRS too."""
-    if name in SIMPLE_NAMES:
+    if name in SIMPLE_NAMES or env_ref(name) is not None:
         return
     parts = name.split(".")
-    if parts[0] == "env" and len(parts) == 2 and parts[1]:
-        return
     if parts[0] == "services" and len(parts) == 3:
         service, attr = parts[1], parts[2]
         if service not in services:
@@ -61,7 +97,8 @@ def check_name(name: str, services: Collection[str], postgres: Collection[str] =
         return
     raise TemplateError(
         f"unknown placeholder '{{{name}}}'; known: {{python}}, {{root}}, {{host}}, {{port}}, "
-        "{url}, {logs_dir}, {env.NAME}, {services.NAME.host|port|url}, and for kind "
+        "{url}, {logs_dir}, {env.NAME} (also {env.NAME:-default} and {env.NAME:?message}), "
+        "{services.NAME.host|port|url}, and for kind "
         "postgres {services.NAME.user|password|database|socket_dir}"
     )
 
@@ -89,8 +126,9 @@ def check(template: str, scope: Scope) -> None:
     for name in fields(template):
         check_name(name, scope.services, scope.postgres)
         _check_owner(name, scope)
-        if name.startswith("env.") and name[4:] not in scope.environ:
-            raise TemplateError(f"uses '{{{name}}}' but environment variable {name[4:]} is not set")
+        ref = env_ref(name)
+        if ref is not None:
+            ref.value(scope.environ)
 
 
 def _check_owner(name: str, scope: Scope) -> None:
@@ -131,16 +169,31 @@ def render(template: str, context: Mapping[str, str]) -> str:
         if whole == "}}":
             return "}"
         name = match.group(1).strip()
+        ref = env_ref(name)
+        if ref is not None:
+            return ref.value(_Environ(context))
         try:
             return context[name]
         except KeyError:
-            if name.startswith("env."):
-                raise TemplateError(
-                    f"uses '{{{name}}}' but environment variable {name[4:]} is not set"
-                ) from None
             raise TemplateError(f"'{{{name}}}' has no value here") from None
 
     return _FIELD.sub(replace, template)
+
+
+class _Environ(Mapping[str, str]):
+    """The `env.NAME` entries of a render context, seen as an environment."""
+
+    def __init__(self, context: Mapping[str, str]) -> None:
+        self.context = context
+
+    def __getitem__(self, key: str) -> str:
+        return self.context["env." + key]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k[4:] for k in self.context if k.startswith("env."))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class Context:
@@ -148,10 +201,16 @@ class Context:
     {root}, {host}, {logs_dir}, {env.NAME}) and each planned service's address."""
 
     def __init__(
-        self, *, root: Path, host: str, logs_dir: Path, environ: Mapping[str, str]
+        self,
+        *,
+        root: Path,
+        host: str,
+        logs_dir: Path,
+        environ: Mapping[str, str],
+        python: str | None = None,
     ) -> None:
         self.values: dict[str, str] = {
-            "python": sys.executable,
+            "python": python or sys.executable,
             "root": str(root),
             "logs_dir": str(logs_dir),
             "host": host,
