@@ -109,6 +109,8 @@ def test_failing_service_gets_a_failure_mark_and_its_tail(conductor, config, tmp
     assert bad["failed_at_s"] is not None
     assert "exited with status 3" in bad["reason"]
     assert "command" not in summary["phases"]  # COMMAND never ran
+    # teardown began when the failure stopped the others, not after
+    assert summary["phases"]["teardown"][0] <= summary["services"]["ok"]["stop_began_s"]
 
 
 def test_interrupted_run_still_writes_its_report(conductor, config, tmp_path):

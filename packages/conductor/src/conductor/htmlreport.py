@@ -252,7 +252,8 @@ def _tails(logs_dir: Path, services: Mapping[str, Mapping[str, Any]]) -> str:
         bad = _outcome(svc) == "failed"
         out.append(
             f'<details class="tail" data-service="{_e(name)}"{" open" if bad else ""}>'
-            f"<summary>{_e(name)} ({len(lines)} lines, {_link(logs_dir, log)})</summary>"
+            f"<summary>{_e(name)} ({len(lines)} line{'' if len(lines) == 1 else 's'}, "
+            f"{_link(logs_dir, log)})</summary>"
             f"<pre>{_e(chr(10).join(lines)) or '(empty)'}</pre></details>"
         )
     return "".join(out)

@@ -188,6 +188,8 @@ def _summarize(
     if stack.plan is None:
         return
     summary = stack.logs_dir / "summary.json"
+    # A failed start stops the stack before the run's own teardown begins.
+    torn = min([torn, *(r.stop_began for r in stack.reports.values() if r.stop_began)])
     phases: dict[str, tuple[float | None, float | None]] = {"teardown": (torn, ended)}
     if command_span is not None:
         phases["command"] = command_span
