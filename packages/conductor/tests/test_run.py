@@ -222,8 +222,16 @@ def test_service_dying_during_command_is_reported_and_fails_the_run(conductor, c
     assert result.code == 125, result.text
     assert "service 'svc' exited with status 3 while the command ran" in result.err
     assert "svc | dying now" in result.err
+    # --keep-going: the command runs to its end and its own failure is the status.
     failing = conductor.run(
-        "run", "--config", "conductor.toml", "--", PY, "-c", wait + "\nraise SystemExit(4)"
+        "run",
+        "--config",
+        "conductor.toml",
+        "--keep-going",
+        "--",
+        PY,
+        "-c",
+        wait + "\nraise SystemExit(4)",
     )
     assert failing.code == 4
 

@@ -69,8 +69,13 @@ def run_command(
     timeout: float | None = None,
     auto_ports: bool = False,
     show_logs: bool = False,
+    keep_going: bool = False,
+    stop_grace: float | None = None,
 ) -> int:
-    """`conductor run` from Python (blocking); the exit status it would give."""
+    """`conductor run` from Python (blocking); the exit status it would give.
+
+    `keep_going` and `stop_grace` are `--keep-going` and `--stop-grace`: by default a
+    service that dies while COMMAND runs stops COMMAND."""
     import asyncio
 
     from conductor import runner
@@ -83,5 +88,7 @@ def run_command(
         timeout=timeout,
         auto_ports=auto_ports,
         show_logs=show_logs,
+        keep_going=keep_going,
+        stop_grace=runner.DEATH_GRACE if stop_grace is None else stop_grace,
     )
     return asyncio.run(runner.run(load_config(config), command, options))

@@ -87,6 +87,20 @@ def _parser() -> argparse.ArgumentParser:
         "same logs folder: nothing started, nothing stopped. --attach (=auto) starts a "
         "stack of its own when there is none to reuse; --attach=require fails instead",
     )
+    run.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="when a service dies while COMMAND runs, let COMMAND finish (the run still "
+        "fails with 125 if COMMAND succeeds); by default COMMAND is stopped",
+    )
+    run.add_argument(
+        "--stop-grace",
+        type=float,
+        default=runner.DEATH_GRACE,
+        metavar="SECONDS",
+        help="when a service dies, how long COMMAND has after SIGINT before its whole "
+        f"tree is killed (default {runner.DEATH_GRACE:g})",
+    )
     stack_options(sub.add_parser("up", help="start services and keep them until Ctrl-C"))
     check = sub.add_parser("check", help="validate the configuration and show the plan")
     check.add_argument("--config", type=Path, help="configuration file")
@@ -179,6 +193,8 @@ def _options(args: argparse.Namespace) -> runner.Options:
         auto_ports=args.auto_ports,
         show_logs=args.show_logs,
         attach=getattr(args, "attach", "never"),
+        keep_going=getattr(args, "keep_going", False),
+        stop_grace=getattr(args, "stop_grace", runner.DEATH_GRACE),
     )
 
 

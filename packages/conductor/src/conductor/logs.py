@@ -7,9 +7,11 @@ probe, --show-logs, the failure report) follow the file and never stand in the w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import AsyncGenerator, Callable
+import re
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,6 +189,18 @@ async def follow(
                     yield last
                 return
             await asyncio.sleep(FOLLOW_POLL)
+
+
+async def first_match(path: Path, patterns: Sequence[re.Pattern[bytes]]) -> bytes:
+    """The first line of `path` (as it grows) that one of `patterns` finds. Each line is
+    matched on its first LINE_WINDOW bytes: a line of any length then costs no more time
+    or memory than that (README, "Every wait has its own deadline")."""
+    async with contextlib.aclosing(follow(path)) as batches:
+        async for batch in batches:
+            for piece, starts_line in batch:
+                if starts_line and any(regex.search(piece) for regex in patterns):
+                    return piece
+    raise AssertionError("follow() without stop never ends")  # pragma: no cover
 
 
 def setup_event_log(logs_dir: Path, *, append: bool = False) -> logging.Handler:

@@ -8,19 +8,23 @@ owns the deadline and races the probe against the process exiting.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from conductor import logs, reaper
 from conductor.config import ReadySpec
 
+if TYPE_CHECKING:
+    import aiohttp
+
 POLL = 0.005
 CMD_POLL = 0.02
 _ATTEMPT_TIMEOUT = 2.0
+BODY_LIMIT = 1 << 16  # how much of an HTTP body `ready.body` is matched against
 
 
 def probe_host(host: str) -> str:
@@ -36,7 +40,8 @@ def describe(spec: ReadySpec, host: str, port: int | None) -> str:
     if spec.kind == "tcp":
         return f"tcp {probe_host(host)}:{port}"
     if spec.kind == "http":
-        return f"http {http_url(spec, host, port)}"
+        body = f" with a body matching {spec.body!r}" if spec.body is not None else ""
+        return f"http {http_url(spec, host, port)}{body}"
     if spec.kind == "log":
         return f"log line matching {spec.target!r}"
     if spec.kind == "cmd" and isinstance(spec.target, tuple):
@@ -72,7 +77,7 @@ async def wait_ready(
         assert port is not None
         await wait_tcp(probe_host(host), port)
     elif spec.kind == "http":
-        await wait_http(http_url(spec, host, port), spec.status)
+        await wait_http(http_url(spec, host, port), spec.status, spec.body)
     elif spec.kind == "log":
         await wait_log(log_path, str(spec.target))
     elif spec.kind == "cmd":
@@ -104,7 +109,9 @@ def preload_http() -> None:
     import aiohttp  # noqa: F401
 
 
-async def wait_http(url: str, status: tuple[int, ...] | None) -> None:
+async def wait_http(url: str, status: tuple[int, ...] | None, body: str | None = None) -> None:
+    """Return once `url` answers with an accepted status and, when `body` is given, a
+    body (its first BODY_LIMIT bytes) that the regex finds."""
     # Knock with bare connection attempts until something listens: each costs
     # microseconds, where a failed aiohttp request costs about a millisecond of the CPU
     # the starting services need.
@@ -114,6 +121,7 @@ async def wait_http(url: str, status: tuple[int, ...] | None) -> None:
         await wait_tcp(address.hostname, address.port or default)
     import aiohttp
 
+    wanted = None if body is None else re.compile(body.encode())
     timeout = aiohttp.ClientTimeout(total=_ATTEMPT_TIMEOUT)
     connector = aiohttp.TCPConnector(force_close=True, limit=1)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
@@ -121,22 +129,28 @@ async def wait_http(url: str, status: tuple[int, ...] | None) -> None:
             try:
                 async with session.get(url, allow_redirects=False) as response:
                     ok = response.status in status if status else 200 <= response.status < 400
-                    if ok:
+                    if ok and (wanted is None or wanted.search(await _head(response))):
                         return
             except (aiohttp.ClientError, TimeoutError, OSError):
                 pass
             await asyncio.sleep(POLL)
 
 
+async def _head(response: aiohttp.ClientResponse) -> bytes:
+    """At most BODY_LIMIT bytes of the body, within the attempt's own timeout: a server
+    that streams forever costs the probe no more than that."""
+    data = b""
+    while len(data) < BODY_LIMIT:
+        chunk = await response.content.read(BODY_LIMIT - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 async def wait_log(path: Path, pattern: str) -> None:
-    """Match each line's first logs.LINE_WINDOW bytes: a line of any length then costs
-    the probe no more time or memory than that (README, "Every wait has its own deadline")."""
-    regex = re.compile(pattern.encode())
-    async with contextlib.aclosing(logs.follow(path)) as batches:
-        async for batch in batches:
-            for piece, starts_line in batch:
-                if starts_line and regex.search(piece):
-                    return
+    """Return at the first line matching `pattern` (logs.first_match bounds each line)."""
+    await logs.first_match(path, [re.compile(pattern.encode())])
 
 
 async def wait_cmd(argv: tuple[str, ...], env: Mapping[str, str], cwd: Path) -> None:

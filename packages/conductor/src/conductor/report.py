@@ -40,6 +40,7 @@ class ServiceReport:
     pid: int | None = None
     status: str = "not started"
     ready_after_s: float | None = None
+    duration_s: float | None = None  # kind = "task": how long it ran
     exit_code: int | None = None
     stop_s: float | None = None
     stopped: str | None = None
@@ -65,6 +66,7 @@ class ServiceReport:
             "status": self.status,
             "reason": self.detail if self.status in _ENDED_BADLY else None,
             "ready_after_s": _round(self.ready_after_s),
+            "duration_s": _round(self.duration_s),
             "exit_code": self.exit_code,
             "stop_s": _round(self.stop_s),
             "stopped": self.stopped,
@@ -130,6 +132,8 @@ class Reporter:
                     self._line(
                         f"✓ {report.name} {report.status} after {report.ready_after_s or 0:.2f}s"
                     )
+                elif report.status == "completed":
+                    self._line(f"✓ {report.name} completed in {report.duration_s or 0:.2f}s")
 
     def event(self, service: str, status: str, detail: str = "") -> None:
         report = self.services.get(service)
@@ -276,7 +280,7 @@ class _Progress:
             if report.status in _WAITING:
                 icon = self.spinners.setdefault(report.name, Spinner("dots"))
             else:
-                ok = report.status in ("ready", "reused")
+                ok = report.status in ("ready", "reused", "completed")
                 icon = Text("✓" if ok else "•", style="green" if ok else "")
             elapsed = f"{now - report.since:5.1f}s" if report.status in _WAITING else ""
             table.add_row(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from conductor.state import RunDir
 
 COMMAND_GRACE = 10.0  # how long COMMAND may take to finish after a forwarded signal
 TIMEOUT_GRACE = STOP_GRACE  # SIGTERM to SIGKILL for COMMAND when --timeout expires
+DEATH_GRACE = 5.0  # SIGINT to killing COMMAND's tree when a service dies (--stop-grace)
 
 
 @dataclass
@@ -40,6 +42,17 @@ class Options:
     subfolder_if_busy: bool = False
     # `run` only: reuse a live `conductor up` of the same configuration and services.
     attach: AttachMode = "never"
+    # `run` only: a service that dies (or prints a fail.log line) while COMMAND runs
+    # stops COMMAND: SIGINT, then its tree is killed after stop_grace seconds.
+    # keep_going lets COMMAND run to its end instead (the run still fails: 125).
+    keep_going: bool = False
+    stop_grace: float = DEATH_GRACE
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.stop_grace) and self.stop_grace >= 0):
+            raise errors.ConductorError(
+                f"--stop-grace must be a number of seconds, 0 or more, not {self.stop_grace!r}"
+            )
 
 
 @dataclass
@@ -105,7 +118,9 @@ async def run(
         reporter.info("all services ready; running " + " ".join(command))
         await cmd.start()
         try:
-            return await cmd.wait()
+            if options.keep_going:
+                return await cmd.wait()
+            return await _stop_on_death(cmd, stack, options.stop_grace, reporter)
         finally:
             command_ended = time.monotonic()
 
@@ -165,12 +180,45 @@ async def run(
             await shielded(stack.stop())
             ended = time.monotonic()
         final = outcome.status() or status
-        if final is None or (final == 0 and stack.died):
+        stopped_for_death = stack.died and not options.keep_going and not outcome.status()
+        if final is None or stopped_for_death or (final == 0 and stack.died):
             final = errors.EXIT_SERVICE_FAILED
         command_span = (command_began, command_ended or torn) if command_began else None
         if isinstance(stack, Stack):  # an attached run writes nothing in the up's folder
             _summarize(stack, reporter, final, command, began, command_span, torn, ended)
     return final
+
+
+async def _stop_on_death(
+    cmd: Command, stack: Stack | AttachedStack, grace: float, reporter: Reporter
+) -> int:
+    """COMMAND's status; when a service dies first, COMMAND gets SIGINT (pytest then
+    prints its summary), and its whole tree is killed after `grace` seconds: tests
+    against a dead service only wait out their own timeouts."""
+    waiting = asyncio.ensure_future(cmd.wait())
+    died = asyncio.ensure_future(stack.died_event.wait())
+    try:
+        await asyncio.wait({waiting, died}, return_when=asyncio.FIRST_COMPLETED)
+        if waiting.done():
+            return waiting.result()
+        names = ", ".join(f"'{name}'" for name in stack.died)
+        reporter.warning(
+            f"service {names} failed while the command ran: stopping the command (SIGINT, "
+            f"killed after {grace:g}s, --stop-grace); --keep-going lets it finish"
+        )
+        cmd.send(signal.SIGINT)
+        try:
+            async with asyncio.timeout(grace):
+                return await asyncio.shield(waiting)
+        except TimeoutError:
+            reporter.warning(
+                f"the command did not exit {grace:g}s after SIGINT (--stop-grace); killing it"
+            )
+            cmd.kill_now()
+            return await waiting
+    finally:
+        died.cancel()
+        waiting.cancel()
 
 
 def _summarize(

@@ -27,7 +27,7 @@ from conductor.errors import ConfigError
 S = TypeVar("S", bound=Struct)
 
 ReadyKind = Literal["http", "tcp", "log", "cmd", "started"]
-ServiceKind = Literal["process", "postgres"]
+ServiceKind = Literal["process", "postgres", "task"]
 
 
 def expect(what: str) -> Meta:
@@ -60,6 +60,10 @@ Settings = Annotated[
     expect('a table of server settings, e.g. settings = { max_connections = "200" }'),
 ]
 Version = Annotated[str | int, expect('a major version such as "15"')]
+Regexes = Annotated[
+    str | tuple[str, ...],
+    expect('a regular expression or a list of them, e.g. log = "FATAL"'),
+]
 Status = Annotated[
     tuple[Annotated[int, Meta(ge=100, le=599)], ...],
     Meta(min_length=1, description="a list of HTTP status codes, e.g. [200, 204]"),
@@ -109,14 +113,18 @@ class ReadySpec(Struct, frozen=True, forbid_unknown_fields=True):
         | None
     ) = None
     status: Status | None = None
+    body: Annotated[str, expect("a regular expression")] | None = None
 
     PROBES: ClassVar[tuple[str, ...]] = ("http", "tcp", "log", "cmd")
 
     def __post_init__(self) -> None:
-        if self.status is not None and self.http is None:
-            raise Invalid(None, "'status' goes only with http")
+        for key in ("status", "body"):
+            if getattr(self, key) is not None and self.http is None:
+                raise Invalid(key, f"'{key}' goes only with http")
         if self.log is not None:
             _check_regex(self.log, "log")
+        if self.body is not None:
+            _check_regex(self.body, "body")
 
     @property
     def probes(self) -> list[str]:
@@ -154,6 +162,25 @@ class ReadySpec(Struct, frozen=True, forbid_unknown_fields=True):
         )
 
 
+class FailSpec(Struct, frozen=True, forbid_unknown_fields=True):
+    """`fail = { log = "REGEX" }`: output that means the service is broken for good (a
+    wrong password, a missing table), so the run fails at once instead of waiting out
+    ready_timeout or running the tests against it."""
+
+    log: Regexes = ()
+
+    def __post_init__(self) -> None:
+        patterns = (self.log,) if isinstance(self.log, str) else self.log
+        for i, pattern in enumerate(patterns):
+            _check_regex(pattern, "log" if isinstance(self.log, str) else f"log[{i}]")
+        force_setattr(self, "log", patterns)
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        """Every regex, however it was written (one string or a list)."""
+        return (self.log,) if isinstance(self.log, str) else self.log
+
+
 _POSTGRES_READY = ReadySpec(log="database system is ready to accept connections")
 _UNWRITTEN = ReadySpec()  # the default of `ready`, told from a written one by identity
 
@@ -178,12 +205,13 @@ class ServiceSpec(Struct, frozen=True, forbid_unknown_fields=True):
         ),
     ] = _UNWRITTEN
     ready_timeout: Seconds = 60.0
+    fail: Annotated[FailSpec, expect('a table such as { log = "REGEX" }')] = FailSpec()
     stop_signal_name: Annotated[str, expect("a signal name such as SIGTERM or SIGINT")] | None = (
         field(default=None, name="stop_signal")
     )
     stop_timeout: Seconds = 5.0
     reuse_existing: Flag = False
-    kind: Annotated[ServiceKind, expect('one of "process", "postgres"')] = "process"
+    kind: Annotated[ServiceKind, expect('one of "process", "postgres", "task"')] = "process"
     user: Text | None = None
     password: Text | None = None
     database: Text | None = None
@@ -198,7 +226,12 @@ class ServiceSpec(Struct, frozen=True, forbid_unknown_fields=True):
         key: "postgres" for key in ("user", "password", "database", "init", "settings", "version")
     }
 
+    # Keys a task may not have: it runs to its end and serves nothing.
+    NOT_FOR_TASK: ClassVar[tuple[str, ...]] = ("port", "url", "reuse_existing")
+
     def __post_init__(self) -> None:
+        if self.kind == "task":
+            self._settle_task()
         for key, kind in self.ONLY_FOR.items():
             if getattr(self, key) not in (None, (), {}) and self.kind != kind:
                 raise Invalid(key, f'is only for kind = "{kind}"; remove it')
@@ -210,6 +243,19 @@ class ServiceSpec(Struct, frozen=True, forbid_unknown_fields=True):
             raise Invalid("password", "must not be empty")
         force_setattr(self, "stop_signal_name", _signal_name(self.stop_signal_name, self.kind))
         force_setattr(self, "ready", self._settle_ready())
+
+    def _settle_task(self) -> None:
+        for key in self.NOT_FOR_TASK:
+            if getattr(self, key) not in (None, False):
+                raise Invalid(
+                    key, 'a kind = "task" runs to completion and serves nothing; remove it'
+                )
+        if self.ready is not _UNWRITTEN:
+            raise Invalid(
+                "ready",
+                'a kind = "task" is ready when it exits 0; remove it '
+                "(ready_timeout is the time it may take)",
+            )
 
     def _settle_postgres(self) -> None:
         if self.command:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import time
+import typing
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,8 @@ from conductor.state import RunDir
 
 T = TypeVar("T")
 
+FATAL = "fail.log"  # the name of a service's fail.log follower task
+FATAL_QUOTE = 300  # the most of a fatal line a failure quotes
 # After teardown, how long --show-logs may go on printing what services wrote before.
 ECHO_DRAIN = 2.0
 
@@ -386,49 +390,135 @@ class Stack:
         report.pid = rt.proc.pid
         self._rundir.add_process(p.name, rt.proc.pid, p.spec.stop_signal, p.spec.stop_timeout)
         self._preload()
-        what = probes.describe(p.ready, p.host, p.port)
-        self.reporter.event(p.name, "started", f"pid {rt.proc.pid}, waiting for {what}")
-        probe = asyncio.create_task(self._wait_ready(rt, env, cwd))
-        exited = asyncio.create_task(rt.proc.wait())
+        fatal = self._fatal_lines(rt)
         try:
-            done, _ = await asyncio.wait(
-                {probe, exited},
-                timeout=max(deadline - time.monotonic(), 0.001),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            for task in (probe, exited):
-                task.cancel()
-            await asyncio.gather(probe, exited, return_exceptions=True)
-        if probe in done and not probe.cancelled() and probe.exception() is None:
-            pass
-        elif exited in done:
-            report.exit_code = process.exit_status(rt.proc.returncode)
-            raise ServiceFailed(
-                p.name, f"{process.describe_exit(rt.proc.returncode)} before it was ready"
-            )
-        elif probe in done:
-            error = probe.exception()
-            if isinstance(error, ServiceFailed):
-                raise error
-            raise ServiceFailed(p.name, f"readiness probe failed: {error!r}")
-        else:
-            raise ServiceFailed(
-                p.name,
-                f"was not ready after {p.spec.ready_timeout:g}s (ready_timeout; waited for {what})",
-            )
-        if rt.cluster is not None:
-            try:
-                async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
-                    await rt.cluster.run_init(rt.log_fd, env)
-            except TimeoutError:
-                raise ServiceFailed(
-                    p.name, f"init files did not finish within {p.spec.ready_timeout:g}s"
-                ) from None
+            if p.spec.kind == "task":
+                await self._finish_task(rt, began, deadline, fatal)
+                return
+            await self._until_ready(rt, env, cwd, deadline, fatal)
+            if rt.cluster is not None:
+                try:
+                    async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                        await rt.cluster.run_init(rt.log_fd, env)
+                except TimeoutError:
+                    raise ServiceFailed(
+                        p.name, f"init files did not finish within {p.spec.ready_timeout:g}s"
+                    ) from None
+        except BaseException:
+            if fatal is not None:
+                fatal.cancel()
+            raise
         report.ready_after_s = time.monotonic() - self.started_at
         self.reporter.event(p.name, "ready", f"{report.ready_after_s:.2f}s")
         rt.ready.set()
         self._spawn_bg(self._watchers, self._watch(rt))
+        if fatal is not None:
+            self._spawn_bg(self._watchers, self._watch_fatal(rt, fatal))
+
+    def _fatal_lines(self, rt: _Runtime) -> asyncio.Task[bytes] | None:
+        """`fail.log`: the first line of the service's log that a fail regex finds, from
+        the log's start (so nothing written before this is missed); None without one."""
+        patterns = rt.planned.spec.fail.patterns
+        if not patterns:
+            return None
+        compiled = [re.compile(pattern.encode()) for pattern in patterns]
+        return asyncio.create_task(logs.first_match(rt.planned.log_path, compiled), name=FATAL)
+
+    @staticmethod
+    def _fatal_reason(rt: _Runtime, line: bytes) -> str:
+        """Which fail.log regex found which line, the line quoted (cut to one screen line)."""
+        patterns = rt.planned.spec.fail.patterns
+        pattern = next((p for p in patterns if re.search(p.encode(), line)), patterns[0])
+        text = line.decode("utf-8", "replace").strip()
+        if len(text) > FATAL_QUOTE:
+            text = text[: FATAL_QUOTE - 1] + "…"
+        return f"printed a fatal line (fail.log {pattern!r}): {text!r}"
+
+    async def _race(
+        self, rt: _Runtime, racers: set[asyncio.Task[object]], deadline: float
+    ) -> set[asyncio.Task[object]]:
+        """The racers done by `deadline` (all but a fail.log follower are cancelled)."""
+        try:
+            done, _ = await asyncio.wait(
+                racers,
+                timeout=max(deadline - time.monotonic(), 0.001),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            helpers = [task for task in racers if task.get_name() != FATAL]
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+        for task in done:
+            if task.get_name() == FATAL:
+                raise ServiceFailed(
+                    rt.planned.name, self._fatal_reason(rt, typing.cast(bytes, task.result()))
+                )
+        return done
+
+    async def _until_ready(
+        self,
+        rt: _Runtime,
+        env: Mapping[str, str],
+        cwd: Path,
+        deadline: float,
+        fatal: asyncio.Task[bytes] | None,
+    ) -> None:
+        """The probe passes; the process exiting, a fail.log line or the deadline
+        coming first is ServiceFailed."""
+        p, report = rt.planned, rt.report
+        assert rt.proc is not None
+        what = probes.describe(p.ready, p.host, p.port)
+        self.reporter.event(p.name, "started", f"pid {rt.proc.pid}, waiting for {what}")
+        probe: asyncio.Task[object] = asyncio.create_task(self._wait_ready(rt, env, cwd))
+        exited: asyncio.Task[object] = asyncio.create_task(rt.proc.wait())
+        racers = {probe, exited, *([fatal] if fatal is not None else [])}
+        done = await self._race(rt, racers, deadline)
+        if probe in done and not probe.cancelled() and probe.exception() is None:
+            return
+        if exited in done:
+            report.exit_code = process.exit_status(rt.proc.returncode)
+            raise ServiceFailed(
+                p.name, f"{process.describe_exit(rt.proc.returncode)} before it was ready"
+            )
+        if probe in done:
+            error = probe.exception()
+            if isinstance(error, ServiceFailed):
+                raise error
+            raise ServiceFailed(p.name, f"readiness probe failed: {error!r}")
+        raise ServiceFailed(
+            p.name,
+            f"was not ready after {p.spec.ready_timeout:g}s (ready_timeout; waited for {what})",
+        )
+
+    async def _finish_task(
+        self, rt: _Runtime, began: float, deadline: float, fatal: asyncio.Task[bytes] | None
+    ) -> None:
+        """kind = "task": ready once it exits 0. Its later absence is its success, so no
+        death watch; its fail.log lines are still watched."""
+        p, report = rt.planned, rt.report
+        assert rt.proc is not None
+        self.reporter.event(p.name, "started", f"pid {rt.proc.pid}, waiting for it to finish")
+        exited: asyncio.Task[object] = asyncio.create_task(rt.proc.wait())
+        racers = {exited, *([fatal] if fatal is not None else [])}
+        await self._race(rt, racers, deadline)
+        if rt.proc.returncode is None:
+            raise ServiceFailed(
+                p.name,
+                f"did not finish within {p.spec.ready_timeout:g}s (ready_timeout); stopped it",
+            )
+        report.exit_code = process.exit_status(rt.proc.returncode)
+        if rt.proc.returncode != 0:
+            raise ServiceFailed(
+                p.name, f"{process.describe_exit(rt.proc.returncode)} (a task must exit 0)"
+            )
+        now = time.monotonic()
+        report.duration_s = now - began
+        report.ready_after_s = now - self.started_at
+        self.reporter.event(p.name, "completed", f"in {report.duration_s:.2f}s")
+        rt.ready.set()
+        if fatal is not None:
+            self._spawn_bg(self._watchers, self._watch_fatal(rt, fatal))
 
     async def _wait_ready(self, rt: _Runtime, env: Mapping[str, str], cwd: Path) -> None:
         """The readiness probe, then proof that the server on the service's port is the
@@ -489,16 +579,26 @@ class Stack:
     async def _watch(self, rt: _Runtime) -> None:
         assert rt.proc is not None
         await rt.proc.wait()
-        if self._stopping:
+        if self._stopping or rt.planned.name in self.died:
             return
-        rt.report.status = "failed"
         rt.report.exit_code = process.exit_status(rt.proc.returncode)
+        self._died(rt, f"{process.describe_exit(rt.proc.returncode)} while the command ran")
+
+    async def _watch_fatal(self, rt: _Runtime, fatal: asyncio.Task[bytes]) -> None:
+        """fail.log after readiness: a matching line fails the run as a death does."""
+        try:
+            line = await fatal
+        finally:
+            fatal.cancel()
+        if not self._stopping and rt.planned.name not in self.died:
+            self._died(rt, self._fatal_reason(rt, line))
+
+    def _died(self, rt: _Runtime, reason: str) -> None:
+        """A ready service is gone or broken: say so with its log tail, and wake the
+        runner, which stops COMMAND (or, with --keep-going, lets it finish)."""
+        rt.report.status = "failed"
         self.died.append(rt.planned.name)
-        self.reporter.failure(
-            rt.planned.name,
-            f"{process.describe_exit(rt.proc.returncode)} while the command ran",
-            rt.planned.log_path,
-        )
+        self.reporter.failure(rt.planned.name, reason, rt.planned.log_path)
         self.died_event.set()
 
     async def _echo(self, rt: _Runtime) -> None:

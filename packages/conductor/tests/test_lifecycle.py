@@ -1,0 +1,226 @@
+"""One-shot tasks, fail.log lines, HTTP bodies, and COMMAND stopped when a service dies:
+each against real processes (issue 12)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from support import PY, fake
+
+
+def read_summary(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "logs" / "summary.json").read_text())
+
+
+def py(code: str) -> list[str]:
+    return [PY, "-c", code]
+
+
+# The task writes its end time last; the dependent writes its start time first. On main,
+# kind = "task" is refused (exit 2).
+MIGRATE = (
+    "import pathlib, time\n"
+    "time.sleep(0.3)\n"
+    "print('migrated', flush=True)\n"
+    "pathlib.Path('migrated').write_text(repr(time.time()))"
+)
+API = (
+    "import pathlib, time\n"
+    "pathlib.Path('api-started').write_text(repr(time.time()))\n"
+    "time.sleep(60)"
+)
+CHECK_ORDER = (
+    "import pathlib\n"
+    "done = float(pathlib.Path('migrated').read_text())\n"
+    "began = float(pathlib.Path('api-started').read_text())\n"
+    "raise SystemExit(0 if done <= began else 7)"
+)
+
+
+def test_task_runs_to_completion_before_its_dependents(conductor, config, tmp_path):
+    config(
+        {
+            "prestart": {"kind": "task", "command": py(MIGRATE)},
+            "api": {"command": py(API), "depends_on": ["prestart"]},
+        }
+    )
+    result = conductor.run("run", "--config", "conductor.toml", "--", *py(CHECK_ORDER))
+    assert result.code == 0, result.text
+    services = read_summary(tmp_path)["services"]
+    assert services["prestart"]["status"] == "completed"
+    assert services["prestart"]["duration_s"] >= 0.3
+    assert services["prestart"]["exit_code"] == 0
+    # Its absence after it completed is not a death.
+    assert "died" not in result.err
+    assert "while the command ran" not in result.err
+
+
+def test_failing_task_fails_the_run_with_its_status_and_tail(conductor, config, tmp_path):
+    config(
+        {
+            "prestart": {
+                "kind": "task",
+                "command": py("print('alembic: no such table', flush=True); raise SystemExit(3)"),
+            },
+            "api": {"command": py(API), "depends_on": ["prestart"]},
+        }
+    )
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    assert result.code == 125, result.text
+    assert "service 'prestart' exited with status 3 (a task must exit 0)" in result.err
+    assert "prestart | alembic: no such table" in result.err
+    assert not (tmp_path / "api-started").exists()
+
+
+def test_task_that_does_not_finish_in_ready_timeout_is_stopped(conductor, config, tmp_path):
+    config(
+        {
+            "prestart": {
+                "kind": "task",
+                "command": py("import time; time.sleep(60)"),
+                "ready_timeout": 0.5,
+            }
+        }
+    )
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    assert result.code == 125, result.text
+    assert "service 'prestart' did not finish within 0.5s (ready_timeout)" in result.err
+    assert result.seconds < 30
+
+
+def test_task_with_a_port_is_a_config_error(conductor, config, tmp_path):
+    config({"prestart": {"kind": "task", "command": py("pass"), "port": "auto"}})
+    result = conductor.run("check", "--config", "conductor.toml")
+    assert result.code == 2, result.text
+    assert "service 'prestart', key 'port': a kind = \"task\"" in result.err
+    assert "Traceback" not in result.text
+
+
+FATAL_EARLY = (
+    "import time\n"
+    "print('FATAL: password authentication failed for user \"app\"', flush=True)\n"
+    "time.sleep(60)"
+)
+
+
+def test_fail_log_line_fails_the_run_before_ready_timeout(conductor, config, tmp_path):
+    config(
+        {
+            "backend": {
+                "command": py(FATAL_EARLY),
+                "port": "auto",
+                "ready_timeout": 60,
+                "fail": {"log": ["nothing like this", "password authentication failed"]},
+            }
+        }
+    )
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    assert result.code == 125, result.text
+    assert (
+        "service 'backend' printed a fatal line (fail.log 'password authentication failed'): "
+        "'FATAL: password authentication failed for user \"app\"'" in result.err
+    )
+    assert "backend | FATAL: password" in result.err  # the tail
+    assert result.seconds < 15  # not the 60 s of ready_timeout
+
+
+FATAL_LATER = (
+    "import pathlib, time\n"
+    "print('READY to serve', flush=True)\n"
+    "while not pathlib.Path('command-started').exists(): time.sleep(0.01)\n"
+    "print('FATAL: the database went away', flush=True)\n"
+    "time.sleep(60)"
+)
+LONG_COMMAND = (
+    "import pathlib, signal, time\n"
+    "def note(*_): pathlib.Path('command-got').write_text('SIGINT')\n"
+    "signal.signal(signal.SIGINT, note)\n"  # ignores it: only the kill can stop it
+    "pathlib.Path('command-started').write_text('')\n"
+    "time.sleep(40)"
+)
+
+
+def test_fail_log_after_ready_stops_the_command(conductor, config, tmp_path):
+    config(
+        {
+            "backend": {
+                "command": py(FATAL_LATER),
+                "ready": {"log": "READY"},
+                "fail": {"log": "^FATAL"},
+            }
+        }
+    )
+    result = conductor.run(
+        "run", "--config", "conductor.toml", "--stop-grace", "1", "--", *py(LONG_COMMAND)
+    )
+    assert result.code == 125, result.text
+    assert "'FATAL: the database went away'" in result.err
+    assert (tmp_path / "command-got").read_text() == "SIGINT"
+    assert result.seconds < 1 + 15  # the grace and a bound, not the command's 40 s
+
+
+def test_fail_log_regex_is_checked_as_bytes(conductor, config, tmp_path):
+    config({"backend": {"command": py("pass"), "fail": {"log": ["ok", "(unclosed"]}}})
+    result = conductor.run("check", "--config", "conductor.toml")
+    assert result.code == 2, result.text
+    assert "service 'backend', key 'fail.log[1]': is not a valid regular expression" in result.err
+
+
+def test_http_body_must_match(conductor, config, tmp_path):
+    service = {"command": fake("http", "--port", "{port}"), "port": "auto"}
+    config({"web": {**service, "ready": {"http": "/health", "body": "^fake /health$"}}})
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    assert result.code == 0, result.text
+
+    config({"web": {**service, "ready": {"http": "/health", "body": "ok"}, "ready_timeout": 1}})
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    assert result.code == 125, result.text
+    assert "was not ready after 1s" in result.err
+    assert "with a body matching 'ok'" in result.err
+
+
+def test_body_goes_only_with_http(conductor, config, tmp_path):
+    config({"web": {"command": py("pass"), "ready": {"log": "x", "body": "ok"}}})
+    result = conductor.run("check", "--config", "conductor.toml")
+    assert result.code == 2, result.text
+    assert "key 'ready.body': 'body' goes only with http" in result.err
+
+
+DIES = {"command": fake("die-later", "--port", "{port}", "--text", "0.3"), "port": "auto"}
+SLEEPS_40 = "import pathlib, time\npathlib.Path('command-started').write_text('')\ntime.sleep(40)"
+
+
+def test_service_dying_stops_a_long_command(conductor, config, tmp_path):
+    config({"svc": DIES})
+    result = conductor.run("run", "--config", "conductor.toml", "--", *py(SLEEPS_40))
+    assert result.code == 125, result.text
+    assert "service 'svc' exited with status 3 while the command ran" in result.err
+    assert "service 'svc' failed while the command ran: stopping the command" in result.err
+    assert result.seconds < 5 + 15  # default grace and a bound, not 40 s
+
+
+def test_keep_going_lets_the_command_finish(conductor, config, tmp_path):
+    config({"svc": DIES})
+    wait = (
+        "import pathlib, time\n"
+        "log = pathlib.Path('logs/conductor.log')\n"
+        "report = ' '.join(['svc', 'exited', 'with', 'status', '3'])\n"
+        "while report not in log.read_text(): time.sleep(0.01)\n"
+        "time.sleep(0.5)\n"  # stopped by default by now; --keep-going: not stopped
+        "pathlib.Path('command-finished').write_text('')\n"
+        "raise SystemExit(4)"
+    )
+    result = conductor.run(
+        "run", "--config", "conductor.toml", "--keep-going", "--", *py(wait), timeout=60
+    )
+    assert result.code == 4, result.text
+    assert (tmp_path / "command-finished").exists()
+
+
+def test_stop_grace_must_be_a_number_of_seconds(conductor, config, tmp_path):
+    config({"svc": DIES})
+    for bad in ("nan", "-1", "inf"):
+        result = conductor.run("run", "--config", "conductor.toml", "--stop-grace", bad, "--", PY)
+        assert result.code == 2, result.text
+        assert "--stop-grace must be" in result.err
