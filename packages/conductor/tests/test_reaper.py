@@ -55,8 +55,17 @@ def test_adopted_orphans_are_reaped_while_the_command_runs(conductor, config, tm
             },
         }
     )
+    # --keep-going: COMMAND must outlive the dying service for this test to mean anything.
     proc = conductor.start(
-        "run", "--config", "conductor.toml", "--", PY, "-c", WAIT_FOR_RELEASE, str(release)
+        "run",
+        "--config",
+        "conductor.toml",
+        "--keep-going",
+        "--",
+        PY,
+        "-c",
+        WAIT_FOR_RELEASE,
+        str(release),
     )
     try:
         orphans = wait_for(
