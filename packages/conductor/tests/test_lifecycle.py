@@ -47,6 +47,7 @@ def test_task_runs_to_completion_before_its_dependents(conductor, config, tmp_pa
     )
     result = conductor.run("run", "--config", "conductor.toml", "--", *py(CHECK_ORDER))
     assert result.code == 0, result.text
+    assert "prestart: completed" in result.err
     services = read_summary(tmp_path)["services"]
     assert services["prestart"]["status"] == "completed"
     assert services["prestart"]["duration_s"] >= 0.3

@@ -207,9 +207,12 @@ def _check(config: Config) -> int:
         spec = service.spec
         port = "auto" if spec.port == "auto" else (service.port or "-")
         deps = ", ".join(service.depends_on) or "-"
+        ready = describe(service.ready, service.host, service.port)
+        if spec.kind == "task":
+            ready = "exit 0"
         line = (
             f"  {name}: kind={spec.kind} port={port} url={service.url or '-'} "
-            f"depends_on={deps} ready={describe(service.ready, service.host, service.port)} "
+            f"depends_on={deps} ready={ready} "
             f"env={env_name(name)}_URL"
         )
         print(redact(line))
