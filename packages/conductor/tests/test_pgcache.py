@@ -102,6 +102,7 @@ def test_cache_root_follows_xdg_and_ignores_a_relative_value(tmp_path):
 
 
 def test_only_a_marked_run_folder_of_that_run_is_removed(tmp_path):
+    import asyncio
     import tempfile
 
     setup = postgres.Setup(Path("/nonexistent"), postgres.plan_folder(), "u", None, "d")
@@ -117,7 +118,7 @@ def test_only_a_marked_run_folder_of_that_run_is_removed(tmp_path):
         assert postgres.remove_run_folder(folder, "run-1")
         assert not folder.exists()
     finally:
-        cluster.remove()
+        asyncio.run(cluster.remove())
 
 
 def test_a_killed_runs_record_cannot_make_conductor_delete_a_folder(tmp_path):
@@ -179,6 +180,8 @@ def built_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.code == 0, result.text
     assert not builder.mine()
     shutil.rmtree(folder / "logs")
+    for spare in (folder / "cache").rglob(pgcache.SPARE):  # each test makes its own
+        shutil.rmtree(spare)
     return folder / "cache"
 
 
@@ -188,6 +191,11 @@ def warm_cache(built_cache: Path, tmp_path: Path) -> Path:
     import shutil
 
     return Path(shutil.copytree(built_cache, tmp_path / "cache"))
+
+
+def from_cache(log: str) -> bool:
+    """The run's cluster came from the cache: copied, or the spare an earlier run left."""
+    return "copied from the cache" in log or "taken from the spare copy" in log
 
 
 def run_folder(log: str) -> Path:
@@ -215,7 +223,7 @@ def test_first_run_builds_the_cache_and_the_next_copies_it(conductor, config, tm
     second, log = run_db(conductor, config, cache)
     assert second.code == 0, second.text
     assert second.out.strip() == "cached"
-    assert "copied from the cache" in log
+    assert from_cache(log)
     assert "initdb" not in log
     assert not run_folder(log).exists()
     assert entries(cache) == [entry]
@@ -263,7 +271,7 @@ def test_a_corrupt_cache_never_breaks_a_run_and_is_rebuilt(conductor, config, wa
     assert (rebuilt / pgcache.MANIFEST).is_file()
     warm, log = run_db(conductor, config, cache)
     assert warm.code == 0, warm.text
-    assert "copied from the cache" in log
+    assert from_cache(log)
 
 
 @needs_server
@@ -299,3 +307,52 @@ def test_a_cache_that_cannot_be_written_only_costs_time(conductor, config, tmp_p
     assert result.code == 0, result.text
     assert result.out.strip() == "cached"
     assert "could not cache the cluster" in log
+
+
+def test_a_spare_is_taken_once_and_only_when_complete(tmp_path):
+    entry = stored(tmp_path)
+    me = os.geteuid()
+    assert pgcache.make_spare(entry, None, threading.Event())
+    assert not pgcache.make_spare(entry, None, threading.Event())  # one is there
+    assert pgcache.claim_spare(entry, tmp_path / "run1", me)
+    assert (tmp_path / "run1" / "base/1/1255").read_bytes() == (
+        tmp_path / "made" / "base/1/1255"
+    ).read_bytes()
+    assert not pgcache.claim_spare(entry, tmp_path / "run2", me)  # taken
+    assert not (entry / pgcache.SPARE).exists()  # no shell left behind
+    assert pgcache.make_spare(entry, None, threading.Event())
+    (entry / pgcache.SPARE / pgcache.SPARE_MARKER).unlink()  # as if never finished
+    assert not pgcache.claim_spare(entry, tmp_path / "run3", me)
+    assert not (tmp_path / "run3").exists()
+    assert not (entry / pgcache.SPARE).exists()  # dropped, so a new one can be made
+    assert pgcache.make_spare(entry, None, threading.Event())
+    assert not pgcache.claim_spare(entry, tmp_path / "run4", me + 1)  # not its owner's
+    assert sorted(p.name for p in entry.iterdir()) == sorted([pgcache.DATA, pgcache.MANIFEST])
+
+
+def test_a_cancelled_spare_leaves_nothing(tmp_path):
+    entry = stored(tmp_path)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(pgcache.Cancelled):
+        pgcache.make_spare(entry, None, cancel)
+    assert sorted(p.name for p in entry.iterdir()) == sorted([pgcache.DATA, pgcache.MANIFEST])
+
+
+@needs_server
+def test_a_run_leaves_a_spare_and_the_next_run_takes_it(conductor, config, warm_cache):
+    [entry] = entries(warm_cache)
+    marker = entry / pgcache.SPARE / pgcache.SPARE_MARKER
+    config({"db": {"kind": "postgres", "database": "cached"}})
+    conductor.env["XDG_CACHE_HOME"] = str(warm_cache)
+    # COMMAND waits (60 s at most) for the spare this run makes once db is ready.
+    wait = f'for i in $(seq 1200); do [ -e "{marker}" ] && exit 0; sleep 0.05; done; exit 1'
+    first = conductor.run("run", "--config", "conductor.toml", "--", "sh", "-c", wait)
+    assert first.code == 0, first.text
+    log = (conductor.cwd / "logs" / "conductor.log").read_text()
+    assert "made a spare copy for the next run" in log
+    second, log = run_db(conductor, config, warm_cache)
+    assert second.code == 0, second.text
+    assert second.out.strip() == "cached"
+    assert "taken from the spare copy" in log
+    assert not run_folder(log).exists()

@@ -112,8 +112,10 @@ class Cluster:
         self.run_id = run_id
         self.folder: Path | None = None
         self.from_cache = False
+        self.entry: Path | None = None  # its cache entry
         self._cancel = threading.Event()
         self._busy = threading.Lock()
+        self._spare: asyncio.Future[None] | None = None
 
     @property
     def datadir(self) -> Path:
@@ -139,8 +141,8 @@ class Cluster:
         return self.folder
 
     async def init(self, log_fd: int, env: dict[str, str]) -> None:
-        """Fill data/: from the cache when it has a trustworthy entry, else initdb plus
-        the database, stored in the cache for the next run."""
+        """Fill data/: the spare an earlier run left, else a copy of the cache entry when
+        it is trustworthy, else initdb plus the database, stored in the cache."""
         began = time.monotonic()
         entries = pgcache.root()
         try:
@@ -150,6 +152,18 @@ class Cluster:
         except OSError:
             entries = None
             name = ""
+        if entries is not None:
+            self.entry = entries / name
+        uid = (_owner() or (os.geteuid(),))[0]
+        if entries is not None and pgcache.claim_spare(entries / name, self.datadir, uid):
+            self.from_cache = True
+            logger.info(
+                "%s: cluster taken from the spare copy in %s in %.3fs",
+                self.service,
+                entries / name,
+                time.monotonic() - began,
+            )
+            return
         if entries is not None and await self._from_cache(entries / name):
             self.from_cache = True
             logger.info(
@@ -341,7 +355,36 @@ class Cluster:
         if code != 0:
             raise ServiceFailed(self.service, f"could not run {name} (status {code}); see its log")
 
-    async def run_init(self, log_fd: int, env: dict[str, str]) -> None:
+    async def finish_start(self, log_fd: int, env: dict[str, str]) -> None:
+        """Once the server is up: the init files, then (in the background, for the next
+        run) a spare copy of the cache entry."""
+        await self._run_init(log_fd, env)
+        if self.entry is not None and self.folder is not None and self._spare is None:
+            try:
+                same_disk = os.stat(self.entry).st_dev == os.stat(self.folder.parent).st_dev
+            except OSError:
+                return  # no entry (the cache could not be written)
+            if same_disk:  # else the next run could not take it with a rename
+                self._spare = asyncio.ensure_future(self._make_spare(self.entry))
+
+    async def _make_spare(self, entry: Path) -> None:
+        began = time.monotonic()
+        try:
+            made = await self._in_thread(pgcache.make_spare, entry, _owner())
+        except pgcache.Cancelled:
+            logger.info("%s: the run ended before the spare copy was done", self.service)
+            return
+        except (OSError, pgcache.CacheDoubt) as exc:
+            logger.warning("%s: could not make a spare copy in %s: %s", self.service, entry, exc)
+            return
+        if made:
+            logger.info(
+                "%s: made a spare copy for the next run in %.3fs",
+                self.service,
+                time.monotonic() - began,
+            )
+
+    async def _run_init(self, log_fd: int, env: dict[str, str]) -> None:
         """The `init` SQL files, in order, as `user` on `database`, over the Unix socket,
         in one psql session that stops at the first error. A failure names the file
         and quotes the server's error line."""
@@ -398,9 +441,11 @@ class Cluster:
                 return f"init file '{written}' failed at line {where}: {message.strip()}"
         return f"an init file failed: {error.strip()}"
 
-    def remove(self) -> None:
+    async def remove(self) -> None:
         """Stop any copy under way, then delete the run's folder (never the cache)."""
         self._cancel.set()
+        if self._spare is not None:
+            await asyncio.gather(self._spare, return_exceptions=True)
         with self._busy:  # the copy stops at its next file
             pass
         if self.folder is not None:

@@ -399,7 +399,7 @@ class Stack:
             if rt.cluster is not None:
                 try:
                     async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
-                        await rt.cluster.run_init(rt.log_fd, env)
+                        await rt.cluster.finish_start(rt.log_fd, env)
                 except TimeoutError:
                     raise ServiceFailed(
                         p.name, f"init files did not finish within {p.spec.ready_timeout:g}s"
@@ -703,7 +703,7 @@ class Stack:
                 logs.logger.info("%s: %s in %.3fs", p.name, result.how, result.seconds)
         finally:
             if rt.cluster is not None:
-                rt.cluster.remove()
+                await rt.cluster.remove()
             if rt.log_fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(rt.log_fd)
