@@ -129,14 +129,14 @@ def test_a_record_naming_processes_that_are_not_conductors_is_never_trusted(
         (copy / RECORD).write_text(json.dumps(forged))
         result = attach_run(conductor, config, "require", "--logs-dir", str(copy))
         assert result.code == 125, result.text
-        assert f"pid {bystander.pid} does not carry the run's marker" in result.err
+        assert f"pid {bystander.pid} does not carry this run's mark" in result.err
         # the same record, in the up's own folder, naming a recycled-looking start time
         real = json.loads((live.logs / RECORD).read_text())
         real["processes"][0]["created"] -= 10
         (live.logs / RECORD).write_text(json.dumps(real))
         result = attach_run(conductor, config)
         assert result.code == 125
-        assert "its start time differs" in result.err
+        assert "started at another time than recorded" in result.err
         assert bystander.poll() is None
         assert live.alive()
     finally:

@@ -105,18 +105,23 @@ def test_only_a_marked_run_folder_of_that_run_is_removed(tmp_path):
     import asyncio
     import tempfile
 
+    from conductor import owned
+
+    mark = owned.Mark("1" * 32, str(tmp_path / "logs"))
     setup = postgres.Setup(Path("/nonexistent"), postgres.plan_folder(), "u", None, "d")
-    cluster = postgres.Cluster("db", setup, "127.0.0.1", 1, "run-1")
-    folder = cluster.make_folder()
+    cluster = postgres.Cluster("db", setup, "127.0.0.1", 1, mark)
+    home = cluster.make_folder()
     try:
-        assert Path(tempfile.gettempdir()) == folder.parent
-        assert not postgres.remove_run_folder(folder, "run-2")
-        unmarked = tmp_path / f"{postgres.RUN_PREFIX}someone-else"
+        assert Path(tempfile.gettempdir()).resolve() == home.parent
+        with pytest.raises(owned.NotOurs):
+            owned.remove_folder(str(home), owned.Mark("2" * 32, mark.logs_dir))
+        unmarked = tmp_path / "conductor-pg-someone-else"
         unmarked.mkdir()
-        assert not postgres.remove_run_folder(unmarked, "run-1")
+        with pytest.raises(owned.NotOurs):
+            owned.remove_folder(str(unmarked), mark)
         assert unmarked.exists()
-        assert postgres.remove_run_folder(folder, "run-1")
-        assert not folder.exists()
+        assert owned.remove_folder(str(home), mark)
+        assert not home.exists()
     finally:
         asyncio.run(cluster.remove())
 
@@ -127,7 +132,7 @@ def test_a_killed_runs_record_cannot_make_conductor_delete_a_folder(tmp_path):
 
     from conductor.state import RECORD_NAME, RunDir
 
-    victim = tmp_path / f"{postgres.RUN_PREFIX}precious"
+    victim = tmp_path / "conductor-pg-precious"
     victim.mkdir()
     (victim / "keep.txt").write_text("mine")
     logs = tmp_path / "logs"

@@ -115,7 +115,7 @@ def state(pid):
         return None
 
 async def main():
-    assert compat.become_subreaper()
+    assert compat.set_subreaper(True)
     r = reaper.Reaper()
     assert r.install(asyncio.get_running_loop())
     own = reaper.popen([sys.executable, "-c", "raise SystemExit(5)"])

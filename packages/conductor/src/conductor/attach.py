@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from conductor import compat, process, templates
-from conductor.addresses import LOGS_DIR_ENV, Address, exported_env, service_env
+from conductor import compat, owned, templates
+from conductor.addresses import Address, exported_env, service_env
 from conductor.config import Config
 from conductor.errors import EXIT_SERVICE_FAILED, ConductorError
 from conductor.plan import make_plan
@@ -37,17 +37,15 @@ from conductor.report import ServiceReport
 from conductor.state import RunDir
 
 if TYPE_CHECKING:
-    import psutil
-
     from conductor.stack import Stack
 else:
-    from conductor._lazy import psutil
+    pass
 
 AttachMode = Literal["auto", "never", "require"]
 ATTACH_MODES: tuple[AttachMode, ...] = ("auto", "never", "require")
 RECORD_KEY = "stack"
 # The record's start times and /proc's agree to a clock tick; a recycled pid is seconds off.
-_SAME_START = 0.05
+_SAME_START = owned.START_SLACK
 
 
 class NotAttachable(ConductorError):
@@ -196,11 +194,11 @@ def find(config: Config, names: list[str] | None, logs_dir: Path) -> LiveStack:
             "`conductor clean` stops what it left"
         )
     for service, spid, created in processes:
-        why = _not_ours(spid, created, run_id)
+        why = _not_ours(spid, created, owned.Mark(run_id, str(recorded_dir)))
         if why is not None:
             raise NotAttachable(
                 f"service '{service}' of the `conductor up` in {where} is not the one it "
-                f"started: pid {spid} {why}"
+                f"started: {why}"
             )
     return LiveStack(run_id, pid, logs_dir, services, addresses, skipped)
 
@@ -214,21 +212,14 @@ def _same_process(pid: int, created: float) -> bool:
     return started is not None and abs(started - created) < _SAME_START
 
 
-def _not_ours(pid: int, created: float, run_id: str) -> str | None:
-    """Why `pid` is not the process the run started (None when it is)."""
-    if not _same_process(pid, created):
-        return "is not running, or is another process now (its start time differs)"
+def _not_ours(pid: int, created: float, mark: owned.Mark) -> str | None:
+    """Why `pid` is not the process the run started (None when it is): the same proof
+    `clean` asks for (owned.process)."""
     try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return "has exited"
-        marker = proc.environ().get(process.MARKER_RUN)
-    except psutil.AccessDenied:
-        return "cannot be inspected (another user's process)"
-    except psutil.Error:
-        return "is not running"
-    if marker != run_id:
-        return f"does not carry the run's marker ({process.MARKER_RUN})"
+        if owned.process(pid, created, mark) is None:
+            return f"pid {pid} is not running"
+    except owned.NotOurs as exc:
+        return str(exc)
     return None
 
 
@@ -296,10 +287,13 @@ class AttachedStack:
             **self.config.file_env(),
             **os.environ,
             **exported,
-            LOGS_DIR_ENV: str(self.logs_dir),
-            process.MARKER_RUN: self.run_id,
-            process.MARKER_SERVICE: "(command)",
+            **self.mark.env(owned.COMMAND),
         }
+
+    @property
+    def mark(self) -> owned.Mark:
+        """The command's own mark (its own run id, in the `up`'s logs folder)."""
+        return owned.Mark(self.run_id, str(self.logs_dir))
 
 
 def check_request(

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -17,6 +18,7 @@ from conductor.config import Config, load_config
 from conductor.plan import env_name, make_plan
 from conductor.probes import describe
 from conductor.report import Reporter, redact
+from conductor.subreaper import Subreaper
 
 USAGE_RUN = "conductor run [options] [SERVICE ...] -- COMMAND [ARG ...]"
 
@@ -149,30 +151,64 @@ def main(argv: list[str] | None = None) -> int:
                 reporter.error(f"run needs a COMMAND after -- (usage: {USAGE_RUN})")
                 return errors.EXIT_USAGE
             config = load_config(args.config)
-            return asyncio.run(runner.run(config, command, _options(args), reporter))
+            options = _options(args)
+            with _subreaper() as subreaper:
+                return asyncio.run(
+                    runner.run(config, command, options, reporter, subreaper=subreaper)
+                )
         if command:
             reporter.error(f"'{args.action}' takes no COMMAND after --")
             return errors.EXIT_USAGE
         if args.action == "up":
-            return asyncio.run(runner.up(load_config(args.config), _options(args), reporter))
+            config, options = load_config(args.config), _options(args)
+            with _subreaper() as subreaper:
+                return asyncio.run(runner.up(config, options, reporter, subreaper=subreaper))
         if args.action == "check":
             return _check(load_config(args.config))
         logs_dir = args.logs_dir
         if logs_dir is None:
             logs_dir = load_config(args.config).logs_dir
-        stopped = asyncio.run(runner.clean(logs_dir.resolve()))
-        if stopped:
-            print(f"stopped {len(stopped)} leftover process(es):")
-            for line in stopped:
-                print(f"  {line}")
-        else:
-            print(f"nothing left behind in {logs_dir}")
-        return 0
+        return _clean(logs_dir.resolve(), reporter)
     except errors.ConductorError as exc:
         reporter.error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         return errors.EXIT_SIGINT
+
+
+@contextlib.contextmanager
+def _subreaper() -> Iterator[Subreaper]:
+    """The CLI's own process adopts the run's orphans for the length of the run; no
+    library entry point does (README: What conductor will and won't touch)."""
+    subreaper = Subreaper.claim()
+    try:
+        yield subreaper
+    finally:
+        subreaper.release()
+
+
+def _clean(logs_dir: Path, reporter: Reporter) -> int:
+    """`clean`: stdout says what was stopped and removed; a folder a live run holds is
+    named on stderr and makes the status 2, so no script deletes a live run's logs."""
+    if not logs_dir.is_dir():
+        print(f"nothing left behind: {logs_dir} does not exist")
+        return 0
+    done = asyncio.run(runner.clean(logs_dir))
+    if done.warning:
+        reporter.warning(done.warning)
+    if done.stopped:
+        print(f"stopped {len(done.stopped)} leftover process(es):")
+        for line in done.stopped:
+            print(f"  {line}")
+    for folder in done.removed:
+        print(f"removed {folder}")
+    for busy in done.busy:
+        reporter.error(f"{busy} and is still running; left alone: stop that run first")
+    if done.busy:
+        return errors.EXIT_USAGE
+    if not done.stopped and not done.removed:
+        print(f"nothing left behind in {logs_dir}")
+    return 0
 
 
 def _options(args: argparse.Namespace) -> runner.Options:

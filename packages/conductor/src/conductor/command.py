@@ -4,22 +4,17 @@ unless it shares the terminal with us (then Ctrl-C already reaches it directly).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import os
 import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from conductor import compat, process, reaper
+from conductor import compat, kill, owned, process, reaper
 from conductor.errors import ConductorError
 
-if TYPE_CHECKING:
-    import psutil
-else:
-    from conductor._lazy import psutil
+SERVICE = owned.COMMAND
 
 
 # SIGTERM to SIGKILL for COMMAND in teardown: after --timeout, at the end of a run, and
@@ -47,12 +42,21 @@ def _shares_terminal() -> bool:
 
 
 class Command:
-    def __init__(self, argv: list[str], env: Mapping[str, str], *, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        env: Mapping[str, str],
+        mark: owned.Mark,
+        *,
+        cwd: Path | None = None,
+    ) -> None:
         self.argv = argv
-        self.env = dict(env)
+        self.env = {**env, **mark.env(SERVICE)}
+        self.mark = mark
         self.cwd = cwd
         self.shares_terminal = _shares_terminal()
         self.proc: asyncio.subprocess.Process | None = None
+        self._started: float | None = None
 
     @property
     def running(self) -> bool:
@@ -81,6 +85,7 @@ class Command:
             raise CommandNotRunnable(
                 f"command cannot be executed: {self.argv[0]!r} ({exc.strerror}){hint}", 126
             ) from None
+        self._started = compat.start_time(self.proc.pid)
 
     async def wait(self) -> int:
         assert self.proc is not None
@@ -89,46 +94,25 @@ class Command:
         assert status is not None
         return status
 
-    def send(self, sig: int) -> None:
-        """Signal COMMAND (its whole group when it has one of its own)."""
-        if not self.running:
-            return
+    def _targets(self) -> kill.Targets:
+        """COMMAND (and its group, unless it shares ours with the terminal) and whatever
+        carries COMMAND's mark."""
         assert self.proc is not None
-        if self.shares_terminal:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, sig)
-        else:
-            compat.signal_group(self.proc.pid, sig)
+        leader = kill.Leader(
+            self.proc.pid, self._started, group=not self.shares_terminal, child=self.proc
+        )
+        return kill.Targets(self.mark, SERVICE, [leader])
 
-    def _tree(self) -> list[psutil.Process]:
-        if self.proc is None:
-            return []
-        try:
-            root = psutil.Process(self.proc.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return []
+    def send(self, sig: int) -> None:
+        """Pass a signal on to COMMAND (its whole group when it has one of its own)."""
+        if self.running:
+            self._targets().leaders[0].send(sig)
 
     def kill_now(self) -> None:
-        tree = self._tree()
-        self.send(signal.SIGKILL)
-        for proc in tree:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
+        if self.proc is not None:
+            kill.kill_now(self._targets())
 
     async def terminate(self, grace: float) -> None:
-        """SIGTERM the tree, SIGKILL what is left after `grace`; always waits for it."""
-        if not self.running:
-            return
-        assert self.proc is not None
-        tree = self._tree()
-        self.send(signal.SIGTERM)
-        for proc in tree[1:]:
-            with contextlib.suppress(psutil.Error):
-                proc.terminate()
-        try:
-            async with asyncio.timeout(grace):
-                await self.proc.wait()
-        except TimeoutError:
-            self.kill_now()
-            await self.proc.wait()
+        """SIGTERM COMMAND's tree, SIGKILL what is left after `grace`; always waits."""
+        if self.running:
+            await kill.stop(self._targets(), signal.SIGTERM, grace)

@@ -25,6 +25,7 @@ else:
 
 WINDOWS = sys.platform == "win32"
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
 
 
 def new_group_kwargs() -> dict[str, Any]:
@@ -43,13 +44,16 @@ def child_group_kwargs() -> dict[str, Any]:
 
 
 def signal_group(pgid: int, sig: int) -> bool:
-    """Send `sig` to a whole process group; False when the group is already gone."""
+    """Send `sig` to a whole process group; False when the group is already gone.
+    Callers (kill.py) have proved the group is the one their process leads."""
     try:
         if WINDOWS:
             win_sig = signal.CTRL_BREAK_EVENT if sig != signal.SIGKILL else signal.SIGTERM  # type: ignore[attr-defined,unused-ignore]
             os.kill(pgid, win_sig)
             if sig == signal.SIGKILL:
-                kill_tree(pgid)
+                for proc in group_members(pgid):
+                    with contextlib.suppress(psutil.Error):
+                        proc.kill()
         else:
             os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError, OSError):
@@ -57,21 +61,78 @@ def signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
-def group_alive(pgid: int) -> bool:
-    """Whether any process (not counting zombies) is still in the group."""
+def signal_process(pid: int, sig: int) -> bool:
+    """Send `sig` to one process; False when it is gone."""
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError, OSError):
+        return False
+    return True
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """Live processes (not zombies) in the group, as handles that check their start
+    time before a signal. On Windows, where groups are not kept, the leader's tree."""
     if WINDOWS:
-        return psutil.pid_exists(pgid)
+        try:
+            root = psutil.Process(pgid)
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
     try:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
-        return False
+        return []
+    members = []
     for proc in psutil.process_iter(["status"]):
         try:
             if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                return True
+                members.append(proc)
         except (ProcessLookupError, psutil.Error, OSError):
             continue
-    return False
+    return members
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process (not counting zombies) is still in the group."""
+    return bool(group_members(pgid))
+
+
+def leads_group(pid: int) -> bool:
+    """Whether `pid` leads its own process group (what conductor gives every service)."""
+    if WINDOWS:
+        return True  # CREATE_NEW_PROCESS_GROUP: the group's id is its first process's pid
+    try:
+        return os.getpgid(pid) == pid
+    except OSError:
+        return False
+
+
+def process_alive(pid: int, started: float | None, slack: float) -> bool:
+    """Whether `pid` still names the process that started at `started` and has not yet
+    exited (a zombie has)."""
+    if sys.platform == "linux":
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] in ("Z", "X"):
+            return False
+        if started is None:
+            return True
+        try:
+            ticks = int(fields[19])
+        except (ValueError, IndexError):
+            return False
+        return abs(_boot_time() + ticks / os.sysconf("SC_CLK_TCK") - started) <= slack
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(proc.create_time() - started) <= slack
+    except psutil.Error:
+        return False
 
 
 def pids_with_environ(entries: list[str]) -> list[int]:
@@ -109,18 +170,6 @@ def pids_with_environ(entries: list[str]) -> list[int]:
     return found
 
 
-def kill_tree(pid: int) -> None:
-    """SIGKILL a process and every descendant psutil can see."""
-    try:
-        root = psutil.Process(pid)
-        procs = [*root.children(recursive=True), root]
-    except psutil.Error:
-        return
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-
-
 def start_time(pid: int) -> float | None:
     """When `pid` started (seconds since the epoch), as psutil's create_time() computes
     it; on Linux read from /proc directly, which is quicker than importing psutil."""
@@ -145,15 +194,47 @@ def _boot_time() -> float:
     raise ValueError("no btime in /proc/stat")
 
 
-def become_subreaper() -> bool:
-    """Make orphaned descendants (double-forked daemons) re-parent to us, so none escape."""
+def is_subreaper() -> bool:
+    """Whether this process is a Linux child subreaper (PR_GET_CHILD_SUBREAPER)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+        flag = ctypes.c_int(0)
+        if libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) != 0:
+            return False
+        return flag.value != 0
     except (OSError, AttributeError):
         return False
+
+
+def set_subreaper(on: bool) -> bool:
+    """Make orphaned descendants (double-forked daemons) re-parent to us, or stop it;
+    True when the kernel did as asked. Only the CLI's own process does this."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def child_pids(pid: int) -> list[int]:
+    """The pids of `pid`'s children (Linux reads /proc, with no psutil import)."""
+    if sys.platform == "linux":
+        found: list[int] = []
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                text = Path(f"/proc/{pid}/task/{task}/children").read_text()
+                found += [int(word) for word in text.split()]
+            return found
+        except (OSError, ValueError):
+            pass  # no /proc/PID/task/*/children in this kernel: ask psutil
+    try:
+        return [child.pid for child in psutil.Process(pid).children()]
+    except psutil.Error:
+        return []
 
 
 def reap(pid: int) -> None:

@@ -1,17 +1,17 @@
 """`kind = "postgres"`: a throwaway PostgreSQL cluster that lives exactly as long as the run.
 
-Each run gets its own folder in the temp dir (`conductor-pg-*`, with conductor's marker
-file): the cluster in `data/`, copied from the template cache (pgcache) or made by
-initdb when there is no trustworthy entry, and the server's Unix socket. The server
-runs without fsync and listens only on the configured host; the folder is removed at
-teardown. As root the server binaries run as the `postgres` user, because PostgreSQL
-refuses to run as root.
+Each run gets its own folder in the temp dir (`conductor-pg-*`, made and removed
+through owned.py, so only ever with conductor's marker file): the cluster in `data/`,
+copied from the template cache (pgcache) or made by initdb when there is no
+trustworthy entry, and the server's Unix socket. The server runs without fsync and
+listens only on the configured host; the folder is removed at teardown. As root the
+server binaries run as the `postgres` user, because PostgreSQL refuses to run as root.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import os
 import shutil
 import threading
@@ -21,14 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from conductor import compat, pgcache, reaper
+from conductor import compat, owned, pgcache, reaper
 from conductor.errors import ServiceFailed
 from conductor.logs import logger
 from conductor.pgbin import find_bindir as find_bindir  # where the project's tests ask
 
 T = TypeVar("T")
-RUN_PREFIX = "conductor-pg-"
-RUN_MARKER = "conductor-postgres.json"
 
 
 @dataclass(frozen=True)
@@ -47,10 +45,7 @@ class Setup:
 def plan_folder() -> Path:
     """A fresh name for a run's folder in the temp dir. Chosen when the plan is made,
     so that {services.NAME.socket_dir} can be filled; created (exclusively) at start."""
-    import secrets
-    import tempfile  # here, not at the top: every conductor start would pay for it
-
-    return Path(tempfile.gettempdir()) / f"{RUN_PREFIX}{secrets.token_hex(6)}"
+    return owned.plan_folder("pg")
 
 
 def setting_value(value: str | float | bool) -> str:
@@ -81,26 +76,10 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def remove_run_folder(folder: Path, run_id: str) -> bool:
-    """Delete a run's cluster folder, but only one that conductor made for that run: the
-    name prefix, a real folder (not a link), and the marker naming the run. Whatever a
-    record says, nothing else is ever deleted. True when it was removed."""
-    if not folder.name.startswith(RUN_PREFIX) or folder.is_symlink() or not folder.is_dir():
-        return False
-    try:
-        marker = json.loads((folder / RUN_MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if not isinstance(marker, dict) or marker.get("run_id") != run_id:
-        return False
-    shutil.rmtree(folder, ignore_errors=True)
-    return True
-
-
 class Cluster:
     """One throwaway cluster: its run folder, its server command, its database."""
 
-    def __init__(self, service: str, setup: Setup, host: str, port: int, run_id: str) -> None:
+    def __init__(self, service: str, setup: Setup, host: str, port: int, mark: owned.Mark) -> None:
         self.service = service
         self.setup = setup
         self.bindir = setup.bindir
@@ -109,7 +88,7 @@ class Cluster:
         self.database = setup.database
         self.host = host
         self.port = port
-        self.run_id = run_id
+        self.mark = mark
         self.folder: Path | None = None
         self.from_cache = False
         self.entry: Path | None = None  # its cache entry
@@ -124,16 +103,14 @@ class Cluster:
 
     def make_folder(self) -> Path:
         """The run's folder (the socket's too), owned by the user the server runs as,
-        with the marker that lets teardown prove conductor made it."""
+        with the marker (owned.make_folder) that lets teardown prove conductor made it."""
         try:
-            os.mkdir(self.setup.folder, 0o700)  # never an existing folder: not ours
+            owned.make_folder(self.mark, self.setup.folder)
         except OSError as exc:
             raise ServiceFailed(
                 self.service, f"could not create its folder {self.setup.folder}: {exc.strerror}"
             ) from None
         self.folder = self.setup.folder
-        marker = {"run_id": self.run_id, "service": self.service, "pid": os.getpid()}
-        (self.folder / RUN_MARKER).write_text(json.dumps(marker), encoding="utf-8")
         owner = _owner()
         if owner is not None:
             os.chown(self.folder, *owner)
@@ -449,5 +426,6 @@ class Cluster:
         with self._busy:  # the copy stops at its next file
             pass
         if self.folder is not None:
-            remove_run_folder(self.folder, self.run_id)
+            with contextlib.suppress(owned.NotOurs):  # made by this run: cannot happen
+                owned.remove_folder(str(self.folder), self.mark)
             self.folder = None

@@ -2,31 +2,19 @@
 
 A service's stdout and stderr are the log file itself (no pipe), so it can never block
 on output and no end-of-file is ever awaited. Every service carries an environment
-marker, so descendants that escape its group (setsid daemons) are still found.
+mark, so descendants that escape its group (setsid daemons) are still found; stopping
+goes through kill.py, like every other stop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from conductor import compat, reaper
-
-if TYPE_CHECKING:
-    import psutil
-else:
-    from conductor._lazy import psutil
-
-MARKER_RUN = "CONDUCTOR_RUN_ID"
-MARKER_SERVICE = "CONDUCTOR_SERVICE"
-POLL = 0.005
+from conductor import compat, kill, owned, reaper
 
 
 @dataclass(frozen=True)
@@ -87,53 +75,11 @@ def describe_exit(returncode: int | None) -> str:
     return f"exited with status {returncode}"
 
 
-def marked_processes(run_id: str, service: str | None = None) -> list[psutil.Process]:
-    """Live processes whose environment carries this run's marker (and service, if given)."""
-    entries = [f"{MARKER_RUN}={run_id}"]
-    if service is not None:
-        entries.append(f"{MARKER_SERVICE}={service}")
-    me = os.getpid()
-    found = []
-    for pid in compat.pids_with_environ(entries):
-        if pid == me:
-            continue
-        try:
-            proc = psutil.Process(pid)
-            # Read again through the handle we will signal: the pid may have been
-            # recycled since the scan.
-            if proc.environ().get(MARKER_RUN) != run_id:
-                continue
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-        except psutil.Error:
-            continue
-        found.append(proc)
-    return found
-
-
-def _alive(procs: Iterable[psutil.Process]) -> list[psutil.Process]:
-    alive = []
-    for proc in procs:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(proc)
-        except psutil.Error:
-            continue
-    return alive
-
-
-def _signal_all(procs: Iterable[psutil.Process], sig: int) -> None:
-    for proc in procs:
-        try:
-            proc.send_signal(sig)
-        except psutil.Error:
-            continue
-
-
 async def stop_service(
     proc: asyncio.subprocess.Process,
     *,
-    run_id: str,
+    started: float | None,
+    mark: owned.Mark,
     service: str,
     stop_signal: signal.Signals,
     timeout: float,
@@ -142,82 +88,15 @@ async def stop_service(
 
     Returns only when the leader has been waited for and nothing of the service is left.
     """
-    started = time.monotonic()
-    pgid = proc.pid
     already = proc.returncode is not None
-    strays = marked_processes(run_id, service)
-    if already and not strays and not compat.group_alive(pgid):
-        return StopResult(
-            f"had {describe_exit(proc.returncode)}", 0.0, exit_status(proc.returncode)
-        )
-    compat.signal_group(pgid, stop_signal)
-    _signal_all(strays, stop_signal)
-    if await _wait_gone(proc, pgid, strays, timeout):
-        how = describe_exit(proc.returncode) if already else f"stopped by {stop_signal.name}"
-        return StopResult(how, time.monotonic() - started, exit_status(proc.returncode))
-    compat.signal_group(pgid, signal.SIGKILL)
-    _signal_all(_alive(strays) + marked_processes(run_id, service), signal.SIGKILL)
-    await _wait_gone(proc, pgid, strays, 5.0)
-    return StopResult(
-        f"ignored {stop_signal.name} for {timeout:g}s, killed",
-        time.monotonic() - started,
-        exit_status(proc.returncode),
-        forced=True,
-    )
-
-
-async def _wait_gone(
-    proc: asyncio.subprocess.Process, pgid: int, strays: list[psutil.Process], timeout: float
-) -> bool:
-    deadline = time.monotonic() + timeout
-    try:
-        async with asyncio.timeout(timeout):
-            await proc.wait()
-    except TimeoutError:
-        return False
-    while compat.group_alive(pgid) or _alive(strays):
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(POLL)
-    return True
-
-
-def kill_now(pgids: Iterable[int], run_id: str) -> None:
-    """The second Ctrl-C: SIGKILL every group and every marked process, no waiting."""
-    for pgid in pgids:
-        compat.signal_group(pgid, signal.SIGKILL)
-    _signal_all(marked_processes(run_id), signal.SIGKILL)
-
-
-async def sweep(
-    run_id: str, adopted_from: int | None = None, exclude: set[int] | None = None
-) -> list[str]:
-    """Kill whatever is left of a run: marked processes and, when we are a subreaper,
-    our adopted descendants. Returns a description of each one found."""
-    exclude = exclude or set()
-    found: dict[int, psutil.Process] = {p.pid: p for p in marked_processes(run_id)}
-    descendants: list[psutil.Process] = []
-    if adopted_from is not None:
-        with contextlib.suppress(psutil.Error):
-            descendants = psutil.Process(adopted_from).children(recursive=True)
-        for child in descendants:
-            if child.pid not in exclude:
-                found.setdefault(child.pid, child)
-    victims = _alive(found.values())
-    names = []
-    for proc in victims:
-        try:
-            names.append(f"pid {proc.pid} ({' '.join(proc.cmdline())[:80] or proc.name()})")
-        except psutil.Error:
-            names.append(f"pid {proc.pid}")
-    _signal_all(victims, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    while _alive(victims) and time.monotonic() < deadline:
-        await asyncio.sleep(POLL)
-    # Orphans re-parent to us as subreaper and linger as zombies until collected. Any
-    # of them was a descendant above (an orphan of a killed victim included); waitpid
-    # on a pid that is not our child is a harmless ChildProcessError.
-    for child in descendants:
-        if child.pid not in exclude:
-            compat.reap(child.pid)
-    return names
+    leader = kill.Leader(proc.pid, started, group=True, child=proc)
+    stopped = await kill.stop(kill.Targets(mark, service, [leader]), stop_signal, timeout)
+    if stopped.forced:
+        how = f"ignored {stop_signal.name} for {timeout:g}s, killed"
+    elif already:
+        how = describe_exit(proc.returncode)
+        if not stopped.signalled:
+            how = f"had {how}"
+    else:
+        how = f"stopped by {stop_signal.name}"
+    return StopResult(how, stopped.seconds, exit_status(proc.returncode), forced=stopped.forced)

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 import pytest
 
-from conductor import attach, process
+from conductor import attach, owned
 from conductor.addresses import LOGS_DIR_ENV, Address, exported_env, from_environ
 from conductor.attach import AttachMode, LiveStack
 from conductor.config import Config, find_config, load_config
@@ -55,8 +55,8 @@ class Request:
 
 def surrounding_run(environ: Mapping[str, str]) -> str | None:
     """The run id of the `conductor run` whose COMMAND this process is, if it is one."""
-    if environ.get(process.MARKER_SERVICE) == "(command)":
-        return environ.get(process.MARKER_RUN) or None
+    if environ.get(owned.MARKER_SERVICE) == owned.COMMAND:
+        return environ.get(owned.MARKER_RUN) or None
     return None
 
 

@@ -23,6 +23,7 @@ from conductor.report import Reporter, redact, write_summary
 from conductor.signals import CaptureSignals
 from conductor.stack import Stack, shielded
 from conductor.state import RunDir
+from conductor.subreaper import Subreaper
 
 COMMAND_GRACE = 10.0  # how long COMMAND may take to finish after a forwarded signal
 TIMEOUT_GRACE = STOP_GRACE  # SIGTERM to SIGKILL for COMMAND when --timeout expires
@@ -68,7 +69,9 @@ class _Outcome:
         return None
 
 
-def _stack(config: Config, options: Options, reporter: Reporter) -> Stack:
+def _stack(
+    config: Config, options: Options, reporter: Reporter, subreaper: Subreaper | None
+) -> Stack:
     return Stack(
         config,
         options.services or None,
@@ -76,14 +79,14 @@ def _stack(config: Config, options: Options, reporter: Reporter) -> Stack:
         auto_ports=options.auto_ports,
         show_logs=options.show_logs,
         reporter=reporter,
-        subreaper=True,
+        subreaper=subreaper,
         command_env=options.env,
         subfolder_if_busy=options.subfolder_if_busy,
     )
 
 
 def _stack_or_attached(
-    config: Config, options: Options, reporter: Reporter
+    config: Config, options: Options, reporter: Reporter, subreaper: Subreaper | None
 ) -> Stack | AttachedStack:
     """--attach: the live `up` to reuse when there is one (require: or NotAttachable)."""
     logs_dir = options.logs_dir or config.logs_dir
@@ -93,15 +96,21 @@ def _stack_or_attached(
         return AttachedStack(config, live, command_env=options.env)
     if why is not None:
         reporter.info(f"not attaching: {why}; starting a stack of its own")
-    return _stack(config, options, reporter)
+    return _stack(config, options, reporter, subreaper)
 
 
 async def run(
-    config: Config, command: list[str], options: Options, reporter: Reporter | None = None
+    config: Config,
+    command: list[str],
+    options: Options,
+    reporter: Reporter | None = None,
+    *,
+    subreaper: Subreaper | None = None,
 ) -> int:
-    """Start the services, run COMMAND inside them, tear down; the exit status."""
+    """Start the services, run COMMAND inside them, tear down; the exit status.
+    `subreaper`: the CLI's own (library callers never pass one)."""
     reporter = reporter or Reporter()
-    stack: Stack | AttachedStack = _stack_or_attached(config, options, reporter)
+    stack: Stack | AttachedStack = _stack_or_attached(config, options, reporter, subreaper)
     outcome = _Outcome()
     cmd: Command | None = None
     woken = asyncio.Event()
@@ -113,7 +122,7 @@ async def run(
     async def body() -> int:
         nonlocal cmd, command_began, command_ended
         await stack.start()
-        cmd = Command(command, stack.command_env(), cwd=config.command_cwd)
+        cmd = Command(command, stack.command_env(), stack.mark, cwd=config.command_cwd)
         command_began = time.monotonic()
         reporter.info("all services ready; running " + " ".join(command))
         await cmd.start()
@@ -310,13 +319,19 @@ async def _supervise(
     await asyncio.gather(body_task, return_exceptions=True)
 
 
-async def up(config: Config, options: Options, reporter: Reporter | None = None) -> int:
+async def up(
+    config: Config,
+    options: Options,
+    reporter: Reporter | None = None,
+    *,
+    subreaper: Subreaper | None = None,
+) -> int:
     """Start the services and keep them until Ctrl-C or until one of them dies.
 
     Stopped by a signal, `up` exits 130 (SIGINT) or 143 (SIGTERM), as `run` does: the
     caller can tell "stopped on request" from "a service died" (125)."""
     reporter = reporter or Reporter()
-    stack = _stack(config, options, reporter)
+    stack = _stack(config, options, reporter, subreaper)
     outcome = _Outcome()
     stop = asyncio.Event()
 
@@ -360,21 +375,46 @@ async def up(config: Config, options: Options, reporter: Reporter | None = None)
     return status
 
 
-async def clean(logs_dir: Path) -> list[str]:
+@dataclass
+class Cleaned:
+    """What `clean` did: processes stopped, folders removed, folders of live runs left
+    alone (`busy`), and at most one warning about what a record named but conductor
+    could not prove it started."""
+
+    stopped: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)
+    warning: str | None = None
+
+
+async def clean(logs_dir: Path) -> Cleaned:
     """Stop what a killed run left behind in `logs_dir` and in its run-PID subfolders
-    (--if-busy subfolder); a folder whose run is still alive is left alone."""
-    stopped: list[str] = []
+    (--if-busy subfolder). A folder a live run holds is left alone and named in `busy`;
+    nothing is created, not even `logs_dir`."""
+    done = Cleaned()
+    if not logs_dir.is_dir():
+        return done
+    ignored: list[str] = []
     folders = [logs_dir, *sorted(p for p in logs_dir.glob("run-*") if p.is_dir())]
     for folder in folders:
         rundir = RunDir(folder)
         try:
-            rundir.lock()
-        except errors.LogsDirBusy:
-            if folder == logs_dir:
-                raise
+            if not rundir.lock(create=False):
+                continue
+        except errors.LogsDirBusy as exc:
+            done.busy.append(str(exc).split(";")[0])
+            continue
+        except OSError as exc:
+            ignored.append(f"{folder}: cannot be examined ({exc.strerror or exc})")
             continue
         try:
-            stopped += await rundir.stop_leftovers()
+            left = await rundir.stop_leftovers()
         finally:
             rundir.release()
-    return stopped
+        done.stopped += left.stopped
+        done.removed += left.removed
+        if left.warning():
+            ignored.append(str(left.warning()))
+    if ignored:
+        done.warning = ignored[0] if len(ignored) == 1 else " | ".join(ignored)
+    return done

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import time
 import typing
 from collections.abc import Awaitable, Mapping
@@ -19,13 +20,25 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from conductor import compat, listeners, logs, postgres, probes, process, reaper, watchdog
-from conductor.addresses import LOGS_DIR_ENV, Address, service_env
+from conductor import (
+    compat,
+    kill,
+    listeners,
+    logs,
+    owned,
+    postgres,
+    probes,
+    process,
+    reaper,
+    watchdog,
+)
+from conductor.addresses import Address, service_env
 from conductor.config import Config, ReadySpec
 from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
 from conductor.plan import Plan, PlannedService, make_plan
 from conductor.report import Reporter, ServiceReport
 from conductor.state import RunDir
+from conductor.subreaper import Subreaper
 
 T = TypeVar("T")
 
@@ -59,6 +72,7 @@ class _Runtime:
     report: ServiceReport
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     proc: asyncio.subprocess.Process | None = None
+    started: float | None = None  # the service's start time, as compat.start_time gives it
     log_fd: int | None = None
     cluster: postgres.Cluster | None = None
 
@@ -84,7 +98,7 @@ class Stack:
         auto_ports: bool = False,
         show_logs: bool = False,
         reporter: Reporter | None = None,
-        subreaper: bool = False,
+        subreaper: Subreaper | None = None,
         command_env: dict[str, str] | None = None,
         subfolder_if_busy: bool = False,
     ) -> None:
@@ -97,7 +111,12 @@ class Stack:
         self.auto_ports = auto_ports
         self.show_logs = show_logs
         self.reporter = reporter or Reporter()
-        self.subreaper = subreaper and compat.become_subreaper()
+        if subreaper is not None and not isinstance(subreaper, Subreaper):
+            raise TypeError(
+                "subreaper takes the conductor CLI's own Subreaper; a library caller never "
+                "becomes a subreaper (README: What conductor will and won't touch)"
+            )
+        self.subreaper = subreaper
         self.run_id = os.urandom(16).hex()
         self.plan: Plan | None = None
         self.runtimes: dict[str, _Runtime] = {}
@@ -148,6 +167,11 @@ class Stack:
         """The logs folder's lock and run record (`conductor up` publishes itself there)."""
         return self._rundir
 
+    @property
+    def mark(self) -> owned.Mark:
+        """What every process of this run carries (the logs folder is final once locked)."""
+        return owned.Mark(self.run_id, str(self.logs_dir))
+
     def command_env(self) -> dict[str, str]:
         """COMMAND's environment: ours, each service's address, and --env values (one
         naming a service that is not up is left out)."""
@@ -157,9 +181,7 @@ class Stack:
             **os.environ,
             **self.env,
             **(self.plan.command_env(self.command_templates, up) if self.plan else {}),
-            LOGS_DIR_ENV: str(self.logs_dir),
-            process.MARKER_RUN: self.run_id,
-            process.MARKER_SERVICE: "(command)",
+            **self.mark.env(owned.COMMAND),
         }
 
     def _preload(self) -> None:
@@ -231,7 +253,7 @@ class Stack:
         """Run COMMAND in the stack's environment with our stdio; its exit status."""
         from conductor.command import Command
 
-        cmd = Command(command, self.command_env(), cwd=self.config.command_cwd)
+        cmd = Command(command, self.command_env(), self.mark, cwd=self.config.command_cwd)
         await cmd.start()
         try:
             return await cmd.wait()
@@ -266,19 +288,23 @@ class Stack:
         except OSError as exc:
             self._release()
             raise self._unusable_logs_dir(exc) from None
-        if self.subreaper:
+        if self.subreaper is not None and self.subreaper.active:
             # As subreaper we adopt every orphan below us: wait for each as it dies,
             # not only at teardown (defect: zombies piled up while COMMAND ran).
             self._reaper = reaper.Reaper()
             if not self._reaper.install(asyncio.get_running_loop()):
                 self._reaper = None
         try:
-            self.leftovers = await self._rundir.stop_leftovers()
+            earlier = await self._rundir.stop_leftovers()
+            self.leftovers = earlier.stopped
             if self.leftovers:
                 self.reporter.warning(
                     f"stopped {len(self.leftovers)} process(es) left by an earlier run in "
                     f"{self.logs_dir}: " + "; ".join(self.leftovers)
                 )
+            ignored = earlier.warning()
+            if ignored:
+                self.reporter.warning(ignored)
             self.plan = make_plan(
                 self.config, self.names, auto_ports=self.auto_ports, logs_dir=self.logs_dir
             )
@@ -289,7 +315,7 @@ class Stack:
             self.skipped[name] = ServiceReport(name=name, status="skipped", detail=reason)
             self.reporter.info(f"{name}: skipped ({reason})")
         try:
-            self._rundir.begin(self.run_id)
+            self._rundir.begin(self.mark)
         except OSError as exc:
             self._release()
             raise self._unusable_logs_dir(exc) from None
@@ -365,14 +391,13 @@ class Stack:
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             **p.env,
-            process.MARKER_RUN: self.run_id,
-            process.MARKER_SERVICE: p.name,
+            **self.mark.env(p.name),
         }
         command, cwd, run_as = list(p.command), p.cwd, None
         self.reporter.event(p.name, "starting")
         if p.pg is not None:
             assert p.port is not None
-            rt.cluster = postgres.Cluster(p.name, p.pg, p.host, p.port, self.run_id)
+            rt.cluster = postgres.Cluster(p.name, p.pg, p.host, p.port, self.mark)
             self._rundir.add_folder(p.pg.folder)  # recorded first: a kill can come any time
             rt.cluster.make_folder()
             try:
@@ -388,7 +413,10 @@ class Stack:
         except OSError as exc:
             raise ServiceFailed(p.name, f"could not be started: {exc}") from None
         report.pid = rt.proc.pid
-        self._rundir.add_process(p.name, rt.proc.pid, p.spec.stop_signal, p.spec.stop_timeout)
+        rt.started = compat.start_time(rt.proc.pid)
+        self._rundir.add_process(
+            p.name, rt.proc.pid, rt.started, p.spec.stop_signal, p.spec.stop_timeout
+        )
         self._preload()
         fatal = self._fatal_lines(rt)
         try:
@@ -537,7 +565,7 @@ class Stack:
                 probes.probe_host(p.host),
                 p.port,
                 leader,
-                lambda: [proc.pid for proc in process.marked_processes(self.run_id, p.name)],
+                lambda: [proc.pid for proc in owned.marked(self.mark, p.name)],
             )
             if found.state == "foreign":
                 who = ", ".join(found.holders) or (
@@ -626,8 +654,14 @@ class Stack:
     # stop -----------------------------------------------------------------------
     def kill_now(self) -> None:
         """Second Ctrl-C: SIGKILL every service group and marked process at once."""
-        pgids = [rt.proc.pid for rt in self.runtimes.values() if rt.proc is not None]
-        process.kill_now(pgids, self.run_id)
+        kill.kill_now(kill.Targets(self.mark, leaders=self._leaders()))
+
+    def _leaders(self) -> list[kill.Leader]:
+        return [
+            kill.Leader(rt.proc.pid, rt.started, group=True, child=rt.proc)
+            for rt in self.runtimes.values()
+            if rt.proc is not None
+        ]
 
     async def stop(self) -> None:
         """Stop every service, dependents first; idempotent; never leaves a process."""
@@ -647,13 +681,14 @@ class Stack:
             for name in reversed(list(self.runtimes)):
                 tasks[name] = asyncio.create_task(stop_one(name))
             await asyncio.gather(*tasks.values())
+            # What escaped its service's group: marked strays of any service or COMMAND,
+            # and (the CLI only) adopted orphans. Services are asyncio's to reap.
             exclude = {rt.proc.pid for rt in self.runtimes.values() if rt.proc is not None}
             exclude |= reaper.own_pids()  # the watchdog included: it is no stray
             if self._watchdog is not None:
                 exclude.add(self._watchdog.pid)
-            found = await process.sweep(
-                self.run_id, adopted_from=os.getpid() if self.subreaper else None, exclude=exclude
-            )
+            sweep = kill.Targets(self.mark, subreaper=self.subreaper, exclude=exclude)
+            found = (await kill.stop(sweep, signal.SIGKILL, kill.KILL_WAIT, describe=True)).found
             if found:
                 self.reporter.warning(
                     f"killed {len(found)} leftover process(es) that escaped their service's "
@@ -687,7 +722,8 @@ class Stack:
             report.stop_began = time.monotonic()
             result = await process.stop_service(
                 rt.proc,
-                run_id=self.run_id,
+                started=rt.started,
+                mark=self.mark,
                 service=p.name,
                 stop_signal=p.spec.stop_signal,
                 timeout=p.spec.stop_timeout,

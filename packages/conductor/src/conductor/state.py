@@ -1,100 +1,148 @@
 """What a run owns in its logs folder: a lock, so two runs never share one folder, and a
-record of every process it started, so a run killed with SIGKILL can be cleaned up.
+record of every process and folder it started, so a run killed with SIGKILL can be
+cleaned up.
 
 The OS releases the lock when its holder dies, so "record present, lock free" means the
-previous conductor died without tearing down; the record's start times make sure a
-recycled pid is never hit.
+previous conductor died without tearing down. The record is only a hint: each entry is
+acted on once owned.py proves it (start time and mark for a process, marker file for a
+folder); whatever cannot be proven is left alone, and said so in one warning line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import os
+import re
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
-from conductor import compat, postgres, process
+from conductor import compat, kill, owned
 from conductor.command import STOP_GRACE
 from conductor.errors import LogsDirBusy
-
-if TYPE_CHECKING:
-    import psutil
-else:
-    from conductor._lazy import psutil
 
 LOCK_NAME = ".conductor.lock"
 RECORD_NAME = ".conductor-run.json"
 _LEFTOVER_GRACE = 3.0
-_POLL = 0.005
-_KILL_WAIT = 5.0  # after SIGKILL, how long to wait for the kernel to finish the job
-
-
-def _started(pid: int) -> float | None:
-    return compat.start_time(pid)
-
-
-def _describe(proc: psutil.Process) -> str:
-    try:
-        return f"pid {proc.pid} ({' '.join(proc.cmdline())[:80] or proc.name()})"
-    except psutil.Error:
-        return f"pid {proc.pid}"
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+_SHOWN_REASONS = 3
 
 
 @dataclass(frozen=True)
-class _Rule:
+class Rule:
     """How teardown stops a service: its stop signal, then SIGKILL after its grace."""
 
     signal: signal.Signals
     grace: float
 
 
-def _rule(entry: dict[str, Any]) -> _Rule:
+@dataclass(frozen=True)
+class Entry:
+    service: str
+    pid: int
+    started: float
+    rule: Rule
+
+
+def _rule(entry: dict[str, Any]) -> Rule:
     """A recorded service's stop signal and stop_timeout; clean's defaults for a record
     that lacks them (an older conductor's) or holds something else there."""
     name, grace = str(entry.get("stop_signal")), entry.get("stop_timeout")
     sig = signal.Signals[name] if name in signal.Signals.__members__ else signal.SIGTERM
-    if not isinstance(grace, int | float) or not 0 < grace < math.inf:
+    if not _number(grace) or not 0 < grace < math.inf:  # type: ignore[operator]
         grace = _LEFTOVER_GRACE
-    return _Rule(sig, float(grace))
+    return Rule(sig, float(grace))  # type: ignore[arg-type]
 
 
-async def _stop(victims: dict[int, tuple[psutil.Process, _Rule]], leaders: set[int]) -> None:
-    """Each victim (and the group of each recorded leader) gets its stop signal, then
-    SIGKILL once its own grace is over; returns when all are gone (or 5 s after the
-    last SIGKILL). Leaders are signalled as groups only while they are alive: their
-    psutil handles check the start time, so a recycled pid is never hit."""
-    began = time.monotonic()
-    for pid, (proc, rule) in victims.items():
-        with contextlib.suppress(psutil.Error):
-            if pid in leaders and proc.is_running():
-                compat.signal_group(pid, rule.signal)
-            proc.send_signal(rule.signal)
-    pending = dict(victims)
-    killed: set[int] = set()
-    last_kill: float | None = None
-    while pending:
-        now = time.monotonic()
-        for pid, (proc, rule) in list(pending.items()):
-            try:
-                if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
-                    del pending[pid]
-                elif pid not in killed and now >= began + rule.grace:
-                    if pid in leaders:
-                        compat.signal_group(pid, signal.SIGKILL)
-                    proc.kill()
-                    killed.add(pid)
-                    last_kill = now
-            except psutil.Error:
-                del pending[pid]
-        if last_kill is not None and now - last_kill > _KILL_WAIT:
-            return
-        await asyncio.sleep(_POLL)
+@dataclass(frozen=True)
+class Record:
+    """A run record as read back: only entries of the right shape; `problems` says
+    what was wrong with the rest."""
+
+    run_id: str
+    processes: list[Entry]
+    folders: list[object]
+    problems: list[str]
+
+
+class BadRecord(ValueError):
+    """The file is no run record at all; `str()` says why."""
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def parse_record(data: object) -> Record:
+    """Read a record of any shape; raises BadRecord when nothing in it can be used."""
+    if not isinstance(data, dict):
+        raise BadRecord(f"it holds a JSON {type(data).__name__}, not an object")
+    run_id = data.get("run_id")
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+        raise BadRecord("it has no valid run_id")
+    problems: list[str] = []
+    processes = data.get("processes", [])
+    folders = data.get("folders", [])
+    if not isinstance(processes, list):
+        problems.append("'processes' is not a list")
+        processes = []
+    if not isinstance(folders, list):
+        problems.append("'folders' is not a list")
+        folders = []
+    entries = []
+    for item in processes:
+        pid = item.get("pid") if isinstance(item, dict) else None
+        started = item.get("created") if isinstance(item, dict) else None
+        pgid = item.get("pgid", pid) if isinstance(item, dict) else None
+        if (
+            not isinstance(item, dict)
+            or not isinstance(pid, int)
+            or isinstance(pid, bool)
+            or not 0 < pid < 1 << 31
+            or not _number(started)
+            or not math.isfinite(float(started))  # type: ignore[arg-type]
+        ):
+            problems.append(f"process entry {_short(item)} is malformed")
+            continue
+        if pgid != pid:
+            # conductor records only groups its services lead (pgid == pid)
+            problems.append(f"pid {pid}: its recorded group {_short(pgid)} is not its own")
+            continue
+        service = str(item.get("service", "?"))
+        entries.append(Entry(service, pid, float(started), _rule(item)))  # type: ignore[arg-type]
+    return Record(run_id, entries, list(folders), problems)
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass
+class Leftovers:
+    """What stopping a dead run's leftovers did, and what it left alone."""
+
+    stopped: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    record: Path | None = None
+
+    def warning(self) -> str | None:
+        """The one line about ignored entries, or None."""
+        if not self.ignored:
+            return None
+        shown = "; ".join(self.ignored[:_SHOWN_REASONS])
+        more = len(self.ignored) - _SHOWN_REASONS
+        if more > 0:
+            shown += f"; and {more} more"
+        return (
+            f"{self.record}: left alone what conductor cannot prove it started ({shown}); "
+            "if that is yours, stop it yourself"
+        )
 
 
 class RunDir:
@@ -109,9 +157,13 @@ class RunDir:
     def record_path(self) -> Path:
         return self.logs_dir / RECORD_NAME
 
-    def lock(self) -> None:
-        """Own the folder, or raise LogsDirBusy naming the run that does."""
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
+    def lock(self, *, create: bool = True) -> bool:
+        """Own the folder, or raise LogsDirBusy naming the run that does. With
+        create=False (clean) nothing is created: False when there is nothing to own."""
+        if create:
+            self.logs_dir.mkdir(parents=True, exist_ok=True)
+        elif not (self.logs_dir / LOCK_NAME).is_file() and not self.record_path.is_file():
+            return False
         handle = (self.logs_dir / LOCK_NAME).open("a+", encoding="utf-8")
         if not compat.try_lock(handle):
             handle.seek(0)
@@ -126,6 +178,7 @@ class RunDir:
         handle.write(str(os.getpid()))
         handle.flush()
         self._lock = handle
+        return True
 
     def read_record(self) -> dict[str, Any] | None:
         """The run record as written, or None when there is none or it is not JSON. Only
@@ -136,54 +189,66 @@ class RunDir:
             return None
         return record if isinstance(record, dict) else None
 
-    async def stop_leftovers(self, run_id: str | None = None) -> list[str]:
-        """Stop what a dead earlier run left behind; describes each process stopped.
-        With `run_id` (the watchdog, which knows its run), a record of another run is
-        left alone."""
-        record = self.read_record()
-        if record is None:  # none, or unreadable: nothing in it can be trusted
+    async def stop_leftovers(self, run_id: str | None = None) -> Leftovers:
+        """Stop what a dead earlier run left behind, as its teardown would have (each
+        service with its own stop signal, SIGKILL after its stop_timeout, all at once),
+        and remove the folders it made; anything the record names that is not provably
+        that run's is left alone. With `run_id` (the watchdog, which knows its run), a
+        record of another run is left alone altogether."""
+        out = Leftovers(record=self.record_path)
+        try:
+            data = json.loads(self.record_path.read_text(encoding="utf-8"))
+            record = parse_record(data)
+        except FileNotFoundError:
+            return out
+        except (OSError, ValueError) as exc:
+            reason = str(exc) if isinstance(exc, BadRecord) else "it is not readable JSON"
+            out.ignored.append(f"not a conductor run record: {reason}")
             self.record_path.unlink(missing_ok=True)
-            return []
-        if run_id is not None and record.get("run_id") != run_id:
-            return []
-        rules = {
-            str(entry.get("service")): _rule(entry)
-            for entry in record.get("processes", [])
-            if isinstance(entry, dict)
-        }
+            return out
+        if run_id is not None and record.run_id != run_id:
+            return out
+        out.ignored += record.problems
+        mark = owned.Mark(record.run_id, str(self.logs_dir))
+        stops: dict[str, tuple[kill.Targets, Rule]] = {}
+        for entry in record.processes:
+            try:
+                proc = owned.process(entry.pid, entry.started, mark)
+            except owned.NotOurs as exc:
+                out.ignored.append(str(exc))
+                continue
+            targets, _ = stops.setdefault(
+                entry.service, (kill.Targets(mark, entry.service), entry.rule)
+            )
+            if proc is not None:
+                group = compat.leads_group(entry.pid)
+                targets.leaders.append(kill.Leader(entry.pid, entry.started, group=group))
         # COMMAND (and whatever else is marked but not recorded): SIGTERM, then SIGKILL
         # after its teardown grace, never later than the slowest service.
-        fallback = _Rule(
-            signal.SIGTERM,
-            min(STOP_GRACE, max((r.grace for r in rules.values()), default=STOP_GRACE)),
+        graces = [rule.grace for _, rule in stops.values()]
+        fallback = Rule(signal.SIGTERM, min(STOP_GRACE, max(graces, default=STOP_GRACE)))
+        stops.setdefault(owned.COMMAND, (kill.Targets(mark, owned.COMMAND), fallback))
+        done = await asyncio.gather(
+            *(
+                kill.stop(targets, rule.signal, rule.grace, describe=True)
+                for targets, rule in stops.values()
+            )
         )
-        victims: dict[int, tuple[psutil.Process, _Rule]] = {}
-        leaders: set[int] = set()
-        for entry in record.get("processes", []):
-            pid, created = int(entry["pid"]), float(entry["created"])
-            started = _started(pid)
-            if started is not None and abs(started - created) < 0.05:
-                with contextlib.suppress(psutil.Error):
-                    victims[pid] = (psutil.Process(pid), _rule(entry))
-                    leaders.add(pid)
-        run_id = str(record.get("run_id", ""))
-        if run_id:
-            for proc in process.marked_processes(run_id):
-                with contextlib.suppress(psutil.Error):
-                    service = proc.environ().get(process.MARKER_SERVICE, "")
-                    victims.setdefault(proc.pid, (proc, rules.get(service, fallback)))
-        described = [_describe(proc) for proc, _ in victims.values()]
-        await _stop(victims, leaders)
-        for folder in record.get("folders", []):
-            # Only a folder that carries this run's marker: the record is just a file.
-            postgres.remove_run_folder(Path(folder), run_id)
+        rest = await kill.stop(kill.Targets(mark), fallback.signal, fallback.grace, describe=True)
+        out.stopped = [name for stopped in (*done, rest) for name in stopped.found]
+        for folder in record.folders:
+            try:
+                if owned.remove_folder(folder, mark):
+                    out.removed.append(str(folder))
+            except owned.NotOurs as exc:
+                out.ignored.append(str(exc))
         self.record_path.unlink(missing_ok=True)
-        return described
+        return out
 
-    def begin(self, run_id: str) -> None:
+    def begin(self, mark: owned.Mark) -> None:
         self._record = {
             "conductor_pid": os.getpid(),
-            "run_id": run_id,
+            "run_id": mark.run_id,
             "started": time.time(),
             "processes": [],
             "folders": [],
@@ -191,19 +256,23 @@ class RunDir:
         self._save()
 
     def add_process(
-        self, service: str, pid: int, stop_signal: signal.Signals, stop_timeout: float
+        self,
+        service: str,
+        pid: int,
+        started: float | None,
+        stop_signal: signal.Signals,
+        stop_timeout: float,
     ) -> None:
         """Record a service's leader, and how teardown stops it (for the watchdog and
         `clean`, which stop it the same way)."""
-        created = _started(pid)
-        if created is None:
+        if started is None:
             return
         self._record["processes"].append(
             {
                 "service": service,
                 "pid": pid,
                 "pgid": pid,
-                "created": created,
+                "created": started,
                 "stop_signal": stop_signal.name,
                 "stop_timeout": stop_timeout,
             }

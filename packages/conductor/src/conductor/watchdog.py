@@ -158,10 +158,13 @@ def main(argv: list[str]) -> int:
         )
         began = time.monotonic()
         try:
-            stopped = asyncio.run(RunDir(logs_dir).stop_leftovers(run_id))
+            left = asyncio.run(RunDir(logs_dir).stop_leftovers(run_id))
         except Exception as exc:  # the last resort ends in one line, never a traceback
             log.error("watchdog: could not finish the cleanup (%s); run `conductor clean`", exc)
             return 1
+        stopped = left.stopped
+        if left.warning():
+            log.warning("watchdog: %s", left.warning())
         log.warning(
             "watchdog: stopped %d process(es) in %.2fs%s",
             len(stopped),

@@ -1,0 +1,188 @@
+"""The one way conductor stops processes.
+
+A service's teardown, COMMAND's stop, the second Ctrl-C, the final sweep and `clean`
+each build a `Targets` (what to stop, every part of it proven the run's by owned.py)
+and hand it to `stop()` or `kill_now()`. What differs on Windows stays in compat.py.
+
+`stop()`: the stop signal to every group and marked stray, SIGKILL to whatever is left
+after the grace period (the caller warns), and a wait until all of it is gone and
+reaped; callers run it shielded from cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from conductor import compat, owned
+from conductor.subreaper import Subreaper
+
+if TYPE_CHECKING:
+    import psutil
+else:
+    from conductor._lazy import psutil
+
+POLL = 0.005
+KILL_WAIT = 5.0  # after SIGKILL, how long to wait for the kernel to finish the job
+
+
+@dataclass
+class Leader:
+    """A process conductor started: its own child (`child`), or one proved from a
+    record (`started` and the mark). `group`: it leads the group it is signalled with."""
+
+    pid: int
+    started: float | None
+    group: bool
+    child: asyncio.subprocess.Process | None = None
+
+    def alive(self) -> bool:
+        """The pid still names this process and it has not exited."""
+        if self.child is not None and self.child.returncode is not None:
+            return False
+        return compat.process_alive(self.pid, self.started, owned.START_SLACK)
+
+    def send(self, sig: int) -> None:
+        if not self.group:
+            if self.alive():
+                compat.signal_process(self.pid, sig)
+        elif self.alive():
+            compat.signal_group(self.pid, sig)
+        else:
+            # The leader is gone: the group's number might in time name a stranger's
+            # group, so signal its members one by one, each checked by start time.
+            _signal_all(compat.group_members(self.pid), sig)
+
+    def remaining(self) -> bool:
+        """Anything of this leader (itself, or its group) is still alive."""
+        return self.alive() or (self.group and compat.group_alive(self.pid))
+
+
+@dataclass
+class Targets:
+    """What one stop acts on: leaders (and their groups), plus what carries the mark
+    (of one service, or of the whole run when `service` is None), plus, for the CLI's
+    final sweep, adopted orphans. `exclude`: pids that are none of this stop's business
+    (conductor's own children that asyncio reaps)."""
+
+    mark: owned.Mark
+    service: str | None = None
+    leaders: list[Leader] = field(default_factory=list)
+    subreaper: Subreaper | None = None
+    exclude: Collection[int] = ()
+    strays: dict[int, psutil.Process] = field(default_factory=dict)
+    adopted: set[int] = field(default_factory=set)
+
+    def scan(self) -> None:
+        """Look for what carries the mark (and for adopted orphans) now."""
+        skip = {*self.exclude, *(leader.pid for leader in self.leaders)}
+        for proc in owned.marked(self.mark, self.service, skip):
+            self.strays.setdefault(proc.pid, proc)
+        if self.subreaper is not None:
+            for proc in self.subreaper.adopted(skip):
+                self.strays.setdefault(proc.pid, proc)
+                self.adopted.add(proc.pid)
+
+    def send(self, sig: int) -> None:
+        for leader in self.leaders:
+            leader.send(sig)
+        _signal_all(self.strays.values(), sig)
+
+    def alive(self) -> bool:
+        return any(leader.remaining() for leader in self.leaders) or bool(
+            _alive(self.strays.values())
+        )
+
+    def describe(self) -> list[str]:
+        """'pid N (command line)' for each leader and stray still alive."""
+        procs = []
+        for leader in self.leaders:
+            if leader.alive():
+                with contextlib.suppress(psutil.Error):
+                    procs.append(psutil.Process(leader.pid))
+        names = []
+        for proc in _alive([*procs, *self.strays.values()]):
+            try:
+                names.append(f"pid {proc.pid} ({' '.join(proc.cmdline())[:80] or proc.name()})")
+            except psutil.Error:
+                names.append(f"pid {proc.pid}")
+        return names
+
+    async def wait(self, timeout: float) -> bool:
+        """Until everything is gone (True) or `timeout` passed (False). Children are
+        awaited, so asyncio collects their exit status."""
+        deadline = time.monotonic() + timeout
+        for leader in self.leaders:
+            if leader.child is None or leader.child.returncode is not None:
+                continue
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
+                    await leader.child.wait()
+            except TimeoutError:
+                return False
+        while self.alive():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(POLL)
+        return True
+
+    def reap(self) -> None:
+        """Collect adopted orphans, so none lingers as a zombie; conductor's own children
+        are asyncio's to collect and never in `adopted`."""
+        for pid in self.adopted:
+            compat.reap(pid)
+
+
+@dataclass(frozen=True)
+class Stopped:
+    signalled: bool  # something was alive, and got the signal
+    forced: bool  # SIGKILL was needed after the grace period
+    seconds: float
+    found: list[str]  # strays that were alive when the stop began (with describe=True)
+
+
+async def stop(targets: Targets, sig: int, grace: float, *, describe: bool = False) -> Stopped:
+    """`sig` to everything in `targets`, SIGKILL to what is left after `grace`; returns
+    once all of it is gone (or KILL_WAIT after SIGKILL) and adopted orphans are reaped."""
+    began = time.monotonic()
+    targets.scan()
+    found = targets.describe() if describe else []
+    forced = False
+    signalled = targets.alive()
+    if signalled:
+        targets.send(sig)
+        if not await targets.wait(grace):
+            forced = True
+            targets.scan()  # what got the mark meanwhile (forked during the grace)
+            targets.send(signal.SIGKILL)
+            await targets.wait(KILL_WAIT)
+    targets.reap()
+    return Stopped(signalled, forced, time.monotonic() - began, found)
+
+
+def kill_now(targets: Targets) -> None:
+    """SIGKILL everything in `targets` at once, without waiting (the second Ctrl-C)."""
+    targets.scan()
+    targets.send(signal.SIGKILL)
+
+
+def _alive(procs: Collection[psutil.Process]) -> list[psutil.Process]:
+    alive = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+        except psutil.Error:
+            continue
+    return alive
+
+
+def _signal_all(procs: Collection[psutil.Process], sig: int) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(sig)

@@ -1,0 +1,190 @@
+"""What conductor may touch, and how it proves it (README: "What conductor will and won't
+touch").
+
+Every process conductor starts carries the run's mark in its environment: the run's
+random id and its logs folder. The logs folder is part of the mark because `clean`
+holds that folder's lock before it acts, so a record naming another, live run's id can
+never reach that run's processes. A record on disk only says where to look: a process
+is the run's only when its start time is the recorded one *and* it carries the mark; a
+folder only when conductor made it, in the temporary directory, under its own prefix,
+with a marker file (its own) naming the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from conductor import compat
+
+if TYPE_CHECKING:
+    import psutil
+else:
+    from conductor._lazy import psutil
+
+MARKER_RUN = "CONDUCTOR_RUN_ID"
+MARKER_LOGS = "CONDUCTOR_LOGS_DIR"
+MARKER_SERVICE = "CONDUCTOR_SERVICE"
+COMMAND = "(command)"  # COMMAND's name as a service in the mark
+FOLDER_PREFIX = "conductor-"
+FOLDER_MARK = ".conductor-made"
+# Start times come from clock ticks (1/100 s) since boot; a recycled pid starts later.
+START_SLACK = 0.05
+
+
+class NotOurs(Exception):
+    """A record names something conductor cannot prove it made; `str()` says why."""
+
+
+@dataclass(frozen=True)
+class Mark:
+    """The run's mark: what every process it starts carries in its environment."""
+
+    run_id: str
+    logs_dir: str
+
+    @classmethod
+    def new(cls, logs_dir: Path) -> Mark:
+        return cls(os.urandom(16).hex(), str(logs_dir))
+
+    def env(self, service: str) -> dict[str, str]:
+        return {MARKER_RUN: self.run_id, MARKER_LOGS: self.logs_dir, MARKER_SERVICE: service}
+
+    def entries(self, service: str | None = None) -> list[str]:
+        """`NAME=value` entries a marked process's environment holds."""
+        entries = [f"{MARKER_RUN}={self.run_id}", f"{MARKER_LOGS}={self.logs_dir}"]
+        if service is not None:
+            entries.append(f"{MARKER_SERVICE}={service}")
+        return entries
+
+    def carried_by(self, environ: Mapping[str, str], service: str | None = None) -> bool:
+        return (
+            environ.get(MARKER_RUN) == self.run_id
+            and environ.get(MARKER_LOGS) == self.logs_dir
+            and (service is None or environ.get(MARKER_SERVICE) == service)
+        )
+
+
+def marked(
+    mark: Mark, service: str | None = None, exclude: Collection[int] = ()
+) -> list[psutil.Process]:
+    """Live processes carrying the mark (of `service`, if given), as handles that check
+    the start time before every signal, so a pid recycled meanwhile is never hit."""
+    me = os.getpid()
+    found = []
+    for pid in compat.pids_with_environ(mark.entries(service)):
+        if pid == me or pid in exclude:
+            continue
+        try:
+            proc = psutil.Process(pid)
+            # Read again through the handle we will signal: the pid may have been
+            # recycled since the scan.
+            if not mark.carried_by(proc.environ(), service):
+                continue
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+        except psutil.Error:
+            continue
+        found.append(proc)
+    return found
+
+
+def process(pid: int, started: float, mark: Mark) -> psutil.Process | None:
+    """The recorded process `pid` as a handle, when it is the run's; None when it is
+    gone. Raises NotOurs when the pid now names something else."""
+    now = compat.start_time(pid)
+    if now is None:
+        return None
+    if abs(now - started) > START_SLACK:
+        raise NotOurs(f"pid {pid} started at another time than recorded (a recycled pid)")
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - started) > START_SLACK:
+            raise NotOurs(f"pid {pid} started at another time than recorded (a recycled pid)")
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        environ = proc.environ()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.Error:
+        raise NotOurs(f"pid {pid}: its environment cannot be read") from None
+    if not mark.carried_by(environ):
+        raise NotOurs(f"pid {pid} does not carry this run's mark")
+    return proc
+
+
+def plan_folder(kind: str) -> Path:
+    """A fresh name for a conductor-made folder in the temporary directory, chosen
+    before it is made (a plan fills templates such as {services.NAME.socket_dir} with
+    it); `make_folder` creates it."""
+    import secrets
+    import tempfile  # here, not at the top: every conductor start would pay for it
+
+    temp = Path(tempfile.gettempdir()).resolve()
+    return temp / f"{FOLDER_PREFIX}{kind}-{secrets.token_hex(6)}"
+
+
+def make_folder(mark: Mark, folder: Path) -> Path:
+    """Create `folder` (from plan_folder; never an existing one, which would not be
+    ours) with the marker file that lets a later `clean` prove conductor made it for
+    this run. OSError when it cannot be made."""
+    os.mkdir(folder, 0o700)
+    marker = os.open(folder / FOLDER_MARK, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(marker, "w", encoding="utf-8") as out:
+        out.write(json.dumps({"run_id": mark.run_id, "logs_dir": mark.logs_dir}))
+    return folder
+
+
+def check_folder(path: object, mark: Mark) -> Path | None:
+    """`path` when it is a folder conductor made for this run; None when it is gone.
+    Raises NotOurs otherwise."""
+    import tempfile
+
+    if not isinstance(path, str) or not path or "\0" in path:
+        raise NotOurs(f"folder {path!r} is not a path")
+    folder = Path(path)
+    temp = Path(tempfile.gettempdir()).resolve()
+    if (
+        not folder.is_absolute()
+        or folder.parent != temp
+        or not folder.name.startswith(FOLDER_PREFIX)
+    ):
+        raise NotOurs(f"folder {path!r} is not conductor's: not {temp}/{FOLDER_PREFIX}*")
+    try:
+        info = folder.lstat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise NotOurs(f"folder {path!r} cannot be examined ({exc.strerror})") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise NotOurs(f"folder {path!r} is not a folder")
+    marker = folder / FOLDER_MARK
+    try:
+        # The marker is conductor's own file, even in a folder it gave to a server's
+        # user (PostgreSQL's socket goes there): that user could replace the file, but
+        # the new one would be theirs.
+        info = marker.lstat()
+        if not stat.S_ISREG(info.st_mode) or (not compat.WINDOWS and info.st_uid != os.geteuid()):
+            raise NotOurs(f"folder {path!r} has no marker conductor wrote")
+        written = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise NotOurs(f"folder {path!r} has no marker conductor wrote") from None
+    if written != {"run_id": mark.run_id, "logs_dir": mark.logs_dir}:
+        raise NotOurs(f"folder {path!r} was made by another run")
+    return folder
+
+
+def remove_folder(path: object, mark: Mark) -> bool:
+    """Delete a folder conductor made for this run; True when it was there. Raises
+    NotOurs (and deletes nothing) for any other folder."""
+    folder = check_folder(path, mark)
+    if folder is None:
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    return True
