@@ -172,16 +172,26 @@ def up(c: Context, service: list[str] | None = None) -> None:
 
 @task
 def clean(c: Context) -> None:
-    """Stop what a killed run left behind, then remove _e2e_logs/."""
+    """Stop what killed runs left behind, then remove _e2e_logs/ (never while a run uses it)."""
     logs = ROOT / LOGS
+    if not logs.is_dir():
+        print(f"nothing to remove: {logs} does not exist")
+        return
     # Every logs folder a run may have left: LOGS/NAME, LOGS/rebuild/STAGE, their run-PID.
+    # conductor clean exits non-zero, naming the run, while one of them is in use.
     marks = (".conductor.lock", ".conductor-run.json")
     folders = sorted({p.parent for mark in marks for p in logs.rglob(mark)})
-    for folder in folders:
-        if not _run(c, [PY, "-m", "conductor", "clean", "--logs-dir", str(folder)]):
-            raise Exit(
-                f"{folder} belongs to a run that is still going; stop it first, then invoke clean"
-            )
+    refused = [
+        folder
+        for folder in folders
+        if not _run(c, [PY, "-m", "conductor", "clean", "--logs-dir", str(folder)])
+    ]
+    if refused:
+        raise Exit(
+            f"conductor clean refused {', '.join(str(f) for f in refused)} (the reason is "
+            f"above; a run still using it is named there); nothing was removed: stop that "
+            "run, then invoke clean"
+        )
     shutil.rmtree(logs, ignore_errors=True)
     print(f"removed {logs}")
 

@@ -1,10 +1,17 @@
-"""tasks.py: what `invoke up` says once conductor's `up` has ended."""
+"""tasks.py: what `invoke up` says once conductor's `up` has ended, and `invoke clean`
+never removing a live run's logs."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
 import pytest
 import tasks
-from invoke import MockContext, Result
+from invoke import Context, MockContext, Result
 from invoke.exceptions import Exit
 
 
@@ -40,3 +47,32 @@ def test_a_failed_service_is_reported_with_its_status(monkeypatch: pytest.Monkey
 
 def test_up_ending_cleanly_raises_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _up_ending_with(0, monkeypatch) is None
+
+
+class Shell(Context):  # type: ignore[misc]
+    """Runs the task's commands with subprocess (invoke's own runner would read this
+    test's stdin and leave its pipes to the garbage collector)."""
+
+    def run(self, command: str, **kwargs: Any) -> Result:
+        proc = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60)
+        return Result(stdout=proc.stdout, stderr=proc.stderr, exited=proc.returncode)
+
+
+def test_invoke_clean_never_removes_a_live_runs_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live = tmp_path / tasks.LOGS / "e2e" / f"run-{os.getpid()}"
+    live.mkdir(parents=True)
+    (live / "backend.log").write_text("a live run's log")
+    monkeypatch.setattr(tasks, "ROOT", tmp_path)
+    # What a live conductor holds while it runs: the folder's lock, with its pid in it.
+    with (live / ".conductor.lock").open("a+") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        with pytest.raises(Exit, match="nothing was removed"):
+            tasks.clean(Shell())
+    assert (live / "backend.log").read_text() == "a live run's log"
+    # Once the run is over, clean removes it all.
+    tasks.clean(Shell())
+    assert not (tmp_path / tasks.LOGS).exists()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from support import Conductor, Up, write_config
+from support import PY, Conductor, Up, write_config
 
 # pytest's own fixture for testing plugins: conductor's pytest plugin is tested with it.
 pytest_plugins = ["pytester"]
@@ -57,3 +59,38 @@ def up(conductor: Conductor) -> Iterator[Callable[..., Up]]:
     yield start
     for one in started:
         one.stop()
+
+
+SLEEPER = "import time; print('up', flush=True); time.sleep(120)"
+
+
+@pytest.fixture
+def bystander() -> Iterator[Callable[..., psutil.Popen]]:
+    """Start processes this test owns, tracked by pid (victims conductor must leave
+    alone, or decoys carrying a mark); all are killed at the end. `session=True`: in a
+    session and group of its own. `code` prints 'up' once it runs."""
+    started: list[psutil.Popen] = []
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
+
+    def start(
+        *, session: bool = False, env: dict[str, str] | None = None, code: str = SLEEPER
+    ) -> psutil.Popen:
+        proc = psutil.Popen(
+            [PY, "-c", code],
+            env={**clean_env, **(env or {})},
+            stdout=subprocess.PIPE,
+            start_new_session=session,
+        )
+        started.append(proc)
+        # Until exec, /proc/PID/environ is still ours, not the environment we gave.
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"up\n"
+        return proc
+
+    yield start
+    for proc in started:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

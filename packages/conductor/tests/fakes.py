@@ -6,6 +6,7 @@ python fakes.py crash [--delay S] [--code N]              prints, then exits
 python fakes.py never                                     runs, never gets ready
 python fakes.py stubborn --port P                         ignores SIGTERM
 python fakes.py daemon --port P --pidfile F               double-forks a setsid daemon
+python fakes.py daemon-bare --port P --pidfile F          the same, with an empty environment
 python fakes.py flood --port P --mb N                     writes N MB, then listens
 python fakes.py logline [--delay S] [--text T]            prints a readiness line
 python fakes.py die-later --port P --text SECONDS --code N  ready, then dies
@@ -109,6 +110,15 @@ def main() -> None:
                 with open(args.pidfile, "w") as handle:
                     handle.write(str(os.getpid()))
                 sleep_forever()
+            os._exit(0)
+        serve_tcp(args.port)
+    elif args.mode == "daemon-bare":
+        # Escapes its group and, with an empty environment, the run's mark too.
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                code = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(3600)"
+                os.execve(sys.executable, [sys.executable, "-c", code, args.pidfile], {})
             os._exit(0)
         serve_tcp(args.port)
     elif args.mode == "child-ignores-term":

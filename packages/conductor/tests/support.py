@@ -65,6 +65,24 @@ def gone(pid: int) -> bool:
         return True
 
 
+def alive(proc: psutil.Process) -> bool:
+    """Still running: not exited (a zombie has) and its pid not recycled."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def write_record(folder: Path, record: object) -> Path:
+    """A run record as a killed conductor would leave it (or as anyone could forge it)."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".conductor-run.json"
+    path.write_text(record if isinstance(record, str) else json.dumps(record))
+    return path
+
+
 def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "") -> object:
     """Poll a real condition (a file, a process) until it holds."""
     deadline = time.monotonic() + timeout

@@ -203,7 +203,7 @@ def _clean(logs_dir: Path, reporter: Reporter) -> int:
     for folder in done.removed:
         print(f"removed {folder}")
     for busy in done.busy:
-        reporter.error(f"{busy} and is still running; left alone: stop that run first")
+        reporter.error(busy)
     if done.busy:
         return errors.EXIT_USAGE
     if not done.stopped and not done.removed:

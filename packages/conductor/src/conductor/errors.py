@@ -44,7 +44,12 @@ class ConfigError(ConductorError):
 
 
 class LogsDirBusy(ConductorError):
-    """Another live conductor owns this logs folder."""
+    """Another live conductor owns this logs folder; `holder` is its pid, as written."""
+
+    def __init__(self, message: str, *, folder: Path, holder: str) -> None:
+        self.folder = folder
+        self.holder = holder
+        super().__init__(message)
 
 
 class ServiceFailed(ConductorError):

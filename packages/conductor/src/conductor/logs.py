@@ -25,6 +25,9 @@ TAIL_BYTES = 8192  # the failure tail: at most this much of the log's end...
 TAIL_LINE_BYTES = 1024  # ...and this much of any one line
 
 logger = logging.getLogger("conductor")
+# Until a run opens conductor.log, events go nowhere: without this, Python's last-resort
+# handler would print each warning a second time on stderr (Reporter already did).
+logger.addHandler(logging.NullHandler())
 
 
 def open_log(path: Path) -> int:

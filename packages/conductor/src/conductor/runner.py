@@ -402,7 +402,10 @@ async def clean(logs_dir: Path) -> Cleaned:
             if not rundir.lock(create=False):
                 continue
         except errors.LogsDirBusy as exc:
-            done.busy.append(str(exc).split(";")[0])
+            done.busy.append(
+                f"{folder} is still in use by a running conductor (pid {exc.holder}); "
+                "left alone: stop that run, then clean again"
+            )
             continue
         except OSError as exc:
             ignored.append(f"{folder}: cannot be examined ({exc.strerror or exc})")

@@ -11,6 +11,7 @@ folder); whatever cannot be proven is left alone, and said so in one warning lin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -80,7 +81,8 @@ def _number(value: object) -> bool:
 def parse_record(data: object) -> Record:
     """Read a record of any shape; raises BadRecord when nothing in it can be used."""
     if not isinstance(data, dict):
-        raise BadRecord(f"it holds a JSON {type(data).__name__}, not an object")
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+        raise BadRecord(f"it is {kind.get(type(data), 'a number')}, not a JSON object")
     run_id = data.get("run_id")
     if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
         raise BadRecord("it has no valid run_id")
@@ -130,9 +132,15 @@ class Leftovers:
     removed: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     record: Path | None = None
+    bad: str | None = None  # why the record was no run record at all
 
     def warning(self) -> str | None:
-        """The one line about ignored entries, or None."""
+        """The one line about the record, or None when all of it was proven."""
+        if self.bad is not None:
+            return (
+                f"{self.record} is not a conductor run record ({self.bad}); removed it and "
+                "touched nothing else"
+            )
         if not self.ignored:
             return None
         shown = "; ".join(self.ignored[:_SHOWN_REASONS])
@@ -171,7 +179,9 @@ class RunDir:
             handle.close()
             raise LogsDirBusy(
                 f"another conductor run (pid {holder}) is using {self.logs_dir}; wait for it "
-                "to finish, or give this run its own folder with --logs-dir"
+                "to finish, or give this run its own folder with --logs-dir",
+                folder=self.logs_dir,
+                holder=holder,
             )
         handle.seek(0)
         handle.truncate()
@@ -202,9 +212,8 @@ class RunDir:
         except FileNotFoundError:
             return out
         except (OSError, ValueError) as exc:
-            reason = str(exc) if isinstance(exc, BadRecord) else "it is not readable JSON"
-            out.ignored.append(f"not a conductor run record: {reason}")
-            self.record_path.unlink(missing_ok=True)
+            out.bad = str(exc) if isinstance(exc, BadRecord) else "it is not readable JSON"
+            self._forget()
             return out
         if run_id is not None and record.run_id != run_id:
             return out
@@ -242,7 +251,7 @@ class RunDir:
                     out.removed.append(str(folder))
             except owned.NotOurs as exc:
                 out.ignored.append(str(exc))
-        self.record_path.unlink(missing_ok=True)
+        self._forget()
         return out
 
     def begin(self, mark: owned.Mark) -> None:
@@ -300,9 +309,14 @@ class RunDir:
         tmp.write_text(json.dumps(self._record, indent=2), encoding="utf-8")
         os.replace(tmp, self.record_path)
 
+    def _forget(self) -> None:
+        """Remove the record (something else in its place is left alone)."""
+        with contextlib.suppress(OSError):
+            self.record_path.unlink(missing_ok=True)
+
     def release(self) -> None:
         """Called only once nothing of the run is left."""
-        self.record_path.unlink(missing_ok=True)
+        self._forget()
         if self._lock is not None:
             self._lock.close()
             self._lock = None
