@@ -387,9 +387,9 @@ def test_clean_names_a_live_run_in_a_subfolder_and_exits_2(conductor, config, tm
 def test_clean_creates_nothing(conductor, tmp_path):
     """Defect 10: `clean --logs-dir` on a path that does not exist created it."""
     result = conductor.run("clean", "--logs-dir", "missing/logs")
+    assert not (tmp_path / "missing").exists()
     assert result.code == 0, result.text
     assert "does not exist" in result.out
-    assert not (tmp_path / "missing").exists()
     (tmp_path / "empty").mkdir()
     result = conductor.run("clean", "--logs-dir", "empty")
     assert result.code == 0, result.text

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conductor.postgres import find_bindir
-from support import PY
+from support import PY, gone, wait_for
 
 pytestmark = [pytest.mark.conductor, pytest.mark.postgres]
 
@@ -232,3 +232,33 @@ def test_a_version_that_is_not_installed_lists_those_that_are(conductor, config,
     installed = ", ".join(pgbin.installed())
     assert f"PostgreSQL 99 is not installed here (installed: {installed})" in result.err
     assert not (tmp_path / "logs").exists()
+
+
+@needs_server
+def test_clean_after_sigkill_stops_the_cluster_and_removes_its_folder(conductor, config, tmp_path):
+    """The server keeps the run's mark (its helpers overwrite theirs with their process
+    titles, but they are in its group), and its folder is one conductor made."""
+    config({"db": {"kind": "postgres"}})
+    go = tmp_path / "go"
+    wait = (
+        "import pathlib, sys, time\ngo = pathlib.Path(sys.argv[1])\n"
+        "go.with_suffix('.running').write_text('yes')\n"
+        "while not go.exists(): time.sleep(0.01)"
+    )
+    run = conductor.start("run", "--config", "conductor.toml", "--", PY, "-c", wait, str(go))
+    wait_for(lambda: go.with_suffix(".running").exists(), timeout=60, what="the command")
+    record = json.loads((tmp_path / "logs" / ".conductor-run.json").read_text())
+    (folder,) = record["folders"]
+    (server,) = record["processes"]
+    run.kill()  # conductor only: the server and the command keep running
+    run.wait(timeout=30)
+    run.stdout.close()  # the orphaned command still holds these pipes
+    run.stderr.close()
+    assert Path(folder).is_dir()
+    result = conductor.run("clean", "--config", "conductor.toml")
+    assert result.code == 0, result.text
+    assert f"pid {server['pid']}" in result.out
+    assert f"removed {folder}" in result.out
+    assert result.err == ""
+    assert not Path(folder).exists()
+    assert gone(server["pid"])

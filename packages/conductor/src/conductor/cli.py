@@ -191,7 +191,8 @@ def _clean(logs_dir: Path, reporter: Reporter) -> int:
     """`clean`: stdout says what was stopped and removed; a folder a live run holds is
     named on stderr and makes the status 2, so no script deletes a live run's logs."""
     if not logs_dir.is_dir():
-        print(f"nothing left behind: {logs_dir} does not exist")
+        what = "is not a folder" if logs_dir.exists() else "does not exist"
+        print(f"nothing left behind: {logs_dir} {what}")
         return 0
     done = asyncio.run(runner.clean(logs_dir))
     if done.warning:
