@@ -289,9 +289,13 @@ def test_clean_removes_a_folder_conductor_made_for_that_run_only(conductor, tmp_
     from conductor import owned
 
     logs = tmp_path / "logs"
-    ours = owned.make_folder(owned.Mark(RUN_ID, str(logs.resolve())), "pg")
-    other_run = owned.make_folder(owned.Mark("f" * 32, str(logs.resolve())), "pg")
-    other_folder = owned.make_folder(owned.Mark(RUN_ID, str(tmp_path / "elsewhere")), "pg")
+
+    def made(run_id: str, folder: Path) -> Path:
+        return owned.make_folder(owned.Mark(run_id, str(folder)), owned.plan_folder("test"))
+
+    ours = made(RUN_ID, logs.resolve())
+    other_run = made("f" * 32, logs.resolve())
+    other_folder = made(RUN_ID, tmp_path / "elsewhere")
     try:
         folders = [str(ours), str(other_run), str(other_folder)]
         write_record(logs, {"run_id": RUN_ID, "processes": [], "folders": folders})
