@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conductor.postgres import find_bindir
-from support import PY, gone, wait_for
+from support import PY, gone, kill_conductor_and_its_watchdog, wait_for
 
 pytestmark = [pytest.mark.conductor, pytest.mark.postgres]
 
@@ -250,10 +250,8 @@ def test_clean_after_sigkill_stops_the_cluster_and_removes_its_folder(conductor,
     record = json.loads((tmp_path / "logs" / ".conductor-run.json").read_text())
     (folder,) = record["folders"]
     (server,) = record["processes"]
-    run.kill()  # conductor only: the server and the command keep running
-    run.wait(timeout=30)
-    run.stdout.close()  # the orphaned command still holds these pipes
-    run.stderr.close()
+    # conductor and its watchdog: the server and the command keep running
+    kill_conductor_and_its_watchdog(run, tmp_path / "logs")
     assert Path(folder).is_dir()
     result = conductor.run("clean", "--config", "conductor.toml")
     assert result.code == 0, result.text
