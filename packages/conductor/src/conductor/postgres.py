@@ -11,7 +11,6 @@ server binaries run as the `postgres` user, because PostgreSQL refuses to run as
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import threading
@@ -426,6 +425,8 @@ class Cluster:
         with self._busy:  # the copy stops at its next file
             pass
         if self.folder is not None:
-            with contextlib.suppress(owned.NotOurs):  # made by this run: cannot happen
+            try:
                 owned.remove_folder(str(self.folder), self.mark)
+            except owned.NotOurs as exc:  # made by this run: should not happen, so say it
+                logger.warning("%s: run folder left in place: %s", self.service, exc)
             self.folder = None
