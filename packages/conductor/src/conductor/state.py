@@ -195,7 +195,7 @@ class RunDir:
         what it says; whether its processes are still that run's is the reader's check."""
         try:
             record = json.loads(self.record_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply
             return None
         return record if isinstance(record, dict) else None
 
@@ -211,7 +211,7 @@ class RunDir:
             record = parse_record(data)
         except FileNotFoundError:
             return out
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested deeply
             out.bad = str(exc) if isinstance(exc, BadRecord) else "it is not readable JSON"
             self._forget()
             return out
