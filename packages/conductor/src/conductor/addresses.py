@@ -16,7 +16,7 @@ from conductor import templates
 from conductor.config import Config
 from conductor.errors import ConfigError
 from conductor.owned import MARKER_LOGS
-from conductor.plan import env_name
+from conductor.schema import env_name
 
 # A command learns its run's logs folder from this (a pytest run inside `conductor run`
 # fills {logs_dir} in its own templates with it); it is part of the run's mark.

@@ -15,9 +15,10 @@ from typing import NoReturn
 from conductor import errors, runner
 from conductor.attach import ATTACH_MODES
 from conductor.config import Config, load_config
-from conductor.plan import env_name, make_plan
+from conductor.plan import make_plan
 from conductor.probes import describe
 from conductor.report import Reporter, redact
+from conductor.schema import env_name
 from conductor.subreaper import Subreaper
 
 USAGE_RUN = "conductor run [options] [SERVICE ...] -- COMMAND [ARG ...]"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import graphlib
 import os
+import re
 import shutil
 import sys
 import tomllib
@@ -121,7 +122,8 @@ def load_config(path: Path | str | None = None, *, logs_dir: Path | str | None =
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"is not valid TOML: {exc}", file=file) from None
     if file.name == "pyproject.toml" or "tool" in data:
-        table = data.get("tool", {}).get("conductor")
+        tool = data.get("tool")
+        table = tool.get("conductor") if isinstance(tool, dict) else None
         if not isinstance(table, dict):
             raise ConfigError("has no [tool.conductor] table", file=file)
         prefix = "tool.conductor."
@@ -138,6 +140,7 @@ def _parse(table: dict[str, Any], file: Path, prefix: str, logs_dir: Path | str 
             file=file,
             key=f"{prefix}services",
         )
+    _check_names(list(doc.services), file, prefix)
     services = {
         name: schema.convert(raw, ServiceSpec, file=file, service=name)
         for name, raw in doc.services.items()
@@ -210,6 +213,32 @@ def _check_command_template(
         templates.check(template, scope)
     except templates.TemplateError as exc:
         raise ConfigError(str(exc), file=file, key=key) from None
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def _check_names(names: list[str], file: Path, prefix: str) -> None:
+    """A service name becomes a file name (NAME.log) and variable names (NAME_URL): a
+    safe set of characters, and no two names that give the same variables."""
+    seen: dict[str, str] = {}
+    for name in names:
+        if not _NAME.fullmatch(name):
+            raise ConfigError(
+                f"service name {name!r} may hold only ASCII letters, digits, '-' and '_' "
+                "(and not start with '-' or '_'); rename it",
+                file=file,
+                key=f"{prefix}services",
+            )
+        variable = schema.env_name(name)
+        if variable in seen:
+            raise ConfigError(
+                f"services {seen[variable]!r} and {name!r} would both set {variable}_URL; "
+                "rename one",
+                file=file,
+                key=f"{prefix}services",
+            )
+        seen[variable] = name
 
 
 def _check_dependencies(services: Mapping[str, ServiceSpec], file: Path) -> None:

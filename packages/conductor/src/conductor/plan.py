@@ -5,7 +5,6 @@ starts: unknown programs, taken ports, optional services that are not installed.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import typing
 from collections.abc import Collection, Mapping
@@ -53,11 +52,6 @@ class Plan:
         service's own env. `up` None: every planned service."""
         running = set(self.services) if up is None else set(up) & set(self.services)
         return self.context.render_env(values, absent=set(self.config.services) - running)
-
-
-def env_name(service: str) -> str:
-    """`NAME` in NAME_HOST/NAME_PORT/NAME_URL: upper case, other characters as `_`."""
-    return re.sub(r"[^A-Z0-9]", "_", service.upper())
 
 
 def make_plan(

@@ -34,9 +34,9 @@ from conductor.attach import AttachMode, LiveStack
 from conductor.config import Config, find_config, load_config
 from conductor.errors import EXIT_SIGTERM, ConductorError
 from conductor.held import HeldInThread
-from conductor.plan import env_name
 from conductor.pytest_stack import ConductorStack
 from conductor.report import Reporter, write_summary
+from conductor.schema import env_name
 from conductor.stack import Stack
 
 

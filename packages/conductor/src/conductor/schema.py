@@ -35,15 +35,28 @@ def expect(what: str) -> Meta:
     return Meta(description=what)
 
 
+# No value can hold a NUL byte: no path, argument or environment entry can carry one.
+_NO_NUL = r"^[^\x00]*$"
 Text = Annotated[str, expect("a string")]
 Flag = Annotated[bool, expect("true or false")]
-Seconds = Annotated[float, Meta(gt=0, description="a positive number of seconds")]
+# The bound refuses inf (and 1e309, which TOML reads as inf); NaN fails gt already.
+Seconds = Annotated[float, Meta(gt=0, le=1e9, description="a positive number of seconds")]
 Args = Annotated[
-    tuple[str, ...],
-    expect("a list of strings (commands are argument lists, never shell strings)"),
+    tuple[Annotated[str, Meta(pattern=_NO_NUL)], ...],
+    expect("a list of strings without NUL (commands are argument lists, never shell strings)"),
 ]
 Names = Annotated[tuple[str, ...], expect("a list of service names")]
-Env = Annotated[dict[str, str], expect('a table of strings, e.g. env = { KEY = "value" }')]
+Env = Annotated[
+    dict[
+        Annotated[str, Meta(pattern=r"^[^=\x00]+$")],
+        Annotated[str, Meta(pattern=_NO_NUL)],
+    ],
+    expect(
+        'a table of strings, e.g. env = { KEY = "value" }; names not empty, without "=" '
+        "or NUL, values without NUL"
+    ),
+]
+PathText = Annotated[str, Meta(pattern=_NO_NUL, description="a string without NUL")]
 EnvFiles = Annotated[
     str | tuple[str, ...], expect('a path or a list of paths of .env files, e.g. ".env"')
 ]
@@ -68,6 +81,11 @@ Status = Annotated[
     tuple[Annotated[int, Meta(ge=100, le=599)], ...],
     Meta(min_length=1, description="a list of HTTP status codes, e.g. [200, 204]"),
 ]
+
+
+def env_name(service: str) -> str:
+    """`NAME` in NAME_HOST/NAME_PORT/NAME_URL: upper case, other characters as `_`."""
+    return re.sub(r"[^A-Z0-9]", "_", service.upper())
 
 
 class Invalid(ValueError):
@@ -192,7 +210,7 @@ class ServiceSpec(Struct, frozen=True, forbid_unknown_fields=True):
     after construction every field holds what the service will really use."""
 
     command: Args = ()
-    cwd: Text | None = None
+    cwd: PathText | None = None
     env: Env = {}
     port: Port | None = None
     url: Text | None = None
@@ -327,8 +345,8 @@ class Document(Struct, frozen=True, forbid_unknown_fields=True):
     """`[tool.conductor]` (or a standalone file's top level). Each service is converted
     on its own, so that its errors name it."""
 
-    logs_dir: Text = "_e2e_logs"
-    host: Text = "127.0.0.1"
+    logs_dir: PathText = "_e2e_logs"
+    host: PathText = "127.0.0.1"
     env_file: EnvFiles = ()
     env: Env = {}
     run: Annotated[RunSpec, expect('a table such as { env = { KEY = "value" }, cwd = "." }')] = (
@@ -361,7 +379,8 @@ def convert(
         ) from None
 
 
-_AT = re.compile(r"(?s)(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?")
+# "- at `$.env`", or for a table's key "- at `key` in `$.env`".
+_AT = re.compile(r"(?s)(?P<what>.*?)(?: - at `(?:key` in `)?\$(?P<path>[^`]*)`)?")
 _STEP = re.compile(r"\.([^.\[]+)|\[[^\]]*\]")
 _FIELD_NAMED = re.compile(r"Object (?P<how>contains unknown|missing required) field `(?P<name>.*)`")
 
