@@ -122,3 +122,31 @@ def test_clean_never_signals_itself_or_its_caller(conductor: Conductor, tmp_path
     )
     assert result.returncode == 0, result.stderr
     assert "stopped" not in result.stdout, result.stdout
+
+
+def test_clean_of_a_folder_that_does_not_exist_creates_nothing(
+    conductor: Conductor, tmp_path: Path
+) -> None:
+    """clean only looks: a mistyped --logs-dir must not leave a new folder behind."""
+    result = conductor.run("clean", "--logs-dir", "no/such/logs")
+    assert result.code == 0, result.text
+    assert not (tmp_path / "no").exists()
+
+
+def test_clean_says_a_live_run_in_a_subfolder_is_still_going(
+    conductor: Conductor, tmp_path: Path
+) -> None:
+    """A run-PID subfolder held by a live run: clean must not say 'nothing left behind'
+    and exit 0 (a later `invoke clean` then deleted the live run's folder)."""
+    from conductor.state import RunDir
+
+    live = RunDir(tmp_path / "logs" / "run-1")
+    live.lock()  # this test is the live run
+    try:
+        result = conductor.run("clean", "--logs-dir", "logs")
+    finally:
+        live.release()
+    assert result.code != 0, result.text
+    assert "run-1" in result.err, result.err
+    assert "nothing left behind" not in result.out
+    assert len(result.err.strip().splitlines()) == 1, result.err

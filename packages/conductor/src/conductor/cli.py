@@ -214,8 +214,6 @@ def _clean(logs_dir: Path, reporter: Reporter) -> int:
 
 
 def _options(args: argparse.Namespace) -> runner.Options:
-    if args.timeout is not None and args.timeout <= 0:
-        raise errors.ConductorError("--timeout must be a positive number of seconds")
     env: dict[str, str] = {}
     for item in args.env:
         name, sep, value = item.partition("=")

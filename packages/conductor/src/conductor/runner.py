@@ -50,6 +50,10 @@ class Options:
     stop_grace: float = DEATH_GRACE
 
     def __post_init__(self) -> None:
+        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise errors.ConductorError(
+                f"--timeout must be a positive number of seconds, not {self.timeout!r}"
+            )
         if not (math.isfinite(self.stop_grace) and self.stop_grace >= 0):
             raise errors.ConductorError(
                 f"--stop-grace must be a number of seconds, 0 or more, not {self.stop_grace!r}"
