@@ -12,6 +12,9 @@ waited for by whoever started them; a status taken from under them would read as
 (asyncio) or 0 (subprocess). So every child conductor spawns goes through `spawning()`
 (or `create_subprocess_exec` / `popen` here), which marks it as conductor's own before
 the event loop can run the reaper, and while a spawn is under way the reaper waits.
+A blocking `subprocess.run` on the loop's own thread (pg_config at plan time) needs
+none of that: it has waited for its child before the loop can run the reaper. One in
+a worker thread would not be safe.
 """
 
 from __future__ import annotations
