@@ -52,11 +52,10 @@ class Entry:
 def _rule(entry: dict[str, Any]) -> Rule:
     """A recorded service's stop signal and stop_timeout; clean's defaults for a record
     that lacks them (an older conductor's) or holds something else there."""
-    name, grace = str(entry.get("stop_signal")), entry.get("stop_timeout")
+    name = str(entry.get("stop_signal"))
     sig = signal.Signals[name] if name in signal.Signals.__members__ else signal.SIGTERM
-    if not _number(grace) or not 0 < grace < math.inf:  # type: ignore[operator]
-        grace = _LEFTOVER_GRACE
-    return Rule(sig, float(grace))  # type: ignore[arg-type]
+    grace = _finite(entry.get("stop_timeout"))
+    return Rule(sig, grace if grace is not None and grace > 0 else _LEFTOVER_GRACE)
 
 
 @dataclass(frozen=True)
@@ -74,8 +73,12 @@ class BadRecord(ValueError):
     """The file is no run record at all; `str()` says why."""
 
 
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _finite(value: object) -> float | None:
+    """`value` as a float when it is a finite JSON number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def parse_record(data: object) -> Record:
@@ -98,15 +101,14 @@ def parse_record(data: object) -> Record:
     entries = []
     for item in processes:
         pid = item.get("pid") if isinstance(item, dict) else None
-        started = item.get("created") if isinstance(item, dict) else None
+        started = _finite(item.get("created")) if isinstance(item, dict) else None
         pgid = item.get("pgid", pid) if isinstance(item, dict) else None
         if (
             not isinstance(item, dict)
             or not isinstance(pid, int)
             or isinstance(pid, bool)
             or not 0 < pid < 1 << 31
-            or not _number(started)
-            or not math.isfinite(float(started))  # type: ignore[arg-type]
+            or started is None
         ):
             problems.append(f"process entry {_short(item)} is malformed")
             continue
@@ -115,7 +117,7 @@ def parse_record(data: object) -> Record:
             problems.append(f"pid {pid}: its recorded group {_short(pgid)} is not its own")
             continue
         service = str(item.get("service", "?"))
-        entries.append(Entry(service, pid, float(started), _rule(item)))  # type: ignore[arg-type]
+        entries.append(Entry(service, pid, started, _rule(item)))
     return Record(run_id, entries, list(folders), problems)
 
 
