@@ -84,7 +84,7 @@ def test_sigkill_of_conductor_stops_everything_within_stop_timeout_plus_1s(
     watchdog = watchdog_pid(logs)
     everything = [*services, daemon, command]
     assert not any(gone(pid) for pid in [*everything, watchdog])
-    if prepared:  # a run longer than a second: the watchdog loads its cleanup code early
+    if prepared:  # a run longer than PREPARE_AFTER: the watchdog loads its cleanup code early
         wait_for(lambda: _prepared(watchdog), what="the watchdog to prepare")
 
     proc.send_signal(signal.SIGKILL)

@@ -39,9 +39,10 @@ _DISMISS_WAIT = 1.0  # after SIGKILL, how long to wait for the kernel to end it
 
 # Run with `python -c`; its first line is what `ps` shows. argv: conductor's import
 # root, then main()'s: the logs folder, the run id, conductor's pid, the lock's fd.
-# A run that lasts longer than PREPARE_AFTER has the cleanup code imported in advance,
-# so the watchdog acts at once; a shorter one never pays for that import.
-PREPARE_AFTER = 1.0
+# A run that lasts longer than PREPARE_AFTER has the cleanup code imported in advance
+# (~100 ms of CPU, once), so the watchdog acts at once; a shorter one never pays for it.
+# Not sooner: at 1 s the import fell while services were getting ready, on 2 cores.
+PREPARE_AFTER = 3.0
 BOOT = f"""\
 # conductor's watchdog (conductor/watchdog.py): waits for "done" from conductor
 import os, select, sys
