@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from conductor.postgres import find_bindir
 from support import PY, RECORD, fake, gone, kill_watchdog, wait_for, write_config
 
 pytestmark = pytest.mark.conductor
@@ -130,6 +131,7 @@ def test_a_record_naming_processes_that_are_not_conductors_is_never_trusted(
         result = attach_run(conductor, config, "require", "--logs-dir", str(copy))
         assert result.code == 125, result.text
         assert f"pid {bystander.pid} does not carry this run's mark" in result.err
+        assert "and is no child of the up" in result.err
         # the same record, in the up's own folder, naming a recycled-looking start time
         real = json.loads((live.logs / RECORD).read_text())
         real["processes"][0]["created"] -= 10
@@ -173,3 +175,34 @@ def test_ctrl_c_twice_in_an_attached_run_kills_only_its_command(conductor, tmp_p
     _, err = run.communicate(timeout=30)
     assert run.returncode == 130, err
     assert live.alive()
+
+
+def test_a_service_whose_environment_is_unreadable_is_known_by_its_parent(conductor, tmp_path, up):
+    """redis-server writes its title over its environment, marker included; `env -i`
+    gives the same /proc view. The up's own child, leading its group, is still its."""
+    blank = {**WEB, "command": ["env", "-i", *fake("http", "--port", "{port}")]}
+    config = make_config(tmp_path / "a", web=blank)
+    live = up(config)
+    environ = psutil.Process(live.pids[0]).environ()
+    assert "CONDUCTOR_RUN_ID" not in environ
+    result = attach_run(conductor, config)
+    assert result.code == 0, result.text
+    assert f"WEB {live.url} " in result.out
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(find_bindir() is None, reason="PostgreSQL server binaries not installed")
+def test_an_attached_run_fills_the_same_templates_as_the_up(conductor, tmp_path, up):
+    """{services.db.user|database|socket_dir} come from the up as it filled them."""
+    config = make_config(tmp_path / "a", db={"kind": "postgres", "database": "shop"}, web=WEB)
+    up(config)
+    show = "import os; print('DB', os.environ['WHO'])"
+    result = conductor.run(
+        "run", "--config", str(config), "--attach=require",
+        "--env", "WHO={services.db.user}@{services.db.database}:{services.db.socket_dir}",
+        "--", PY, "-c", show,
+    )  # fmt: skip
+    assert result.code == 0, result.text
+    record = json.loads((config.parent / "logs" / RECORD).read_text())
+    socket_dir = record["stack"]["values"]["services.db.socket_dir"]
+    assert f"DB postgres@shop:{socket_dir}" in result.out

@@ -76,15 +76,18 @@ def exported_env(
     addresses: Mapping[str, Address],
     command_templates: Mapping[str, str],
     environ: Mapping[str, str],
+    values: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """What a stack adds to its command's environment: each service's address, then the
-    `--env NAME=TEMPLATE` values filled from those addresses (one naming a service that
-    is not among them is left out, as in a service's own env)."""
+    `--env NAME=TEMPLATE` values filled from those addresses and from `values` (the
+    {services.NAME.*} a live `up` recorded); one naming a service that is not among them
+    is left out, as in a service's own env."""
     context = templates.Context(
         root=config.root, host=config.host, logs_dir=logs_dir, environ=environ
     )
     for name, address in addresses.items():
         context.add_service(name, host=address.host, port=address.port, url=address.url)
+    context.values.update(values or {})  # what a live `up` recorded: user, database, ...
     try:
         values = context.render_env(command_templates, absent=set(config.services) - set(addresses))
     except templates.TemplateError as exc:

@@ -37,9 +37,11 @@ from conductor.report import ServiceReport
 from conductor.state import RunDir
 
 if TYPE_CHECKING:
+    import psutil
+
     from conductor.stack import Stack
 else:
-    pass
+    from conductor._lazy import psutil
 
 AttachMode = Literal["auto", "never", "require"]
 ATTACH_MODES: tuple[AttachMode, ...] = ("auto", "never", "require")
@@ -123,6 +125,7 @@ def publish(stack: Stack) -> None:
                 "logs_dir": str(stack.logs_dir),
                 "conductor_started": compat.start_time(os.getpid()),
                 "addresses": {n: a.as_json() for n, a in stack.addresses.items()},
+                "values": stack.template_values(),
                 "skipped": dict(stack.plan.skipped) if stack.plan else {},
             }
         }
@@ -139,6 +142,8 @@ class LiveStack:
     services: tuple[str, ...]
     addresses: dict[str, Address]
     skipped: dict[str, str] = field(default_factory=dict)
+    # {services.NAME.*} as the up filled them, for --env templates
+    values: dict[str, str] = field(default_factory=dict)
 
 
 def find(config: Config, names: list[str] | None, logs_dir: Path) -> LiveStack:
@@ -160,6 +165,7 @@ def find(config: Config, names: list[str] | None, logs_dir: Path) -> LiveStack:
         services = tuple(str(s) for s in info["services"])
         addresses = {str(n): Address.from_json(a) for n, a in info["addresses"].items()}
         skipped = {str(k): str(v) for k, v in info.get("skipped", {}).items()}
+        values = {str(k): str(v) for k, v in info.get("values", {}).items()}
         run_id = str(record["run_id"])
         processes = [
             (str(p["service"]), int(p["pid"]), float(p["created"])) for p in record["processes"]
@@ -194,13 +200,13 @@ def find(config: Config, names: list[str] | None, logs_dir: Path) -> LiveStack:
             "`conductor clean` stops what it left"
         )
     for service, spid, created in processes:
-        why = _not_ours(spid, created, owned.Mark(run_id, str(recorded_dir)))
+        why = _not_ours(spid, created, owned.Mark(run_id, str(recorded_dir)), pid)
         if why is not None:
             raise NotAttachable(
                 f"service '{service}' of the `conductor up` in {where} is not the one it "
                 f"started: {why}"
             )
-    return LiveStack(run_id, pid, logs_dir, services, addresses, skipped)
+    return LiveStack(run_id, pid, logs_dir, services, addresses, skipped, values)
 
 
 def _int(value: object) -> int | None:
@@ -212,15 +218,34 @@ def _same_process(pid: int, created: float) -> bool:
     return started is not None and abs(started - created) < _SAME_START
 
 
-def _not_ours(pid: int, created: float, mark: owned.Mark) -> str | None:
+def _not_ours(pid: int, created: float, mark: owned.Mark, up_pid: int) -> str | None:
     """Why `pid` is not the process the run started (None when it is): the same proof
-    `clean` asks for (owned.process)."""
+    `clean` asks for (owned.process). A program that writes its title over its
+    environment (redis-server does) no longer shows the mark; it is still the up's when
+    it started at the recorded time, is the verified `up` process's own child, and leads
+    the process group conductor gave it."""
     try:
         if owned.process(pid, created, mark) is None:
             return f"pid {pid} is not running"
     except owned.NotOurs as exc:
-        return str(exc)
+        if _child_of_up(pid, created, up_pid):
+            return None
+        return f"{exc} and is no child of the up"
     return None
+
+
+def _child_of_up(pid: int, created: float, up_pid: int) -> bool:
+    if not _same_process(pid, created):
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return (
+            proc.ppid() == up_pid
+            and os.getpgid(pid) == pid
+            and proc.status() != psutil.STATUS_ZOMBIE
+        )
+    except (psutil.Error, OSError):
+        return False
 
 
 def choose(
@@ -282,6 +307,7 @@ class AttachedStack:
             self.live.addresses,
             self.command_templates,
             self.config.environ,
+            self.live.values,
         )
         return {
             **self.config.file_env(),

@@ -131,7 +131,9 @@ class OwnedRun:
     def _attached(self, config: Config, live: LiveStack) -> ConductorStack:
         attach.check_request(config, self.request.services, live.logs_dir, self.request.env)
         self.mode, self.live = "attached", live
-        env = exported_env(config, live.logs_dir, live.addresses, self.request.env, os.environ)
+        env = exported_env(
+            config, live.logs_dir, live.addresses, self.request.env, os.environ, live.values
+        )
         return ConductorStack(
             mode="attached",
             description=f"conductor: {attach.describe(live)}",
@@ -159,7 +161,7 @@ class OwnedRun:
         self._catch_sigterm()
         held.__enter__()
         self._held, self.stack = held, stack
-        env = exported_env(config, stack.logs_dir, stack.addresses, self.request.env, os.environ)
+        env = stack.exported_env()
         seconds = time.monotonic() - self.began
         description = (
             f"conductor: started {', '.join(stack.addresses) or 'no services'} in {seconds:.2f}s"
@@ -172,7 +174,7 @@ class OwnedRun:
             description=description,
             logs_dir=str(stack.logs_dir),
             services=_plain(stack.addresses),
-            env={**env, LOGS_DIR_ENV: str(stack.logs_dir)},
+            env=env,
             unavailable={name: f"skipped ({reason})" for name, reason in skipped.items()},
         )
 

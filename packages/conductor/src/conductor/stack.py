@@ -32,7 +32,7 @@ from conductor import (
     reaper,
     watchdog,
 )
-from conductor.addresses import Address, service_env
+from conductor.addresses import LOGS_DIR_ENV, Address, service_env
 from conductor.config import Config, ReadySpec
 from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
 from conductor.plan import Plan, PlannedService, make_plan
@@ -172,15 +172,30 @@ class Stack:
         """What every process of this run carries (the logs folder is final once locked)."""
         return owned.Mark(self.run_id, str(self.logs_dir))
 
-    def command_env(self) -> dict[str, str]:
-        """COMMAND's environment: ours, each service's address, and --env values (one
-        naming a service that is not up is left out)."""
+    def exported_env(self) -> dict[str, str]:
+        """What COMMAND's environment adds to ours: env_file values the real environment
+        does not set, each service's address, --env values (one naming a service that is
+        not up is left out), and the logs folder."""
         up = [n for n, rt in self.runtimes.items() if rt.report.status in ("ready", "reused")]
         return {
             **self.config.file_env(),
-            **os.environ,
             **self.env,
             **(self.plan.command_env(self.command_templates, up) if self.plan else {}),
+            LOGS_DIR_ENV: str(self.logs_dir),
+        }
+
+    def template_values(self) -> dict[str, str]:
+        """{services.NAME.*} of the running services, as their templates were filled."""
+        if self.plan is None:
+            return {}
+        up = {f"services.{name}." for name in self.addresses}
+        return {k: v for k, v in self.plan.context.values.items() if k.startswith(tuple(up))}
+
+    def command_env(self) -> dict[str, str]:
+        """COMMAND's environment: ours, plus exported_env(), plus the run's mark."""
+        return {
+            **os.environ,
+            **self.exported_env(),
             **self.mark.env(owned.COMMAND),
         }
 
