@@ -20,6 +20,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from conductor.pytest_plugin import stack_of
 from genesis.db import get_session, make_engine
 from genesis.main import create_app
 from genesis.settings import Settings
@@ -29,8 +30,9 @@ from tests.database import (
     DatabaseUnavailable,
     Provision,
     WorkerDatabase,
+    given_url,
 )
-from tests.suites import DATABASE_FOLDERS, FOLDER_MARKERS
+from tests.suites import DATABASE_FOLDERS, FOLDER_MARKERS, services_for_folders
 
 TESTS = Path(__file__).resolve().parent
 SECRET = "test-secret-key-that-is-long-enough-for-hs256"
@@ -38,13 +40,27 @@ _server_key = pytest.StashKey[DatabaseServer]()
 _provision_key = pytest.StashKey[Provision]()
 
 
-# --- the run: markers by folder, and the database server ---------------------------
-def _needs_database(config: pytest.Config) -> bool:
-    """Whether any selected path can hold a database test (so `pytest tests/unit`
-    never starts PostgreSQL)."""
-    targets = [Path(a.split("::", 1)[0]).resolve() for a in config.args] or [TESTS]
-    databases = [TESTS / folder for folder in DATABASE_FOLDERS]
-    return any(t == d or t in d.parents or d in t.parents for t in targets for d in databases)
+# --- the run: services by folder, markers by folder, and the database -------------
+def _selected_folders(config: pytest.Config) -> set[str]:
+    """The folders of tests/ that the run's paths can reach (so `pytest tests/unit`
+    never starts PostgreSQL, and `pytest tests` starts what every folder needs)."""
+    base = config.invocation_params.dir
+    targets = [(base / a.split("::", 1)[0]).resolve() for a in config.args] or [TESTS]
+    folders = set()
+    for folder in FOLDER_MARKERS:
+        path = TESTS / folder
+        if any(t == path or t in path.parents or path in t.parents for t in targets):
+            folders.add(folder)
+    return folders
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_conductor_services(config: pytest.Config) -> list[str]:
+    """conductor's plugin starts what the selected folders need, once for the run (the
+    database unless TEST_DATABASE_URL names one; the whole stack for tests/e2e)."""
+    if config.option.help or config.option.collectonly:
+        return []
+    return services_for_folders(_selected_folders(config), database_given=bool(given_url()))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,12 +69,15 @@ def pytest_configure(config: pytest.Config) -> None:
         if raw:
             config.stash[_provision_key] = Provision.loads(raw)
         return
-    if config.option.help or config.option.collectonly or not _needs_database(config):
+    if config.option.help or config.option.collectonly:
+        return
+    if not _selected_folders(config) & DATABASE_FOLDERS:
         return
     server = DatabaseServer()
     config.stash[_server_key] = server
     try:
-        config.stash[_provision_key] = server.start()
+        # conductor's plugin (tryfirst) has started the stack, with db, by now.
+        config.stash[_provision_key] = server.start(stack_of(config))
     except DatabaseUnavailable as exc:
         server.stop()
         raise pytest.UsageError(str(exc)) from None

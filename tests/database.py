@@ -1,11 +1,12 @@
 """The test database for one pytest run, shared correctly by xdist workers.
 
 The controller process (the only process without xdist) settles the server once:
-TEST_DATABASE_URL when set, else a throwaway PostgreSQL cluster started by conductor,
-else SQLite when this machine has no PostgreSQL server binaries. It migrates a
-template database with Alembic once, and each worker clones the template into a
-database of its own, so `-n 2` never shares rows between workers. Everything is
-dropped, and the cluster stopped, when the run ends.
+TEST_DATABASE_URL when set, else the `db` service of the run's conductor stack (a
+throwaway PostgreSQL cluster that conductor's pytest plugin starts for the database
+folders, tests/conftest.py asks for it), else SQLite when this machine has no PostgreSQL
+server binaries. It migrates a template database with Alembic once, and each worker
+clones the template into a database of its own, so `-n 2` never shares rows between
+workers. The template is dropped when the run ends; the plugin then stops the cluster.
 
 On a shared server (TEST_DATABASE_URL), a run killed with SIGKILL cannot drop its
 databases. Each run therefore keeps a session named after it open for as long as it
@@ -20,27 +21,23 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar
+from typing import Literal
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from conductor import Stack
-from conductor.errors import ConductorError, LogsDirBusy
+from conductor.held import HeldInThread
 from conductor.postgres import find_bindir
+from conductor.pytest_stack import ConductorStack
 from genesis.db import make_engine
 from genesis.migrate import upgrade_async
 from genesis.settings import async_url
-from tests.services import running
 
-ROOT = Path(__file__).resolve().parent.parent
 URL_ENV = "TEST_DATABASE_URL"
 WORKER_KEY = "genesis_database"
 # application_name of the session a run keeps open while it lives.
@@ -49,7 +46,6 @@ SESSION_PREFIX = "genesis-tests-"
 RUN_DATABASE = re.compile(
     r"genesis_tpl_(?P<run>[0-9a-f]{8})|genesis_(?P<r>[0-9a-f]{8})_(?:gw\d+|master)"
 )
-T = TypeVar("T")
 
 
 class DatabaseUnavailable(Exception):
@@ -90,55 +86,6 @@ async def _admin(server_url: str, *statements: str) -> None:
                 await connection.execute(text(statement))
     finally:
         await engine.dispose()
-
-
-class HeldInThread(Generic[T]):
-    """An async context manager entered on an event loop of its own, in a thread, and
-    held until exit: how pytest's synchronous configure/unconfigure hooks keep services
-    or a database session for the whole run."""
-
-    def __init__(self, enter: Callable[[], AbstractAsyncContextManager[T]], name: str) -> None:
-        self._enter = enter
-        self._value: Any = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-
-    def __enter__(self) -> T:
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            self._thread.join()
-            raise self._error
-        return self._value  # type: ignore[no-any-return]
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join()
-
-    def _main(self) -> None:
-        asyncio.run(self._serve())
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        try:
-            async with self._enter() as value:
-                self._value = value
-                self._ready.set()
-                await self._stop.wait()
-        except BaseException as exc:  # handed to the thread that waits for us
-            self._error = exc
-        finally:
-            self._ready.set()
 
 
 @asynccontextmanager
@@ -195,47 +142,41 @@ async def drop_abandoned(server_url: str, own_run: str) -> list[str]:
     return dropped
 
 
+def given_url() -> str:
+    """The database the run was given (TEST_DATABASE_URL), or ""."""
+    return os.environ.get(URL_ENV, "").strip()
+
+
 class DatabaseServer:
     """The controller's side: server, template, and clean-up at the end of the run."""
 
     def __init__(self) -> None:
         self.run_id = uuid.uuid4().hex[:8]
-        self.stack: HeldInThread[Stack] | None = None
         self.session: HeldInThread[None] | None = None
         self.tempdir: Path | None = None
         self.provision: Provision | None = None
 
-    def start(self) -> Provision:
-        given = os.environ.get(URL_ENV, "").strip()
+    def start(self, stack: ConductorStack | None) -> Provision:
+        """Settle the server: the given URL, the stack's db, or SQLite without PostgreSQL."""
+        given = given_url()
         if given.startswith("sqlite"):
             return self._sqlite(f"SQLite, because {URL_ENV} asks for it")
         if given:
             return self._postgres(given, f"PostgreSQL from {URL_ENV}")
+        if stack is not None and stack.has("db"):
+            url = stack.url("db")
+            host_port = url.rsplit("@", 1)[-1].split("/", 1)[0]
+            return self._postgres(url, f"PostgreSQL, conductor's throwaway cluster at {host_port}")
         if find_bindir() is None:
             return self._sqlite(
                 "SQLite: no PostgreSQL server binaries on this machine (install Debian's "
                 f"postgresql, or set {URL_ENV}, to test on PostgreSQL)"
             )
-        logs_dir = ROOT / "_e2e_logs" / "pytest-db"
-        try:
-            try:
-                stack = self._hold_stack(logs_dir)
-            except LogsDirBusy:  # another pytest run holds it: this one logs beside it
-                logs_dir = logs_dir.with_name(f"pytest-db-{os.getpid()}")
-                stack = self._hold_stack(logs_dir)
-        except ConductorError as exc:
-            raise DatabaseUnavailable(
-                f"the throwaway PostgreSQL cluster did not start: {exc}; see {logs_dir}"
-            ) from None
-        url = stack.env["DB_URL"]
-        host_port = url.rsplit("@", 1)[-1].split("/", 1)[0]
-        return self._postgres(url, f"PostgreSQL, a throwaway cluster at {host_port}")
-
-    def _hold_stack(self, logs_dir: Path) -> Stack:
-        held = HeldInThread(lambda: running(["db"], logs_dir), "conductor-stack")
-        stack = held.__enter__()
-        self.stack = held
-        return stack
+        why = stack.why_missing("db") if stack is not None else "no conductor stack in this run"
+        raise DatabaseUnavailable(
+            f"no database for the database suites: {URL_ENV} is not set, and {why} "
+            "(is conductor's pytest plugin turned off with -p no:conductor?)"
+        )
 
     def _sqlite(self, why: str) -> Provision:
         self.tempdir = Path(tempfile.mkdtemp(prefix="genesis-tests-"))
@@ -285,11 +226,8 @@ class DatabaseServer:
                 )
         finally:
             if self.session is not None:
-                self.session.__exit__(None, None, None)
+                self.session.close()
                 self.session = None
-            if self.stack is not None:
-                self.stack.__exit__(None, None, None)
-                self.stack = None
             if self.tempdir is not None:
                 shutil.rmtree(self.tempdir, ignore_errors=True)
                 self.tempdir = None

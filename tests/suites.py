@@ -107,6 +107,25 @@ FOLDER_MARKERS: dict[str, str] = {
 # Folders whose tests use the test database fixtures.
 DATABASE_FOLDERS = frozenset({"db", "auth", "business", "coaching"})
 
+# What `pytest PATH` starts by itself, through conductor's pytest plugin, for each folder
+# it selects: the database folders need the database, tests/e2e the whole stack. (nox
+# and invoke start a suite's `services` around pytest; the plugin then uses those.)
+FOLDER_SERVICES: dict[str, tuple[str, ...]] = {
+    **{folder: ("db",) for folder in sorted(DATABASE_FOLDERS)},
+    "e2e": SUITES["e2e"].services,
+}
+
+
+def services_for_folders(folders: set[str], database_given: bool) -> list[str]:
+    """The services a pytest run of these test folders asks conductor for; none for the
+    database when the run was given one (TEST_DATABASE_URL)."""
+    wanted: list[str] = []
+    for folder in sorted(folders):
+        for name in FOLDER_SERVICES.get(folder, ()):
+            if name not in wanted and not (name == "db" and database_given):
+                wanted.append(name)
+    return wanted
+
 
 def given_database_url() -> str | None:
     """A database the user named: then conductor does not start one."""

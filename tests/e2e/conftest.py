@@ -1,40 +1,33 @@
-"""The E2E suite runs inside the stack conductor started: every address comes from the
-environment it exports (BACKEND_URL, FRONTEND_URL, ORCHESTRATOR_URL)."""
+"""The E2E suite runs against the whole stack: conductor's pytest plugin starts it for
+`pytest tests/e2e` (tests/conftest.py asks for it), attaches to a live `invoke up`, or
+finds the one `nox -s e2e` / `invoke e2e` already started around pytest. Every address
+comes from the `conductor_stack` fixture; a service the run does not have fails the
+test that needs it, naming it."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
-NEEDS_STACK = (
-    "needs the running stack: use nox -s e2e, invoke e2e, or conductor run -- pytest tests/e2e"
-)
-
-
-def address(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        pytest.skip(f"{name} is not set; {NEEDS_STACK}")
-    return value.rstrip("/")
+from conductor.pytest_stack import ConductorStack
 
 
 @pytest.fixture(scope="session")
-def backend_url() -> str:
-    return address("BACKEND_URL")
+def backend_url(conductor_stack: ConductorStack) -> str:
+    return conductor_stack.url("backend").rstrip("/")
 
 
 @pytest.fixture(scope="session")
-def frontend_url() -> str:
-    return address("FRONTEND_URL")
+def frontend_url(conductor_stack: ConductorStack) -> str:
+    return conductor_stack.url("frontend").rstrip("/")
 
 
 @pytest.fixture(scope="session")
-def orchestrator_url() -> str:
-    return address("ORCHESTRATOR_URL")
+def orchestrator_url(conductor_stack: ConductorStack) -> str:
+    return conductor_stack.url("orchestrator").rstrip("/")
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +67,12 @@ class Orchestrator:
 def email() -> str:
     """A new address per test: the E2E database lives for the whole run."""
     return f"e2e-{uuid.uuid4().hex[:12]}@example.com"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that switch the one orchestrator's mode (or count its answers) share an
+    xdist group, so with -n 2 they run one at a time on one worker (--dist loadgroup,
+    in the ini's addopts) while the rest spread."""
+    for item in items:
+        if "orchestrator" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("orchestrator"))
