@@ -288,7 +288,15 @@ def test_inside_conductor_run_the_plugin_uses_its_stack(pytester, conductor):
 
 
 def test_the_plugin_attaches_to_a_live_up_and_stops_nothing(pytester, runs, up):
-    live = up(web_config(pytester.path))
+    """The attached run's environment is what a started one gets: addresses, and the
+    configuration's [run].env filled from the up's services."""
+    config = write_config(
+        pytester.path / "conductor.toml",
+        {"web": WEB},
+        logs_dir="logs",
+        run={"env": {"PAGE": "{services.web.url}/page"}},
+    )
+    live = up(config)
     pytester.makepyfile(
         test_attached=f"""
         import os
@@ -298,6 +306,7 @@ def test_the_plugin_attaches_to_a_live_up_and_stops_nothing(pytester, runs, up):
         def test_attached(conductor_stack, n):
             assert conductor_stack.mode == "attached"
             assert conductor_stack.url("web") == os.environ["WEB_URL"] == {live.url!r}
+            assert os.environ["PAGE"] == {live.url!r} + "/page"
         """
     )
     result = runs("--conductor-config=conductor.toml", "--conductor-stack=web", "-n", "2")

@@ -109,7 +109,10 @@ class OwnedRun:
         self.mode = "surrounding"
         addresses = from_environ(config.services, os.environ)
         logs_dir = Path(os.environ.get(LOGS_DIR_ENV) or config.logs_dir)
-        env = exported_env(config, logs_dir, addresses, self.request.env, os.environ)
+        # The surrounding run's values stay: it rendered them for this very command.
+        wanted = config.command_templates(self.request.env)
+        templates = {k: v for k, v in wanted.items() if k not in os.environ}
+        env = exported_env(config, logs_dir, addresses, templates, config.environ)
         unavailable = {
             name: "the surrounding `conductor run` does not provide it (no "
             f"{env_name(name)}_URL or {env_name(name)}_HOST in its environment)"
@@ -123,17 +126,20 @@ class OwnedRun:
             "started, nothing will be stopped)",
             logs_dir=os.environ.get(LOGS_DIR_ENV),
             services=_plain(addresses),
-            # The surrounding run's values stay: it rendered them for this very command.
             env={k: v for k, v in env.items() if k not in os.environ},
             unavailable=unavailable,
         )
 
     def _attached(self, config: Config, live: LiveStack) -> ConductorStack:
-        attach.check_request(config, self.request.services, live.logs_dir, self.request.env)
+        templates = config.command_templates(self.request.env)
+        attach.check_request(config, self.request.services, live.logs_dir, templates)
         self.mode, self.live = "attached", live
-        env = exported_env(
-            config, live.logs_dir, live.addresses, self.request.env, os.environ, live.values
-        )
+        env = {
+            **config.file_env(),
+            **exported_env(
+                config, live.logs_dir, live.addresses, templates, config.environ, live.values
+            ),
+        }
         return ConductorStack(
             mode="attached",
             description=f"conductor: {attach.describe(live)}",
