@@ -210,3 +210,20 @@ def test_templates_render_and_escape():
         list(templates.fields("{host"))
     with pytest.raises(templates.TemplateError, match="has no value"):
         templates.render("{url}", {})
+
+
+def test_an_unparsable_nearest_pyproject_stops_the_search_naming_it(conductor, tmp_path):
+    """Issue 11, defect 9: it was skipped, and a parent folder's [tool.conductor] ran."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.conductor.services.parent]\ncommand = ["true"]\n'
+    )
+    child = tmp_path / "child"
+    child.mkdir()
+    (child / "pyproject.toml").write_text("[tool.conductor\nbroken = \n")
+    conductor.cwd = child
+    result = conductor.run("check")
+    assert result.code == 2, result.text
+    assert str(child / "pyproject.toml") in result.err
+    assert "cannot be read as TOML" in result.err
+    assert "parent" not in result.out
+    assert len(result.err.strip().splitlines()) == 1

@@ -95,11 +95,17 @@ def find_config(start: Path | None = None) -> Path:
     for folder in (here, *here.parents):
         candidate = folder / "pyproject.toml"
         if candidate.is_file():
+            # The nearest pyproject is the project's: one that cannot be read stops the
+            # search, or a parent folder's [tool.conductor] would run in its place.
             try:
                 data = tomllib.loads(candidate.read_text(encoding="utf-8"))
-            except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
-                continue
-            if "conductor" in data.get("tool", {}):
+            except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(
+                    f"cannot be read as TOML ({exc}); fix it, or pass --config FILE",
+                    file=candidate,
+                ) from None
+            tool = data.get("tool")
+            if isinstance(tool, dict) and "conductor" in tool:
                 return candidate
     raise ConfigError(
         f"no pyproject.toml with a [tool.conductor] table in {here} or above; "
