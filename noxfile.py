@@ -34,7 +34,7 @@ from tests.suites import (  # noqa: E402
     stage_table,
 )
 
-nox.needs_version = ">=2024.10.9"
+nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 # Only the Pythons this machine has are required; the GitHub matrix installs them all.

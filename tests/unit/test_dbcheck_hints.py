@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import socket
 from collections.abc import Callable
@@ -77,32 +76,33 @@ def test_no_url_at_all_is_where_nox_starts_a_throwaway_database(
     assert "nox -s db" in check()
 
 
-def failure(url: str) -> str:
-    """The diagnosis of what the application's engine raises for `url`."""
+async def failure(url: str) -> str:
+    """The diagnosis of what the application's engine raises for `url` (on the session's
+    one loop: asyncio.run here would leave the main thread without one)."""
     try:
-        asyncio.run(dbcheck.check(url))
+        await dbcheck.check(url)
     except Exception as exc:
         return dbcheck.diagnose(exc, dbcheck.describe(url))
     raise AssertionError(f"{url} connected")
 
 
 @pytest.mark.parametrize("scheme", ["mysql", "mariadb"])
-def test_mysql_names_real_async_driver_packages(scheme: str) -> None:
-    line = failure(f"{scheme}://user:pw@127.0.0.1:1/genesis")
+async def test_mysql_names_real_async_driver_packages(scheme: str) -> None:
+    line = await failure(f"{scheme}://user:pw@127.0.0.1:1/genesis")
     assert "pip install MySQLdb" not in line
     assert "(mysqlclient)" in line  # what the MySQLdb module is called on PyPI
     assert f"{scheme}+aiomysql:// (pip install aiomysql)" in line
     assert f"{scheme}+asyncmy:// (pip install asyncmy)" in line
 
 
-def test_a_sync_driver_that_is_installed_gets_the_same_hint(tmp_path: Path) -> None:
+async def test_a_sync_driver_that_is_installed_gets_the_same_hint(tmp_path: Path) -> None:
     """sqlite's pysqlite is always installed, and still unusable with asyncio."""
-    line = failure(f"sqlite+pysqlite:///{tmp_path}/genesis.db")
+    line = await failure(f"sqlite+pysqlite:///{tmp_path}/genesis.db")
     assert "driver not async" in line
     assert "sqlite+aiosqlite:// (pip install aiosqlite)" in line
 
 
-def test_a_missing_async_driver_is_installed_by_its_package_name() -> None:
-    line = failure("postgresql+psycopg://postgres@127.0.0.1:1/genesis")
+async def test_a_missing_async_driver_is_installed_by_its_package_name() -> None:
+    line = await failure("postgresql+psycopg://postgres@127.0.0.1:1/genesis")
     assert "driver not installed" in line
     assert "pip install 'psycopg[binary]'" in line
