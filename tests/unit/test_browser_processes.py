@@ -80,10 +80,14 @@ async def test_a_marked_helper_that_was_never_noted_is_named() -> None:
     helper = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "import time; time.sleep(60)",
+        "import time; print('running', flush=True); time.sleep(60)",
         env={**os.environ, MARKER: processes.marker},
+        stdout=asyncio.subprocess.PIPE,
     )
     try:
+        # Once it prints, it has exec'd: /proc/PID/environ holds the marker.
+        assert helper.stdout is not None
+        assert await asyncio.wait_for(helper.stdout.readline(), 30) == b"running\n"
         running = await processes.outliving(timeout=0.3)
         assert [line.split(":")[0] for line in running] == [f"pid {helper.pid}"]
     finally:

@@ -28,6 +28,7 @@ MIGRATE = (
 API = (
     "import pathlib, time\n"
     "pathlib.Path('api-started').write_text(repr(time.time()))\n"
+    "print('listening', flush=True)\n"
     "time.sleep(60)"
 )
 CHECK_ORDER = (
@@ -42,7 +43,12 @@ def test_task_runs_to_completion_before_its_dependents(conductor, config, tmp_pa
     config(
         {
             "prestart": {"kind": "task", "command": py(MIGRATE)},
-            "api": {"command": py(API), "depends_on": ["prestart"]},
+            # Ready once it has written its start time: COMMAND reads it.
+            "api": {
+                "command": py(API),
+                "depends_on": ["prestart"],
+                "ready": {"log": "listening"},
+            },
         }
     )
     result = conductor.run("run", "--config", "conductor.toml", "--", *py(CHECK_ORDER))
