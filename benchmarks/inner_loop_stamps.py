@@ -5,6 +5,8 @@ Appends `NAME SECONDS` lines to the file named by BENCH_STAMPS:
 - `configured` (an epoch) once every pytest_configure has run: the stack is started or
   attached to, the tests can begin;
 - `finished` (an epoch) when the session ends: the tests are done, teardown begins;
+- `call` (a duration), once per test: its call phase, without its fixtures' setup and
+  teardown; their sum is the tests' own time;
 - `conductor` (a duration): the time spent in conductor's own pytest_configure and
   pytest_unconfigure (finding, attaching to or starting the stack, importing what that
   needs, and stopping it). `-p` imports this module before pytest registers the plugins
@@ -55,3 +57,8 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     _stamp("finished", time.time())
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        _stamp("call", report.duration)
