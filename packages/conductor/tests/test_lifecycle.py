@@ -231,3 +231,24 @@ def test_stop_grace_must_be_a_number_of_seconds(conductor, config, tmp_path):
         result = conductor.run("run", "--config", "conductor.toml", "--stop-grace", bad, "--", PY)
         assert result.code == 2, result.text
         assert "--stop-grace must be" in result.err
+
+
+def test_an_up_with_a_completed_task_can_be_attached_to(conductor, config, up, tmp_path):
+    """The task's pid is gone once it completed: `--attach` must not take that for a
+    service of the `up` that died (before: 'service prestart ... is not the one it
+    started')."""
+    path = config(
+        {
+            "prestart": {"kind": "task", "command": py("pass")},
+            "web": {
+                "command": fake("http", "--port", "{port}"),
+                "port": "auto",
+                "depends_on": ["prestart"],
+            },
+        }
+    )
+    up(path)
+    result = conductor.run(
+        "run", "--config", "conductor.toml", "--attach=require", "--", PY, "-c", "pass"
+    )
+    assert result.code == 0, result.text

@@ -559,6 +559,7 @@ class Stack:
         report.duration_s = now - began
         report.ready_after_s = now - self.started_at
         self.reporter.event(p.name, "completed", f"in {report.duration_s:.2f}s")
+        self._rundir.forget_process(rt.proc.pid)
         rt.ready.set()
         if fatal is not None:
             self._spawn_bg(self._watchers, self._watch_fatal(rt, fatal))

@@ -290,6 +290,13 @@ class RunDir:
         )
         self._save()
 
+    def forget_process(self, pid: int) -> None:
+        """A leader that ended as it should (a task that exited 0): it is no longer the
+        run's to stop, and `--attach` must not count it as a service that is gone. What
+        it left behind still carries the run's marker, so `clean` still finds that."""
+        self._record["processes"] = [p for p in self._record["processes"] if p["pid"] != pid]
+        self._save()
+
     def annotate(self, **fields: Any) -> None:
         """Add facts about the live run to its record (`conductor up` publishes its stack
         there, for `--attach`); gone with the record when the run ends."""
