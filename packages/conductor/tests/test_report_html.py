@@ -4,6 +4,7 @@ skipped services. The file is parsed as HTML here; tests/e2e opens it in Chromiu
 from __future__ import annotations
 
 import json
+import re
 import signal
 from html.parser import HTMLParser
 from pathlib import Path
@@ -156,3 +157,30 @@ def test_skipped_optional_service_is_listed_with_its_reason(conductor, config, t
     assert cache["status"] == "skipped"
     assert "no-such-cache-server" in cache["reason"]
     assert "skipped" in page.lanes["cache"]
+
+
+def test_completed_task_has_a_colour_of_its_own(conductor, config, tmp_path):
+    """A `kind = "task"` that exited 0 ends as `completed`: its lane was drawn in the
+    fallback "started" colour after it finished, and the legend did not list it."""
+    config(
+        {
+            "prestart": {"kind": "task", "command": [PY, "-c", "pass"]},
+            "svc": {
+                "command": fake("tcp", "--port", "{port}"),
+                "port": "auto",
+                "depends_on": ["prestart"],
+            },
+        }
+    )
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    assert result.code == 0, result.text
+    text = (tmp_path / "logs" / "report.html").read_text(encoding="utf-8")
+    page, summary = report(tmp_path)
+    assert summary["services"]["prestart"]["status"] == "completed"
+    assert "clean" in page.lanes["prestart"]
+    fills = {m[0]: m[1] for m in re.findall(r'class="phase (\w+)"[^>]*fill="(#\w+)"', text)}
+    assert "completed" in fills, fills
+    assert fills["completed"] not in (fills["ready"], fills.get("started"), "#c62828")
+    legend = re.search(r'<p class="legend">(.*?)</p>', text)
+    assert legend is not None
+    assert f"background:{fills['completed']}\"></span>completed" in legend.group(1)

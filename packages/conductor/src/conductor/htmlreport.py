@@ -30,6 +30,7 @@ PHASE_COLOR = {
     "started": "#f5c451",
     "ready": "#4caf7a",
     "reused": "#7aa7e0",
+    "completed": "#1a9bb0",  # a kind = "task" that exited 0: finished, not running
     "stopping": "#8d99ae",
 }
 # How a lane's end is coloured: by how the service ended.
