@@ -183,4 +183,4 @@ def test_completed_task_has_a_colour_of_its_own(conductor, config, tmp_path):
     assert fills["completed"] not in (fills["ready"], fills.get("started"), "#c62828")
     legend = re.search(r'<p class="legend">(.*?)</p>', text)
     assert legend is not None
-    assert f"background:{fills['completed']}\"></span>completed" in legend.group(1)
+    assert f'background:{fills["completed"]}"></span>completed' in legend.group(1)

@@ -103,6 +103,7 @@ def test_sigkill_of_conductor_stops_everything_within_stop_timeout_plus_1s(
     assert "watchdog: conductor (pid" in log
     assert "watchdog: stopped 4 process(es)" in log, log
     assert not (logs / ".conductor-run.json").exists()
+    assert not (logs / ".conductor.lock").exists()  # the watchdog held it, and removed it
     result = conductor.run("clean", "--config", "conductor.toml")
     assert result.code == 0, result.text
     assert result.out.startswith("nothing left"), result.text

@@ -12,8 +12,10 @@ with a marker file (its own) naming the run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import stat
 from collections.abc import Collection, Mapping
@@ -34,6 +36,9 @@ MARKER_SERVICE = "CONDUCTOR_SERVICE"
 COMMAND = "(command)"  # COMMAND's name as a service in the mark
 FOLDER_PREFIX = "conductor-"
 FOLDER_MARK = ".conductor-made"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_MARK_BYTES = 4096  # a marker is a line of JSON; more is not conductor's
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
 # Start times come from clock ticks (1/100 s) since boot; a recycled pid starts later.
 START_SLACK = 0.05
 
@@ -186,5 +191,69 @@ def remove_folder(path: object, mark: Mark) -> bool:
     folder = check_folder(path, mark)
     if folder is None:
         return False
-    shutil.rmtree(folder, ignore_errors=True)
+    delete_tree(folder)
     return True
+
+
+def delete_tree(folder: Path) -> bool:
+    """Delete a folder that one of the checks here proved conductor's, never following a
+    link inside it (shutil.rmtree's fd-based walk; a link itself is refused); errors
+    are ignored. True when it is gone. The one way conductor deletes a folder of its
+    own: temporary folders, and run-PID subfolders when they are pruned."""
+    shutil.rmtree(folder, ignore_errors=True)
+    return not os.path.lexists(folder)
+
+
+@dataclass(frozen=True)
+class RunFolderMark:
+    """What conductor wrote in a run-PID subfolder it made: the run that made it last,
+    and when that run ended (None while it runs, or when it died with its watchdog)."""
+
+    run_id: str
+    ended: float | None
+    written: float  # the marker's modification time
+
+
+def mark_run_folder(folder: Path, run_id: str, *, ended: float | None = None) -> None:
+    """Write (or rewrite, atomically) the marker of a run-PID subfolder conductor made,
+    while holding its lock. OSError when it cannot be written."""
+    mark: dict[str, object] = {"run_id": run_id, "logs_dir": str(folder)}
+    if ended is not None:
+        mark["ended"] = ended
+    tmp = folder / (FOLDER_MARK + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(json.dumps(mark))
+    os.replace(tmp, folder / FOLDER_MARK)
+
+
+def run_folder_mark(folder: Path) -> RunFolderMark | None:
+    """The marker of `folder` when conductor made it as a run-PID subfolder: a real
+    folder (not a link), holding a plain marker file of this user's that names a run and
+    this very folder. None for anything else (a folder a user made, a link, a file, a
+    copy moved from elsewhere, a marker that cannot be read)."""
+    try:
+        if not stat.S_ISDIR(folder.lstat().st_mode):
+            return None
+        fd = os.open(folder / FOLDER_MARK, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or (not compat.WINDOWS and info.st_uid != os.geteuid()):
+            return None
+        written = json.loads(os.read(fd, _MARK_BYTES).decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+    if not isinstance(written, dict) or written.get("logs_dir") != str(folder):
+        return None
+    run_id, ended = written.get("run_id"), written.get("ended")
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+        return None
+    if isinstance(ended, bool) or not isinstance(ended, int | float) or ended != ended:
+        ended = None
+    return RunFolderMark(run_id, None if ended is None else float(ended), info.st_mtime)

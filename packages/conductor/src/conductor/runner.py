@@ -399,7 +399,9 @@ async def clean(logs_dir: Path) -> Cleaned:
     if not logs_dir.is_dir():
         return done
     ignored: list[str] = []
-    folders = [logs_dir, *sorted(p for p in logs_dir.glob("run-*") if p.is_dir())]
+    # A link named run-* is no subfolder of this one: never followed out of it.
+    runs = (p for p in logs_dir.glob("run-*") if p.is_dir() and not p.is_symlink())
+    folders = [logs_dir, *sorted(runs)]
     for folder in folders:
         rundir = RunDir(folder)
         try:

@@ -30,6 +30,7 @@ from conductor import (
     probes,
     process,
     reaper,
+    runfolders,
     watchdog,
 )
 from conductor.addresses import LOGS_DIR_ENV, Address, service_env
@@ -107,6 +108,7 @@ class Stack:
         self.command_templates = config.command_templates(command_env)
         self.names = services
         self.logs_dir = (logs_dir or config.logs_dir).resolve()
+        self._base_logs_dir = self.logs_dir  # logs_dir may become a run-PID subfolder of it
         self._logs_dir_given = logs_dir is not None
         self.auto_ports = auto_ports
         self.show_logs = show_logs
@@ -228,10 +230,25 @@ class Stack:
             if not self.subfolder_if_busy:
                 raise
             busy = self.logs_dir
-            self.logs_dir = busy / f"run-{os.getpid()}"
+            self.logs_dir, made = runfolders.subfolder(busy)
             self._rundir = RunDir(self.logs_dir)
             self._rundir.lock()
+            runfolders.claim(self.logs_dir, self.run_id, made=made)
             self.reporter.info(f"{busy} is used by another run; this run logs to {self.logs_dir}")
+
+    def _prune(self) -> None:
+        """Finished run-PID subfolders of the configured logs folder beyond the newest
+        few go (runfolders.py); whatever goes wrong is one warning, never the run's end."""
+        pruned = runfolders.prune(self._base_logs_dir)
+        if pruned.removed:
+            logs.logger.info(
+                "pruned %d finished run-PID subfolder(s): %s",
+                len(pruned.removed),
+                ", ".join(p.name for p in pruned.removed),
+            )
+        warning = pruned.warning()
+        if warning:
+            self.reporter.warning(warning)
 
     def _unusable_logs_dir(self, exc: OSError) -> ConfigError:
         """One line for a logs folder that is a file, lies under a file, or is not
@@ -303,6 +320,7 @@ class Stack:
         except OSError as exc:
             self._release()
             raise self._unusable_logs_dir(exc) from None
+        self._prune()
         if self.subreaper is not None and self.subreaper.active:
             # As subreaper we adopt every orphan below us: wait for each as it dies,
             # not only at teardown (defect: zombies piled up while COMMAND ran).
@@ -774,5 +792,6 @@ class Stack:
             logs.close_event_log(self._log_handler)  # type: ignore[arg-type]
             self._log_handler = None
         if self._locked:
+            runfolders.finish(self.logs_dir, self.run_id)
             self._rundir.release()
             self._locked = False

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from conductor import compat, kill, owned
+from conductor import compat, kill, lockfile, owned
 from conductor.command import STOP_GRACE
 from conductor.errors import LogsDirBusy
 
@@ -167,29 +167,35 @@ class RunDir:
     def record_path(self) -> Path:
         return self.logs_dir / RECORD_NAME
 
+    @property
+    def lock_path(self) -> Path:
+        return self.logs_dir / LOCK_NAME
+
     def lock(self, *, create: bool = True) -> bool:
         """Own the folder, or raise LogsDirBusy naming the run that does. With
-        create=False (clean) nothing is created: False when there is nothing to own."""
-        if create:
-            self.logs_dir.mkdir(parents=True, exist_ok=True)
-        elif not (self.logs_dir / LOCK_NAME).is_file() and not self.record_path.is_file():
+        create=False (clean) nothing is created: False when there is nothing to own.
+        OSError when the folder or its lock file cannot be used (see lockfile)."""
+        if not create and not os.path.lexists(self.lock_path) and not self.record_path.is_file():
             return False
-        handle = (self.logs_dir / LOCK_NAME).open("a+", encoding="utf-8")
-        if not compat.try_lock(handle):
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
+        try:
+            for attempt in range(3):
+                if create:
+                    self.logs_dir.mkdir(parents=True, exist_ok=True)
+                try:
+                    self._lock = lockfile.take(self.lock_path)
+                    break
+                except FileNotFoundError:
+                    # The folder went between mkdir and open (a finished run-PID
+                    # subfolder pruned by another run that very instant): make it anew.
+                    if not create or attempt == 2:
+                        raise
+        except lockfile.Busy as busy:
             raise LogsDirBusy(
-                f"another conductor run (pid {holder}) is using {self.logs_dir}; wait for it "
-                "to finish, or give this run its own folder with --logs-dir",
+                f"another conductor run (pid {busy.holder}) is using {self.logs_dir}; wait "
+                "for it to finish, or give this run its own folder with --logs-dir",
                 folder=self.logs_dir,
-                holder=holder,
-            )
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._lock = handle
+                holder=busy.holder,
+            ) from None
         return True
 
     def read_record(self) -> dict[str, Any] | None:
@@ -327,5 +333,7 @@ class RunDir:
         """Called only once nothing of the run is left."""
         self._forget()
         if self._lock is not None:
+            # While we still hold it: no stale lock file stays behind (see lockfile).
+            lockfile.unlink(self._lock.fileno(), self.lock_path)
             self._lock.close()
             self._lock = None

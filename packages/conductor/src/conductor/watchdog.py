@@ -135,12 +135,13 @@ def prepare() -> None:
     """Import what main() needs, while there is time to spare."""
     import psutil  # noqa: F401  (into sys.modules, where conductor's lazy import finds it)
 
-    from conductor import state  # noqa: F401
+    from conductor import runfolders, state  # noqa: F401
 
 
 def main(argv: list[str]) -> int:
     """In the watchdog, once conductor has died: stop what its run left, and say so."""
-    from conductor.state import RunDir
+    from conductor import lockfile, runfolders
+    from conductor.state import LOCK_NAME, RunDir
 
     logs_dir, run_id, conductor_pid, lock_fd = Path(argv[0]), argv[1], argv[2], int(argv[3])
     # The lock is ours alone now: say who holds it, for the next run's "busy" message.
@@ -164,6 +165,10 @@ def main(argv: list[str]) -> int:
             log.error("watchdog: could not finish the cleanup (%s); run `conductor clean`", exc)
             return 1
         stopped = left.stopped
+        # The run is over: its subfolder's marker says when, and its lock file goes
+        # (still held through the fd we share; see lockfile).
+        runfolders.finish(logs_dir, run_id)
+        lockfile.unlink(lock_fd, logs_dir / LOCK_NAME)
         if left.warning():
             log.warning("watchdog: %s", left.warning())
         log.warning(
