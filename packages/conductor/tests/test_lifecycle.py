@@ -104,6 +104,24 @@ def test_task_with_a_port_is_a_config_error(conductor, config, tmp_path):
     assert "Traceback" not in result.text
 
 
+def test_check_names_the_variables_command_gets(conductor, config, tmp_path):
+    """A task has no address (COMMAND gets no PRESTART_URL), and a service without a
+    port gets NAME_HOST only: check must not promise a variable that never comes."""
+    config(
+        {
+            "prestart": {"kind": "task", "command": py("pass")},
+            "worker": {"command": py("pass")},
+            "api": {"command": py("pass"), "port": "auto", "depends_on": ["prestart"]},
+        }
+    )
+    result = conductor.run("check", "--config", "conductor.toml")
+    assert result.code == 0, result.text
+    lines = {line.split(":")[0].strip(): line for line in result.out.splitlines()}
+    assert lines["prestart"].endswith(" env=-"), result.out
+    assert lines["worker"].endswith(" env=WORKER_HOST"), result.out
+    assert lines["api"].endswith(" env=API_HOST,API_PORT,API_URL"), result.out
+
+
 FATAL_EARLY = (
     "import time\n"
     "print('FATAL: password authentication failed for user \"app\"', flush=True)\n"

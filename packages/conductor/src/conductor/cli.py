@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import NoReturn
 
 from conductor import errors, runner
+from conductor.addresses import Address, service_env
 from conductor.attach import ATTACH_MODES
 from conductor.config import Config, load_config
 from conductor.plan import make_plan
 from conductor.probes import describe
 from conductor.report import Reporter, redact
-from conductor.schema import env_name
 from conductor.subreaper import Subreaper
 
 USAGE_RUN = "conductor run [options] [SERVICE ...] -- COMMAND [ARG ...]"
@@ -243,13 +243,16 @@ def _check(config: Config) -> int:
         spec = service.spec
         port = "auto" if spec.port == "auto" else (service.port or "-")
         deps = ", ".join(service.depends_on) or "-"
-        ready = describe(service.ready, service.host, service.port)
+        # env: what COMMAND will get, made as the run makes it. A task, done before
+        # COMMAND starts, has no address; a service without a port has only NAME_HOST.
         if spec.kind == "task":
-            ready = "exit 0"
+            ready, env = "exit 0", {}
+        else:
+            ready = describe(service.ready, service.host, service.port)
+            env = service_env({name: Address(service.host, service.port, service.url)})
         line = (
             f"  {name}: kind={spec.kind} port={port} url={service.url or '-'} "
-            f"depends_on={deps} ready={ready} "
-            f"env={env_name(name)}_URL"
+            f"depends_on={deps} ready={ready} env={','.join(env) or '-'}"
         )
         print(redact(line))
     for name, reason in plan.skipped.items():
