@@ -139,8 +139,10 @@ def test_the_examples_suite_passes_through_conductor_run(runner: Runner) -> None
         EXAMPLE / "conductor.toml", sys.executable, "-m", "pytest", "-p", "no:cacheprovider"
     )
     assert run.code == 0, run.out
-    assert re.search(r"\b8 passed\b", run.out), run.out
-    assert "skipped" not in run.out
+    # "N passed in" with nothing beside it: none failed, skipped or errored.
+    passed = re.search(r"= (\d+) passed in [\d.]+s =", run.out)
+    assert passed, run.out
+    assert int(passed[1]) >= 9, run.out
     prestart = run.service("prestart")
     assert prestart["status"] == "completed"
     assert isinstance(prestart["duration_s"], float)

@@ -17,3 +17,10 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
         pool_pre_ping=True,
         connect_args={"timeout": CONNECT_TIMEOUT},
     )
+
+
+def one_line(exc: BaseException) -> str:
+    """The driver's own words on one line (SQLAlchemy appends a line of links), so a
+    log line carries the cause that conductor's fail.log and log tail show."""
+    first = next(iter(str(exc).splitlines()), "")
+    return f"{type(exc).__name__}: {first}"

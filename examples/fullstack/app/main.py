@@ -17,8 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app import routes
-from app.db import make_engine
-from app.settings import Settings
+from app.db import make_engine, one_line
+from app.settings import Settings, from_environment
 
 # uvicorn configures this logger: its lines reach the service's log, where conductor's
 # `fail = { log = ... }` reads them.
@@ -26,7 +26,7 @@ log = logging.getLogger("uvicorn.error")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()  # type: ignore[call-arg]  # from the environment
+    settings = settings or from_environment("api")
     engine = make_engine(settings)
 
     @asynccontextmanager
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception as exc:
             # The driver's own words ("password authentication failed for user ..."), on
             # one line: conductor's fail.log turns it into a failed run within a second.
-            log.error("health: database unavailable: %s: %s", type(exc).__name__, exc)
+            log.error("health: database unavailable: %s", one_line(exc))
             return JSONResponse({"status": "unavailable", "database": "unavailable"}, 503)
         return JSONResponse({"status": "ok", "database": "ok", "revision": revision})
 

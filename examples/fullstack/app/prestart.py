@@ -17,9 +17,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 
-from app.db import make_engine
+from app.db import make_engine, one_line
 from app.seed import seed
-from app.settings import Settings
+from app.settings import Settings, from_environment
 
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 
@@ -34,11 +34,11 @@ async def check_database(settings: Settings) -> None:
 
 
 def main() -> int:
-    settings = Settings()  # type: ignore[call-arg]  # fields come from the environment
+    settings = from_environment("prestart")
     try:
         asyncio.run(check_database(settings))
     except Exception as exc:  # any failure to connect is this one line, not a traceback
-        print(f"prestart: database unavailable: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"prestart: database unavailable: {one_line(exc)}", file=sys.stderr)
         return 1
     print("prestart: database ok; running alembic upgrade head", flush=True)
     command.upgrade(Config(str(ALEMBIC_INI)), "head")

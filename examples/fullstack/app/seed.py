@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from app.db import make_engine
 from app.models import User
 from app.security import hash_password
-from app.settings import Settings
+from app.settings import Settings, from_environment
 
 
 async def seed(settings: Settings) -> bool:
@@ -45,7 +45,7 @@ async def seed(settings: Settings) -> bool:
 
 
 def main() -> None:
-    asyncio.run(seed(Settings()))  # type: ignore[call-arg]  # fields come from the environment
+    asyncio.run(seed(from_environment("seed")))
 
 
 if __name__ == "__main__":

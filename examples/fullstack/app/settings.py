@@ -8,7 +8,9 @@ default database.
 
 from __future__ import annotations
 
-from pydantic import SecretStr, field_validator
+import sys
+
+from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,3 +52,15 @@ class Settings(DatabaseSettings):
     @property
     def cors_origins(self) -> list[str]:
         return [o.strip() for o in self.backend_cors_origins.split(",") if o.strip()]
+
+
+def from_environment(program: str) -> Settings:
+    """The settings, or one line per missing or bad variable and exit 2: a task's log
+    tail in conductor's report then names the variable, not a pydantic traceback."""
+    try:
+        return Settings()  # type: ignore[call-arg]  # every field comes from the environment
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]).upper() or "settings"
+            print(f"{program}: {name}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None

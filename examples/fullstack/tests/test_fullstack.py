@@ -104,3 +104,20 @@ def test_web_serves_the_page_and_the_api_lets_it_call() -> None:
     )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == web
+
+
+def test_a_bad_setting_is_one_line_naming_it() -> None:
+    env = {**os.environ, "FIRST_SUPERUSER": "not-an-email"}
+    done = subprocess.run(
+        [sys.executable, "-m", "app.seed"],
+        cwd=EXAMPLE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "seed: FIRST_SUPERUSER: Value error, FIRST_SUPERUSER must be an email address,"
+        " got 'not-an-email'"
+    ]
