@@ -190,3 +190,21 @@ def test_a_wrong_api_password_fails_the_run_on_its_fatal_line(
     # Fails on the first probe's line: seconds (an app's import under load), not 600.
     assert failed_at - started < 60, (started, failed_at)
     assert_nothing_left(run, runner)
+
+
+def test_without_the_init_sql_prestart_fails_and_the_api_never_starts(
+    runner: Runner, tmp_path: Path
+) -> None:
+    """The init file is load-bearing: the migration needs its schema, so a stack that
+    skipped it stops at prestart (125), naming the cause, before the api starts."""
+    config = copy_of_the_example(tmp_path)
+    text = config.read_text()
+    assert text.count('init = ["db/init.sql"]\n') == 1
+    config.write_text(text.replace('init = ["db/init.sql"]\n', ""))
+    run = runner.run(config, sys.executable, "-c", "raise SystemExit('COMMAND ran')")
+    assert run.code == 125, run.out
+    assert "service 'prestart' exited with status 1 (a task must exit 0)" in run.out
+    assert "alembic upgrade head failed: DBAPIError: " in run.out
+    assert 'schema "app" does not exist' in run.out
+    assert run.service("api")["status"] == "not started"
+    assert_nothing_left(run, runner)

@@ -41,7 +41,11 @@ def main() -> int:
         print(f"prestart: database unavailable: {one_line(exc)}", file=sys.stderr)
         return 1
     print("prestart: database ok; running alembic upgrade head", flush=True)
-    command.upgrade(Config(str(ALEMBIC_INI)), "head")
+    try:
+        command.upgrade(Config(str(ALEMBIC_INI)), "head")
+    except Exception as exc:  # the cause as the log tail's last line, e.g. no schema app
+        print(f"prestart: alembic upgrade head failed: {one_line(exc)}", file=sys.stderr)
+        return 1
     asyncio.run(seed(settings))
     return 0
 
