@@ -136,15 +136,25 @@ def _open_closed_stdio() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The whole `conductor` command; its exit status."""
+    return act(*read_arguments(sys.argv[1:] if argv is None else argv))
+
+
+def read_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The parsed options and COMMAND (what follows `--`). Nothing is started yet: the
+    launcher (conductor.__main__) answers Ctrl-C until this returns."""
     _open_closed_stdio()
-    argv = list(sys.argv[1:] if argv is None else argv)
     command: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
         argv, command = argv[:cut], argv[cut + 1 :]
     # A bare --attach means --attach=auto; its value always follows an '='.
     argv = ["--attach=auto" if arg == "--attach" else arg for arg in argv]
-    args = _parser().parse_args(argv)
+    return _parser().parse_args(argv), command
+
+
+def act(args: argparse.Namespace, command: list[str]) -> int:
+    """Do what the arguments ask; the exit status."""
     reporter = Reporter()
     try:
         if args.action == "run":
@@ -272,18 +282,13 @@ def _save_coverage() -> None:
             current.save()
 
 
-def entry() -> NoReturn:
-    """The `conductor` command: main(), then leave at once. Everything conductor started
-    is already stopped and its files closed; skipping the interpreter's module teardown
-    (tens of milliseconds once aiohttp is loaded) is most of a fast exit."""
-    code = main()
+def leave(code: int) -> NoReturn:
+    """Exit with `code` at once. Everything conductor started is already stopped and
+    its files closed; skipping the interpreter's module teardown (tens of milliseconds
+    once aiohttp is loaded) is most of a fast exit."""
     logging.shutdown()
     _save_coverage()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError, AttributeError):
             stream.flush()
     os._exit(code)
-
-
-if __name__ == "__main__":
-    entry()

@@ -1,0 +1,76 @@
+"""Ctrl-C in the first half second, while `conductor` is still importing itself or
+reading its arguments: exit 130 and one line, never a KeyboardInterrupt traceback
+(issue 11). Nothing has been started yet, so there is nothing to stop.
+
+The SIGINT is sent by the process to itself at an exact point (the import of asyncio,
+or the parsing of the arguments), so the window is hit every time, not by luck."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+
+from support import PY
+
+# The `conductor` console script's own entry point, as installed: what the shell runs.
+LAUNCH = textwrap.dedent(
+    """
+    import builtins, os, signal, sys
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="conductor")
+    sys.argv = ["conductor", "check"]
+    {arm}
+    script.load()()
+    """
+)
+
+# Ctrl-C the moment conductor's modules import asyncio (a fresh interpreter has not).
+DURING_IMPORT = textwrap.dedent(
+    """
+    real_import = builtins.__import__
+    def importing(name, *args, **kwargs):
+        if name == "asyncio":
+            builtins.__import__ = real_import
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_import(name, *args, **kwargs)
+    builtins.__import__ = importing
+    """
+)
+
+# Ctrl-C once conductor is imported, while it reads its arguments.
+DURING_ARGUMENTS = textwrap.dedent(
+    """
+    import argparse
+    real_parse = argparse.ArgumentParser.parse_args
+    def parsing(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_parse(self, *args, **kwargs)
+    argparse.ArgumentParser.parse_args = parsing
+    """
+)
+
+
+def launch(arm: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PY, "-c", LAUNCH.format(arm=arm)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def test_ctrl_c_while_conductor_imports_itself() -> None:
+    result = launch(DURING_IMPORT)
+    assert result.returncode == 130, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr == "conductor: interrupted before anything was started\n"
+
+
+def test_ctrl_c_while_conductor_reads_its_arguments() -> None:
+    result = launch(DURING_ARGUMENTS)
+    assert result.returncode == 130, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr == "conductor: interrupted before anything was started\n"
