@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import http.server
 import os
+import pathlib
 import signal
 import socket
 import sys
@@ -59,6 +60,17 @@ def serve_http(port: int, status: int) -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
     print(f"http on {port}", flush=True)
     server.serve_forever()
+
+
+def await_pid(pidfile: str) -> None:
+    """Serve (become ready) only once the process the test looks for has written its
+    pid: a test that reads the file right after the service is ready must find it."""
+    deadline = time.monotonic() + 30
+    written = pathlib.Path(pidfile)
+    while not (written.exists() and written.read_text().strip()):
+        if time.monotonic() > deadline:
+            sys.exit(f"fake: {pidfile} was not written within 30 s")
+        time.sleep(0.01)
 
 
 def sleep_forever() -> None:
@@ -111,6 +123,7 @@ def main() -> None:
                     handle.write(str(os.getpid()))
                 sleep_forever()
             os._exit(0)
+        await_pid(args.pidfile)
         serve_tcp(args.port)
     elif args.mode == "daemon-bare":
         # Escapes its group and, with an empty environment, the run's mark too.
@@ -120,6 +133,7 @@ def main() -> None:
                 code = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(3600)"
                 os.execve(sys.executable, [sys.executable, "-c", code, args.pidfile], {})
             os._exit(0)
+        await_pid(args.pidfile)
         serve_tcp(args.port)
     elif args.mode == "child-ignores-term":
         if os.fork() == 0:
@@ -127,6 +141,7 @@ def main() -> None:
             with open(args.pidfile, "w") as handle:
                 handle.write(str(os.getpid()))
             sleep_forever()
+        await_pid(args.pidfile)
         serve_tcp(args.port)
     elif args.mode == "orphans":
         # What a browser launch does: helpers whose parent exits first, so they are
