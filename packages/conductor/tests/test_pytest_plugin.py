@@ -6,6 +6,7 @@ fixture proves afterwards that nothing the run started is still alive.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -37,6 +38,23 @@ def runs(pytester: pytest.Pytester, conductor, monkeypatch: pytest.MonkeyPatch):
         return pytester.runpytest_subprocess(*BARE, *args, timeout=timeout)
 
     return run
+
+
+def signal_states(pid: int) -> str:
+    """Each thread's pending, blocked and caught signals: where a lost signal went."""
+    fields = ("Name", "State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+    lines = []
+    for status in sorted(Path(f"/proc/{pid}/task").glob("*/status")):
+        with contextlib.suppress(OSError):
+            lines += [
+                status.parent.name,
+                *(
+                    f"  {line}"
+                    for line in status.read_text().splitlines()
+                    if line.startswith(fields)
+                ),
+            ]
+    return "\n".join(lines)
 
 
 def web_config(path: Path, **services: dict[str, object]) -> Path:
@@ -177,8 +195,13 @@ def test_teardown_on_ctrl_c_and_sigterm(pytester, runs, conductor, sig, status):
             time.sleep(120)
         """
     )
+    # Were the signal ever lost (CI saw this hang once under load), pytest's faulthandler
+    # prints every thread's stack at 45 s, before this test gives up at 60 s.
     proc = subprocess.Popen(
-        [PY, "-m", "pytest", *BARE, "--conductor-config=conductor.toml", "--conductor-stack=web"],
+        [
+            *(PY, "-m", "pytest", *BARE, "-o", "faulthandler_timeout=45"),
+            *("--conductor-config=conductor.toml", "--conductor-stack=web"),
+        ],
         cwd=pytester.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -191,9 +214,10 @@ def test_teardown_on_ctrl_c_and_sigterm(pytester, runs, conductor, sig, status):
         proc.send_signal(sig)
         out, _ = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
+        threads = signal_states(proc.pid)
         proc.kill()
         out, _ = proc.communicate()
-        pytest.fail(f"pytest did not end after {sig.name}:\n{out}")
+        pytest.fail(f"pytest did not end after {sig.name}:\n{threads}\n{out}")
     finally:
         if proc.poll() is None:
             proc.kill()

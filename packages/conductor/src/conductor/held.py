@@ -20,6 +20,8 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Generic, TypeVar
 
+from conductor.signals import leave_to_main_thread
+
 T = TypeVar("T")
 
 
@@ -96,6 +98,7 @@ class HeldInThread(Generic[T]):
                     self._on_interrupt()
 
     def _main(self) -> None:
+        leave_to_main_thread()  # and so do the loop's own helper threads, started here
         asyncio.run(self._serve())
 
     async def _serve(self) -> None:

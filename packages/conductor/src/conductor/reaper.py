@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from conductor import logs
+from conductor.signals import child_mask
 
 _active: Reaper | None = None
 
@@ -167,7 +168,7 @@ async def create_subprocess_exec(
 ) -> asyncio.subprocess.Process:
     """asyncio.create_subprocess_exec, with the child marked as conductor's own."""
     with spawning() as own:
-        proc = await asyncio.create_subprocess_exec(program, *args, **kwargs)
+        proc = await asyncio.create_subprocess_exec(program, *args, **kwargs, **child_mask())
         own(proc.pid)
     return proc
 
@@ -175,6 +176,6 @@ async def create_subprocess_exec(
 def popen(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     """subprocess.Popen, with the child marked as conductor's own."""
     with spawning() as own:
-        proc = subprocess.Popen(argv, **kwargs)
+        proc = subprocess.Popen(argv, **kwargs, **child_mask())
         own(proc.pid)
     return proc
