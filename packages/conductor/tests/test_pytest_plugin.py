@@ -40,6 +40,10 @@ def runs(pytester: pytest.Pytester, conductor, monkeypatch: pytest.MonkeyPatch):
     return run
 
 
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def signal_states(pid: int) -> str:
     """Each thread's pending, blocked and caught signals: where a lost signal went."""
     fields = ("Name", "State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
@@ -208,6 +212,10 @@ def test_teardown_on_ctrl_c_and_sigterm(pytester, runs, conductor, sig, status):
         text=True,
         env={**os.environ, "CONDUCTOR_TEST_MARKER": conductor.marker},
         start_new_session=True,
+        # A pytest in a terminal's foreground: a CI job started in the background of a
+        # non-interactive shell ignores SIGINT, which its children inherit, and Python
+        # then installs no KeyboardInterrupt handler (every CI session hung here).
+        preexec_fn=default_sigint,
     )
     try:
         wait_for(started.exists, 60, "the test to start")
