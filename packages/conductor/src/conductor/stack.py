@@ -294,6 +294,8 @@ class Stack:
 
     # start ----------------------------------------------------------------------
     async def start(self) -> None:
+        """Bring every service up in dependency order; on any failure (or Ctrl-C) stop
+        what started and raise. Each phase below releases the logs folder if it fails."""
         # A stopped Stack keeps its `_stopped` flag, so a second start would bring up
         # services that its stop() then never stops: refuse instead.
         if self._used:
@@ -313,6 +315,28 @@ class Stack:
             check_ports=False,
             command_env=self.command_templates,
         )
+        self._claim_logs_dir()
+        self._prune()
+        self._adopt_orphans()
+        plan = await self._clear_and_plan()
+        self._begin_record()
+        self.runtimes = {
+            name: _Runtime(
+                p,
+                ServiceReport(name=name, host=p.host, port=p.port, url=p.url, log=str(p.log_path)),
+            )
+            for name, p in plan.services.items()
+        }
+        self.reporter.track(self.reports)
+        if self.show_logs:
+            for rt in self.runtimes.values():
+                self._spawn_bg(self._echoes, self._echo(rt))
+        await self._bring_all_up()
+        self.ready_at = time.monotonic()
+        self.reporter.untrack()
+
+    def _claim_logs_dir(self) -> None:
+        """Take the logs folder's lock and open conductor.log there."""
         try:
             self._lock_logs_dir()
             self._locked = True
@@ -320,13 +344,17 @@ class Stack:
         except OSError as exc:
             self._release()
             raise self._unusable_logs_dir(exc) from None
-        self._prune()
+
+    def _adopt_orphans(self) -> None:
+        """As subreaper we adopt every orphan below us: wait for each as it dies, not
+        only at teardown (defect: zombies piled up while COMMAND ran)."""
         if self.subreaper is not None and self.subreaper.active:
-            # As subreaper we adopt every orphan below us: wait for each as it dies,
-            # not only at teardown (defect: zombies piled up while COMMAND ran).
             self._reaper = reaper.Reaper()
             if not self._reaper.install(asyncio.get_running_loop()):
                 self._reaper = None
+
+    async def _clear_and_plan(self) -> Plan:
+        """Stop what a killed run left in the folder, then plan with real ports."""
         try:
             earlier = await self._rundir.stop_leftovers()
             self.leftovers = earlier.stopped
@@ -338,37 +366,34 @@ class Stack:
             ignored = earlier.warning()
             if ignored:
                 self.reporter.warning(ignored)
-            self.plan = make_plan(
+            self.plan = plan = make_plan(
                 self.config, self.names, auto_ports=self.auto_ports, logs_dir=self.logs_dir
             )
         except BaseException:
             self._release()
             raise
-        for name, reason in self.plan.skipped.items():
+        for name, reason in plan.skipped.items():
             self.skipped[name] = ServiceReport(name=name, status="skipped", detail=reason)
             self.reporter.info(f"{name}: skipped ({reason})")
+        return plan
+
+    def _begin_record(self) -> None:
+        """The run record, then the watchdog: if conductor dies from here on, before
+        any service has started, the watchdog cleans up."""
         try:
             self._rundir.begin(self.mark)
         except OSError as exc:
             self._release()
             raise self._unusable_logs_dir(exc) from None
-        # Before any service: if conductor dies from here on, the watchdog cleans up.
         self._watchdog = watchdog.start(self.logs_dir, self.run_id, self._rundir.lock_fd)
         if self._watchdog is not None:
             logs.logger.debug("watchdog: pid %d", self._watchdog.pid)
         elif not compat.WINDOWS:
             logs.logger.warning("watchdog: could not be started; if conductor dies, run clean")
-        self.runtimes = {
-            name: _Runtime(
-                p,
-                ServiceReport(name=name, host=p.host, port=p.port, url=p.url, log=str(p.log_path)),
-            )
-            for name, p in self.plan.services.items()
-        }
-        self.reporter.track(self.reports)
-        if self.show_logs:
-            for rt in self.runtimes.values():
-                self._spawn_bg(self._echoes, self._echo(rt))
+
+    async def _bring_all_up(self) -> None:
+        """Every service's start at once (each waits for its dependencies); the first
+        failure cancels the rest and stops what started."""
         tasks = {
             name: asyncio.create_task(self._bring_up(rt), name=f"start {name}")
             for name, rt in self.runtimes.items()
@@ -393,8 +418,6 @@ class Stack:
                 )
             await shielded(self.stop())
             raise
-        self.ready_at = time.monotonic()
-        self.reporter.untrack()
 
     async def _bring_up(self, rt: _Runtime) -> None:
         try:
