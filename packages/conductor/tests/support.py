@@ -29,24 +29,45 @@ def fake(mode: str, *args: str) -> list[str]:
     return [PY, str(FAKES), mode, *args]
 
 
+def toml_string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped (so a
+    NUL byte is written as \\u0000, as a user would write it)."""
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def toml_key(key: str) -> str:
+    """A bare key when TOML allows one, else a quoted one."""
+    return key if key and re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_string(key)
+
+
 def toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return '"' + escaped + '"'
+        return toml_string(value)
+    if isinstance(value, float):
+        return repr(value)  # nan, inf and -inf are TOML too
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+        pairs = ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items())
+        return "{ " + pairs + " }"
     return str(value)
 
 
 def write_config(path: Path, services: dict[str, dict[str, object]], **top: object) -> Path:
-    lines = [f"{k} = {toml_value(v)}" for k, v in top.items()]
+    lines = [f"{toml_key(k)} = {toml_value(v)}" for k, v in top.items()]
     for name, keys in services.items():
-        lines.append(f"\n[services.{name}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in keys.items()]
+        lines.append(f"\n[services.{toml_key(name)}]")
+        lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in keys.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -122,13 +122,64 @@ BAD = {
         "CONDUCTOR_SURELY_UNSET is not set",
         "key 'env.X'",
     ),
+    # defect 5: what no program argument or environment variable can hold
+    "nul-in-argument": (
+        {"svc": {**OK, "command": [*OK["command"], "a\0b"]}},
+        "contains a NUL byte",
+        f"key 'command[{len(OK['command'])}]'",
+    ),
+    "nul-in-env-value": ({"svc": {**OK, "env": {"X": "a\0b"}}}, "NUL byte", "key 'env.X'"),
+    "nul-in-env-key": ({"svc": {**OK, "env": {"A\0B": "x"}}}, "NUL byte", "key 'env.A\\x00B'"),
+    "equals-in-env-key": ({"svc": {**OK, "env": {"A=B": "x"}}}, "'='", "key 'env.A=B'"),
+    "empty-env-key": ({"svc": {**OK, "env": {"": "x"}}}, "empty", "key 'env.'"),
+    "equals-in-top-env-key": ({"svc": OK}, "'='", "key 'env.A=B'", {"env": {"A=B": "x"}}),
+    "equals-in-run-env-key": (
+        {"svc": OK},
+        "'='",
+        "key 'run.env.A=B'",
+        {"run": {"env": {"A=B": "x"}}},
+    ),
+    # defect 6: NaN and infinity are no number of seconds
+    "nan-ready-timeout": (
+        {"svc": {**OK, "ready_timeout": float("nan")}},
+        "finite",
+        "key 'ready_timeout'",
+    ),
+    "inf-ready-timeout": (
+        {"svc": {**OK, "ready_timeout": float("inf")}},
+        "finite",
+        "key 'ready_timeout'",
+    ),
+    "nan-stop-timeout": (
+        {"svc": {**OK, "stop_timeout": float("nan")}},
+        "finite",
+        "key 'stop_timeout'",
+    ),
+    "inf-stop-timeout": (
+        {"svc": {**OK, "stop_timeout": float("inf")}},
+        "finite",
+        "key 'stop_timeout'",
+    ),
+    "negative-stop-timeout": (
+        {"svc": {**OK, "stop_timeout": -1}},
+        "positive",
+        "key 'stop_timeout'",
+    ),
+    # defect 8: a name becomes a file name and NAME_URL
+    "name-climbs-out": ({"../../x": OK}, "service name '../../x'", "may hold only"),
+    "name-with-slash": ({"a/b": OK}, "service name 'a/b'", "may hold only"),
+    "name-not-ascii": ({"café": OK}, "service name 'café'", "may hold only"),
+    "name-too-long": ({"a" * 64: OK}, "may hold only 1 to 63"),
+    "same-variables": ({"a-b": OK, "a_b": OK}, "'a-b' and 'a_b'", "A_B_URL"),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_configuration_exits_2_naming_file_service_key(conductor, config, tmp_path, case):
     services, *expected = BAD[case]
-    config(services)
+    top = next((e for e in expected if isinstance(e, dict)), {})  # top-level keys, if any
+    expected = [e for e in expected if isinstance(e, str)]
+    config(services, **top)
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
     assert result.code == 2, result.text
     assert "Traceback" not in result.text
@@ -224,6 +275,64 @@ def test_an_unparsable_nearest_pyproject_stops_the_search_naming_it(conductor, t
     result = conductor.run("check")
     assert result.code == 2, result.text
     assert str(child / "pyproject.toml") in result.err
-    assert "cannot be read as TOML" in result.err
+    assert "is not valid TOML" in result.err
+    assert "pass --config FILE" in result.err
     assert "parent" not in result.out
+
+
+def api(tmp_path: Path, code: str) -> str:
+    """Run `code` (which uses conductor's Python API) in a fresh interpreter in tmp_path
+    and return its printed outcome: the API's processes stay out of the test process."""
+    import subprocess
+
+    script = "import conductor\nfrom conductor import *\n" + code
+    proc = subprocess.run(
+        [PY, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return (proc.stdout + proc.stderr).strip()
+
+
+def test_nul_in_command_or_env_through_the_api_is_one_error(config, tmp_path):
+    # defect 5: a NUL byte reached exec (ValueError: embedded null byte, a traceback)
+    config({"svc": OK})
+    out = api(
+        tmp_path,
+        "import asyncio, sys\n"
+        "from conductor import runner\n"
+        "cases = {'command': (['x\\0y'], {}), 'env value': ([sys.executable, '-c', 'pass'],"
+        " {'A': 'x\\0y'}), 'env name': ([sys.executable, '-c', 'pass'], {'A=B': 'x'})}\n"
+        "for what, (argv, env) in cases.items():\n"
+        "    try:\n"
+        "        status = asyncio.run(runner.run(load_config('conductor.toml'), argv,"
+        " runner.Options(env=env)))\n"
+        "        print(what, 'status', status)\n"
+        "    except ConductorError as exc:\n"
+        "        print(what, 'refused:', exc, exc.exit_code)\n",
+    )
+    assert (
+        "command refused: COMMAND argument 1 contains a NUL byte, which no program argument can hold 2"
+        in out
+    )
+    assert "conductor: key '--env A': contains a NUL byte" in out
+    assert "conductor: key '--env A=B': a variable name cannot contain '='" in out
+    assert out.count("status 2") == 2, out
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('tool = "x"\n', "key 'tool': must be a table"),
+        ('[tool]\nconductor = "x"\n', "key 'tool.conductor': must be a table"),
+    ],
+)
+def test_pyproject_whose_tool_is_not_a_table(conductor, tmp_path, text, message):
+    # defect 5: `tool = "x"` was a traceback (AttributeError), found or named
+    (tmp_path / "pyproject.toml").write_text(text + '[project]\nname = "x"\n')
+    for args in (["check", "--config", "pyproject.toml"], ["check"]):
+        result = conductor.run(*args)
+        assert result.code == 2, result.text
+        assert result.err == f"conductor: {tmp_path / 'pyproject.toml'}, {message}\n"
     assert len(result.err.strip().splitlines()) == 1

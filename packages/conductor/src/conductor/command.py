@@ -8,7 +8,7 @@ import errno
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from conductor import compat, kill, owned, process, reaper
@@ -41,6 +41,18 @@ def _shares_terminal() -> bool:
         return False
 
 
+def check_argv(argv: Sequence[str]) -> None:
+    """Refuse, before anything starts, a COMMAND that exec would refuse with a traceback."""
+    if not argv:
+        raise ConductorError("COMMAND is empty; give the program to run and its arguments")
+    for position, arg in enumerate(argv, start=1):
+        if "\0" in arg:
+            raise ConductorError(
+                f"COMMAND argument {position} contains a NUL byte, which no program "
+                "argument can hold"
+            )
+
+
 class Command:
     def __init__(
         self,
@@ -50,6 +62,7 @@ class Command:
         *,
         cwd: Path | None = None,
     ) -> None:
+        check_argv(argv)
         self.argv = argv
         self.env = {**env, **mark.env(SERVICE)}
         self.mark = mark

@@ -90,23 +90,15 @@ class Config:
 
 
 def find_config(start: Path | None = None) -> Path:
-    """The nearest pyproject.toml, walking up from `start`, that has `[tool.conductor]`."""
+    """The nearest pyproject.toml, walking up from `start`, that has `[tool.conductor]`.
+
+    A pyproject.toml that cannot be read or parsed ends the search with an error: the
+    one meant may be that very file, and a folder further up belongs to something else."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         candidate = folder / "pyproject.toml"
-        if candidate.is_file():
-            # The nearest pyproject is the project's: one that cannot be read stops the
-            # search, or a parent folder's [tool.conductor] would run in its place.
-            try:
-                data = tomllib.loads(candidate.read_text(encoding="utf-8"))
-            except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(
-                    f"cannot be read as TOML ({exc}); fix it, or pass --config FILE",
-                    file=candidate,
-                ) from None
-            tool = data.get("tool")
-            if isinstance(tool, dict) and "conductor" in tool:
-                return candidate
+        if candidate.is_file() and _conductor_table(_read(candidate), candidate) is not None:
+            return candidate
     raise ConfigError(
         f"no pyproject.toml with a [tool.conductor] table in {here} or above; "
         "add one or pass --config FILE"
@@ -115,27 +107,45 @@ def find_config(start: Path | None = None) -> Path:
 
 def load_config(path: Path | str | None = None, *, logs_dir: Path | str | None = None) -> Config:
     """Load and validate a configuration; `path` None means find_config()."""
-    file = Path(path) if path is not None else find_config()
-    file = file.resolve()
     try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("file not found; check the --config path", file=file) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot be read ({exc})", file=file) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"is not valid TOML: {exc}", file=file) from None
+        file = (Path(path) if path is not None else find_config()).resolve()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot be used as a configuration file ({exc})", file=path) from None
+    data = _read(file)
     if file.name == "pyproject.toml" or "tool" in data:
-        tool = data.get("tool")
-        table = tool.get("conductor") if isinstance(tool, dict) else None
-        if not isinstance(table, dict):
+        table = _conductor_table(data, file)
+        if table is None:
             raise ConfigError("has no [tool.conductor] table", file=file)
         prefix = "tool.conductor."
     else:
         table, prefix = data, ""
     return _parse(table, file, prefix, logs_dir)
+
+
+def _read(file: Path) -> dict[str, Any]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found; check the --config path", file=file) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"cannot be read ({exc})", file=file) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"is not valid TOML: {exc}; fix it or pass --config FILE", file=file
+        ) from None
+
+
+def _conductor_table(data: dict[str, Any], file: Path) -> dict[str, Any] | None:
+    """`[tool.conductor]` of a pyproject, None when it has none."""
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise ConfigError("must be a table", file=file, key="tool")
+    table = tool.get("conductor")
+    if table is not None and not isinstance(table, dict):
+        raise ConfigError("must be a table", file=file, key="tool.conductor")
+    return table
 
 
 def _parse(table: dict[str, Any], file: Path, prefix: str, logs_dir: Path | str | None) -> Config:
@@ -221,7 +231,7 @@ def _check_command_template(
         raise ConfigError(str(exc), file=file, key=key) from None
 
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 
 
 def _check_names(names: list[str], file: Path, prefix: str) -> None:
@@ -231,8 +241,8 @@ def _check_names(names: list[str], file: Path, prefix: str) -> None:
     for name in names:
         if not _NAME.fullmatch(name):
             raise ConfigError(
-                f"service name {name!r} may hold only ASCII letters, digits, '-' and '_' "
-                "(and not start with '-' or '_'); rename it",
+                f"service name {name!r} may hold only 1 to 63 ASCII letters, digits, '-' "
+                "and '_' (and not start with '-' or '_'); rename it",
                 file=file,
                 key=f"{prefix}services",
             )

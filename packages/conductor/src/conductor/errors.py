@@ -40,7 +40,15 @@ class ConfigError(ConductorError):
         if key is not None:
             where.append(f"key '{key}'")
         prefix = ": ".join([", ".join(where)]) + ": " if where else ""
-        super().__init__(prefix + message)
+        super().__init__(one_line(prefix + message))
+
+
+def one_line(text: str) -> str:
+    """`text` with control characters (a newline or NUL in a key or value quoted from
+    the file) escaped, so that the message stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class LogsDirBusy(ConductorError):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
-from conductor import masking, pgbin, ports, postgres, templates
+from conductor import masking, pgbin, ports, postgres, schema, templates
 from conductor.config import Config, ReadySpec, ServiceSpec
 from conductor.errors import ConfigError
 
@@ -138,6 +138,9 @@ def _check_command_env(plan: Plan, values: Mapping[str, str], environ: Mapping[s
         services=plan.config.services, environ=environ, owner="command", postgres=postgres
     )
     for key, template in values.items():
+        problem = schema.env_problem(key, template)
+        if problem is not None:
+            raise ConfigError(problem, key=f"--env {key}")
         try:
             templates.check(template, scope)
         except templates.TemplateError as exc:

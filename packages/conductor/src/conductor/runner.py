@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conductor import attach, errors
+from conductor import attach, errors, schema
 from conductor.attach import AttachedStack, AttachMode
-from conductor.command import STOP_GRACE, Command, CommandNotRunnable
+from conductor.command import STOP_GRACE, Command, CommandNotRunnable, check_argv
 from conductor.config import Config
 from conductor.report import Reporter, redact, write_summary
 from conductor.signals import CaptureSignals
@@ -50,9 +50,11 @@ class Options:
     stop_grace: float = DEATH_GRACE
 
     def __post_init__(self) -> None:
-        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+        # NaN made every deadline check false (a busy loop), 0 meant "no limit": a
+        # timeout is a positive, finite number of seconds (the config's rule), or None.
+        if self.timeout is not None and not schema.is_seconds(self.timeout):
             raise errors.ConductorError(
-                f"--timeout must be a positive number of seconds, not {self.timeout!r}"
+                f"--timeout must be a positive, finite number of seconds, not {self.timeout!r}"
             )
         if not (math.isfinite(self.stop_grace) and self.stop_grace >= 0):
             raise errors.ConductorError(
@@ -113,6 +115,7 @@ async def run(
 ) -> int:
     """Start the services, run COMMAND inside them, tear down; the exit status.
     `subreaper`: the CLI's own (library callers never pass one)."""
+    check_argv(command)
     reporter = reporter or Reporter()
     stack: Stack | AttachedStack = _stack_or_attached(config, options, reporter, subreaper)
     outcome = _Outcome()
@@ -286,7 +289,7 @@ async def _supervise(
     reporter: Reporter,
 ) -> None:
     """Wait for the body, enforcing --timeout and the grace after a forwarded signal."""
-    deadline = began + timeout if timeout else None
+    deadline = began + timeout if timeout is not None else None
     grace_until: float | None = None
     while not body_task.done():
         now = time.monotonic()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import signal
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
@@ -35,28 +35,21 @@ def expect(what: str) -> Meta:
     return Meta(description=what)
 
 
-# No value can hold a NUL byte: no path, argument or environment entry can carry one.
-_NO_NUL = r"^[^\x00]*$"
 Text = Annotated[str, expect("a string")]
 Flag = Annotated[bool, expect("true or false")]
-# The bound refuses inf (and 1e309, which TOML reads as inf); NaN fails gt already.
-Seconds = Annotated[float, Meta(gt=0, le=1e9, description="a positive number of seconds")]
+# A bound, so that NaN and infinity are refused (msgspec takes no infinite bound): ~31
+# years is no timeout anyone means, and every deadline stays a finite number.
+MAX_SECONDS = 1e9
+SECONDS = "a positive, finite number of seconds"
+Seconds = Annotated[float, Meta(gt=0, le=MAX_SECONDS, description=SECONDS)]
 Args = Annotated[
-    tuple[Annotated[str, Meta(pattern=_NO_NUL)], ...],
-    expect("a list of strings without NUL (commands are argument lists, never shell strings)"),
+    tuple[str, ...],
+    expect("a list of strings (commands are argument lists, never shell strings)"),
 ]
 Names = Annotated[tuple[str, ...], expect("a list of service names")]
-Env = Annotated[
-    dict[
-        Annotated[str, Meta(pattern=r"^[^=\x00]+$")],
-        Annotated[str, Meta(pattern=_NO_NUL)],
-    ],
-    expect(
-        'a table of strings, e.g. env = { KEY = "value" }; names not empty, without "=" '
-        "or NUL, values without NUL"
-    ),
-]
-PathText = Annotated[str, Meta(pattern=_NO_NUL, description="a string without NUL")]
+# NUL bytes anywhere (values and keys) are refused once, by convert(); variable names
+# (not empty, no '=') by check_env() in the tables that hold an env.
+Env = Annotated[dict[str, str], expect('a table of strings, e.g. env = { KEY = "value" }')]
 EnvFiles = Annotated[
     str | tuple[str, ...], expect('a path or a list of paths of .env files, e.g. ".env"')
 ]
@@ -88,6 +81,11 @@ def env_name(service: str) -> str:
     return re.sub(r"[^A-Z0-9]", "_", service.upper())
 
 
+def is_seconds(value: float) -> bool:
+    """The rule of `Seconds`, for numbers that come from elsewhere (--timeout)."""
+    return 0 < value <= MAX_SECONDS  # False for NaN
+
+
 class Invalid(ValueError):
     """A rule across keys of one table is broken; `key` is relative to that table."""
 
@@ -105,6 +103,24 @@ def _check_regex(pattern: str, key: str) -> None:
         re.compile(pattern.encode())  # as the log probe compiles it: it matches bytes
     except (re.error, OverflowError, RecursionError) as exc:
         raise Invalid(key, f"is not a valid regular expression for a log's bytes: {exc}") from None
+
+
+def env_problem(name: str, value: str) -> str | None:
+    """Why NAME=VALUE cannot be in a process environment, or None when it can."""
+    if not name:
+        return "a variable name cannot be empty"
+    if "=" in name:
+        return "a variable name cannot contain '=' (it separates name and value)"
+    if "\0" in name or "\0" in value:
+        return "contains a NUL byte, which no environment variable can hold"
+    return None
+
+
+def check_env(env: Mapping[str, str], key: str) -> None:
+    for name, value in env.items():
+        problem = env_problem(name, value)
+        if problem is not None:
+            raise Invalid(f"{key}.{name}", problem)
 
 
 def _signal_name(value: str | None, kind: str) -> str:
@@ -210,7 +226,7 @@ class ServiceSpec(Struct, frozen=True, forbid_unknown_fields=True):
     after construction every field holds what the service will really use."""
 
     command: Args = ()
-    cwd: PathText | None = None
+    cwd: Text | None = None
     env: Env = {}
     port: Port | None = None
     url: Text | None = None
@@ -248,6 +264,7 @@ class ServiceSpec(Struct, frozen=True, forbid_unknown_fields=True):
     NOT_FOR_TASK: ClassVar[tuple[str, ...]] = ("port", "url", "reuse_existing")
 
     def __post_init__(self) -> None:
+        check_env(self.env, "env")
         if self.kind == "task":
             self._settle_task()
         for key, kind in self.ONLY_FOR.items():
@@ -340,13 +357,16 @@ class RunSpec(Struct, frozen=True, forbid_unknown_fields=True):
     env: Env = {}
     cwd: Text | None = None
 
+    def __post_init__(self) -> None:
+        check_env(self.env, "env")
+
 
 class Document(Struct, frozen=True, forbid_unknown_fields=True):
     """`[tool.conductor]` (or a standalone file's top level). Each service is converted
     on its own, so that its errors name it."""
 
-    logs_dir: PathText = "_e2e_logs"
-    host: PathText = "127.0.0.1"
+    logs_dir: Text = "_e2e_logs"
+    host: Text = "127.0.0.1"
     env_file: EnvFiles = ()
     env: Env = {}
     run: Annotated[RunSpec, expect('a table such as { env = { KEY = "value" }, cwd = "." }')] = (
@@ -356,6 +376,11 @@ class Document(Struct, frozen=True, forbid_unknown_fields=True):
     services: Annotated[
         dict[str, Any], expect("a table of services, [tool.conductor.services.NAME]")
     ] = {}
+
+    APART: ClassVar[frozenset[str]] = frozenset({"services"})  # converted one by one
+
+    def __post_init__(self) -> None:
+        check_env(self.env, "env")
 
 
 # The one place a validation failure becomes a message ------------------------------------
@@ -370,6 +395,15 @@ def convert(
     prefix: str = "",
 ) -> S:
     """`raw` (a TOML table) as a `cls`, or ConfigError naming file, service and key."""
+    nul = _find_nul(raw, cls.APART if issubclass(cls, Document) else ())
+    if nul is not None:
+        raise ConfigError(
+            "contains a NUL byte, which no program argument, path or environment variable "
+            "can hold; remove it",
+            file=file,
+            service=service,
+            key=prefix + nul,
+        )
     try:
         return msgspec.convert(raw, cls)
     except msgspec.ValidationError as exc:
@@ -377,6 +411,25 @@ def convert(
         raise ConfigError(
             message, file=file, service=service, key=prefix + key if key else None
         ) from None
+
+
+def _find_nul(value: object, apart: Collection[str] = (), key: str = "") -> str | None:
+    """The key of the first string or table key holding a NUL byte, else None. Tables
+    in `apart` are left to their own convert(), so that their errors name them."""
+    if isinstance(value, str):
+        return key if "\0" in value else None
+    children: list[tuple[str, object, bool]]
+    if isinstance(value, dict):
+        children = [(f"{key}.{k}" if key else str(k), v, k in apart) for k, v in value.items()]
+    elif isinstance(value, list):
+        children = [(f"{key}[{i}]", v, False) for i, v in enumerate(value)]
+    else:
+        return None
+    for where, item, skip in children:
+        found = where if "\0" in where else (None if skip else _find_nul(item, (), where))
+        if found is not None:
+            return found
+    return None
 
 
 # "- at `$.env`", or for a table's key "- at `key` in `$.env`".
