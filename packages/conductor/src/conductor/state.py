@@ -320,8 +320,16 @@ class RunDir:
         return self._lock.fileno()
 
     def _save(self) -> None:
+        """Replace the record at once (readers never see half of it). Owner-only: an
+        `up`'s record holds the values `--attach` renders, passwords included. The
+        temporary file is made anew, never opened through whatever a hostile folder
+        put at its name (a link to a file of the user's would be overwritten)."""
         tmp = self.record_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._record, indent=2), encoding="utf-8")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # a link is removed itself, its target untouched
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        with open(os.open(tmp, flags, 0o600), "w", encoding="utf-8") as out:
+            out.write(json.dumps(self._record, indent=2))
         os.replace(tmp, self.record_path)
 
     def _forget(self) -> None:

@@ -1,0 +1,39 @@
+"""The run record of a `conductor up` holds what `--attach` needs to render the stack's
+templates, a database password among them: only its owner may read it. And it is
+written through a temporary file that a hostile logs folder may have planted as a
+link: conductor must never write through it into the link's target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from support import PY, Conductor, write_config
+
+SERVICE = {
+    "command": [PY, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+    "ready": {"log": "up"},
+}
+
+
+def test_the_run_record_is_readable_by_its_owner_only(conductor: Conductor, tmp_path: Path) -> None:
+    write_config(tmp_path / "c.toml", {"svc": SERVICE}, logs_dir="logs")
+    record = tmp_path / "logs" / ".conductor-run.json"
+    # Seen while the run lives: the record goes when it ends.
+    script = f"import os, stat; print(oct(stat.S_IMODE(os.stat({str(record)!r}).st_mode)))"
+    result = conductor.run("run", "--config", "c.toml", "--", PY, "-c", script)
+    assert result.code == 0, result.text
+    assert result.out.strip() == "0o600"
+
+
+def test_a_planted_link_at_the_records_temporary_file_is_not_written_through(
+    conductor: Conductor, tmp_path: Path
+) -> None:
+    write_config(tmp_path / "c.toml", {"svc": SERVICE}, logs_dir="logs")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (logs / ".conductor-run.tmp").symlink_to(victim)
+    result = conductor.run("run", "--config", "c.toml", "--", PY, "-c", "pass")
+    assert result.code == 0, result.text
+    assert victim.read_text() == "precious\n"
