@@ -1,11 +1,15 @@
-"""The run record of a `conductor up` holds what `--attach` needs to render the stack's
-templates, a database password among them: only its owner may read it. And it is
-written through a temporary file that a hostile logs folder may have planted as a
-link: conductor must never write through it into the link's target."""
+"""The files conductor writes in a logs folder. The run record of a `conductor up`
+holds what `--attach` needs to render the stack's templates, a database password among
+them: only its owner may read it. And a hostile logs folder may hold links (or hard
+links) at the names conductor writes: conductor must never write through one into its
+target, which may be any file the user (or root) can write."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from support import PY, Conductor, write_config
 
@@ -33,7 +37,34 @@ def test_a_planted_link_at_the_records_temporary_file_is_not_written_through(
     logs.mkdir()
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
-    (logs / ".conductor-run.tmp").symlink_to(victim)
+    (logs / ".conductor-run.json.tmp").symlink_to(victim)
     result = conductor.run("run", "--config", "c.toml", "--", PY, "-c", "pass")
     assert result.code == 0, result.text
     assert victim.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["svc.log", "conductor.log", "summary.json", "summary.json.tmp", "report.html", "report.html.tmp"],
+)
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_no_file_of_the_run_is_written_through_a_planted_link(
+    conductor: Conductor, tmp_path: Path, name: str, link: str
+) -> None:
+    write_config(tmp_path / "c.toml", {"svc": SERVICE}, logs_dir="logs")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    if link == "symlink":
+        (logs / name).symlink_to(victim)
+    else:
+        os.link(victim, logs / name)
+    result = conductor.run("run", "--config", "c.toml", "--", PY, "-c", "pass")
+    assert result.code == 0, result.text
+    assert victim.read_text() == "precious\n"
+    if name.endswith(".tmp"):  # the run's temporary file took its place, then moved
+        assert not os.path.lexists(logs / name)
+    else:  # the run's own file took its place
+        assert (logs / name).is_file()
+        assert not (logs / name).is_symlink()

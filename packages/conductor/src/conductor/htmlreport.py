@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from conductor import masking
+from conductor import files, masking
 from conductor.logs import tail
 
 TAIL_LINES = 20
@@ -40,9 +40,7 @@ OUTCOME_COLOR = {"clean": "#2e7d4f", "killed": "#e07b00", "failed": "#c62828", "
 def write(logs_dir: Path, summary: Mapping[str, Any]) -> Path:
     """Write report.html into `logs_dir` (atomically, like summary.json)."""
     path = logs_dir / "report.html"
-    tmp = path.with_suffix(".tmp.html")
-    tmp.write_text(masking.mask(render(logs_dir, summary)), encoding="utf-8")
-    tmp.replace(path)
+    files.replace(path, masking.mask(render(logs_dir, summary)))
     return path
 
 

@@ -15,6 +15,8 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from conductor import files
+
 FOLLOW_POLL = 0.005
 _CHUNK = 1 << 16
 # The most of one line a reader holds: the log probe matches a line's first LINE_WINDOW
@@ -33,7 +35,7 @@ logger.addHandler(logging.NullHandler())
 def open_log(path: Path) -> int:
     """A fresh log file for one service; O_APPEND keeps stdout and stderr interleaved."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+    return files.create(path, append=True)
 
 
 @dataclass(frozen=True)
@@ -210,9 +212,10 @@ def setup_event_log(logs_dir: Path, *, append: bool = False) -> logging.Handler:
     """Send conductor's own events to <logs_dir>/conductor.log for the post-mortem (a
     fresh one per run; the watchdog appends to the run's own)."""
     logs_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(
-        logs_dir / "conductor.log", mode="a" if append else "w", encoding="utf-8"
-    )
+    path = logs_dir / "conductor.log"
+    fd = files.append_to(path) if append else files.create(path, append=True)
+    handler = logging.FileHandler(path, encoding="utf-8", delay=True)
+    handler.stream = open(fd, "a", encoding="utf-8")  # noqa: SIM115 (the handler closes it)
     handler.setFormatter(
         logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(message)s", "%H:%M:%S")
     )

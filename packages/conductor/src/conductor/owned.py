@@ -12,7 +12,6 @@ with a marker file (its own) naming the run.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conductor import compat
+from conductor import compat, files
 
 if TYPE_CHECKING:
     import psutil
@@ -220,13 +219,7 @@ def mark_run_folder(folder: Path, run_id: str, *, ended: float | None = None) ->
     mark: dict[str, object] = {"run_id": run_id, "logs_dir": str(folder)}
     if ended is not None:
         mark["ended"] = ended
-    tmp = folder / (FOLDER_MARK + ".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(json.dumps(mark))
-    os.replace(tmp, folder / FOLDER_MARK)
+    files.replace(folder / FOLDER_MARK, json.dumps(mark))
 
 
 def run_folder_mark(folder: Path) -> RunFolderMark | None:

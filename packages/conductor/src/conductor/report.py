@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from conductor import masking
+from conductor import files, masking
 from conductor.logs import TAIL_BYTES, TAIL_LINE_BYTES, Piece, Tail, logger, tail
 
 if TYPE_CHECKING:  # rich is imported only on a terminal: it costs ~0.1 s of start-up
@@ -328,10 +328,8 @@ def write_summary(
         "services": {name: report.as_json(began) for name, report in services.items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
     data = typing.cast(dict[str, Any], masking.mask_data(data))
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    files.replace(path, json.dumps(data, indent=2) + "\n")
     from conductor import htmlreport  # only now: a run that never ends never needs it
 
     htmlreport.write(path.parent, data)

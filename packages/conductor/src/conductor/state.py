@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from conductor import compat, kill, lockfile, owned
+from conductor import compat, files, kill, lockfile, owned
 from conductor.command import STOP_GRACE
 from conductor.errors import LogsDirBusy
 
@@ -320,17 +320,9 @@ class RunDir:
         return self._lock.fileno()
 
     def _save(self) -> None:
-        """Replace the record at once (readers never see half of it). Owner-only: an
-        `up`'s record holds the values `--attach` renders, passwords included. The
-        temporary file is made anew, never opened through whatever a hostile folder
-        put at its name (a link to a file of the user's would be overwritten)."""
-        tmp = self.record_path.with_suffix(".tmp")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()  # a link is removed itself, its target untouched
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        with open(os.open(tmp, flags, 0o600), "w", encoding="utf-8") as out:
-            out.write(json.dumps(self._record, indent=2))
-        os.replace(tmp, self.record_path)
+        """Owner-only: an `up`'s record holds the values `--attach` renders, passwords
+        included."""
+        files.replace(self.record_path, json.dumps(self._record, indent=2), 0o600)
 
     def _forget(self) -> None:
         """Remove the record (something else in its place is left alone)."""

@@ -1,0 +1,51 @@
+"""Writing conductor's own files into a folder that others may write to as well.
+
+A logs folder is shared ground: a hostile or careless process may have put a symbolic
+or hard link at a name conductor writes (`svc.log`, `conductor.log`, `summary.json`,
+the run record or a temporary file beside them). Opened by name, with O_TRUNC, such a
+link makes conductor overwrite its target, which can be any file the user (or root)
+may write. So every file conductor writes is made anew: whatever is at its name is
+unlinked first (a link goes, its target untouched), and the file is created with
+O_EXCL | O_NOFOLLOW, so nothing slipped in between is opened either. This is the one
+way conductor writes a file in a folder it does not own alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from pathlib import Path
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def create(path: Path, mode: int = 0o644, *, append: bool = False) -> int:
+    """A new, empty file at `path` (whatever was there is unlinked), open for writing;
+    its descriptor. OSError when it cannot be made (a folder at that name, say)."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            raise IsADirectoryError(f"{path} is a folder")
+        path.unlink()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | (os.O_APPEND if append else 0)
+    return os.open(path, flags, mode)
+
+
+def append_to(path: Path, mode: int = 0o644) -> int:
+    """`path` opened to append (made if missing), only if it is a plain file of one
+    link: the watchdog adds to the run's own conductor.log, never to a link's target."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, mode)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        raise OSError(f"{path} is not a plain file of its own; not writing to it")
+    return fd
+
+
+def replace(path: Path, text: str, mode: int = 0o644) -> None:
+    """Put `text` at `path` at once: readers see the old file or the new one, never
+    half of it; a link at `path` is replaced, not written through."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(create(tmp, mode), "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(tmp, path)
