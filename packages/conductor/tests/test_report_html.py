@@ -159,9 +159,22 @@ def test_skipped_optional_service_is_listed_with_its_reason(conductor, config, t
     assert "skipped" in page.lanes["cache"]
 
 
-def test_completed_task_has_a_colour_of_its_own(conductor, config, tmp_path):
+def spans(text: str, name: str) -> list[tuple[str, float, float]]:
+    """(phase, start, end) of each piece of `name`'s lane, from the pieces' titles."""
+    found = re.findall(rf"<title>{name}: (\w[\w ]*) ([\d.]+)s → ([\d.]+)s</title>", text)
+    return [(phase, float(a), float(b)) for phase, a, b in found]
+
+
+def event_time(summary: dict, name: str, status: str) -> float:
+    return next(e["t"] for e in summary["services"][name]["timeline"] if e["status"] == status)
+
+
+def test_completed_task_has_a_colour_of_its_own_and_its_lane_ends_when_it_did(
+    conductor, config, tmp_path
+):
     """A `kind = "task"` that exited 0 ends as `completed`: its lane was drawn in the
-    fallback "started" colour after it finished, and the legend did not list it."""
+    fallback "started" colour after it finished, and the legend did not list it. Then
+    it went on in the completed colour to the end of the run, as if still running."""
     config(
         {
             "prestart": {"kind": "task", "command": [PY, "-c", "pass"]},
@@ -172,15 +185,50 @@ def test_completed_task_has_a_colour_of_its_own(conductor, config, tmp_path):
             },
         }
     )
-    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    # COMMAND takes a while, so that a lane drawn on to the end would show.
+    result = conductor.run(
+        "run", "--config", "conductor.toml", "--", PY, "-c", "import time; time.sleep(1)"
+    )
     assert result.code == 0, result.text
     text = (tmp_path / "logs" / "report.html").read_text(encoding="utf-8")
     page, summary = report(tmp_path)
     assert summary["services"]["prestart"]["status"] == "completed"
     assert "clean" in page.lanes["prestart"]
+    completed = event_time(summary, "prestart", "completed")
+    assert spans(text, "prestart"), text
+    assert max(end for _, _, end in spans(text, "prestart")) <= completed + 0.01
+    end_mark = re.search(r'class="end completed"[^>]*fill="(#\w+)"', text)
+    assert end_mark is not None
     fills = {m[0]: m[1] for m in re.findall(r'class="phase (\w+)"[^>]*fill="(#\w+)"', text)}
-    assert "completed" in fills, fills
-    assert fills["completed"] not in (fills["ready"], fills.get("started"), "#c62828")
+    assert end_mark.group(1) not in (fills["ready"], fills.get("started"), "#c62828")
     legend = re.search(r'<p class="legend">(.*?)</p>', text)
     assert legend is not None
-    assert f'background:{fills["completed"]}"></span>completed' in legend.group(1)
+    assert f'background:{end_mark.group(1)}"></span>completed' in legend.group(1)
+
+
+def test_a_service_that_died_while_command_ran_has_no_lane_after_its_death(
+    conductor, config, tmp_path
+):
+    config(
+        {
+            "svc": {"command": [PY, "-c", "import time; time.sleep(0.5); raise SystemExit(3)"]},
+        }
+    )
+    result = conductor.run(
+        "run",
+        "--config",
+        "conductor.toml",
+        "--keep-going",
+        "--",
+        PY,
+        "-c",
+        "import time; time.sleep(2)",
+    )
+    assert result.code == 125, result.text
+    text = (tmp_path / "logs" / "report.html").read_text(encoding="utf-8")
+    page, summary = report(tmp_path)
+    died = summary["services"]["svc"]["failed_at_s"]
+    assert died is not None
+    assert page.failure_marks == 1
+    assert spans(text, "svc"), text
+    assert max(end for _, _, end in spans(text, "svc")) <= died + 0.01

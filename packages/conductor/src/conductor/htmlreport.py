@@ -106,9 +106,12 @@ def _timeline(
             )
         else:
             end = _end_of(svc, total)
+            # A task that completed ends in the colour of its kind of success.
+            done = svc.get("status") == "completed"
+            fill = PHASE_COLOR["completed"] if done else OUTCOME_COLOR[outcome]
             lane.append(
-                f'<rect class="end" x="{x(end) - 3:.1f}" y="{y + 1}" width="4" '
-                f'height="{LANE - 4}" fill="{OUTCOME_COLOR[outcome]}">'
+                f'<rect class="end{" completed" if done else ""}" x="{x(end) - 3:.1f}" '
+                f'y="{y + 1}" width="4" height="{LANE - 4}" fill="{fill}">'
                 f"<title>{_e(name)}: {_e(_ended(svc))}</title></rect>"
             )
         failed_at = svc.get("failed_at_s")
@@ -163,19 +166,21 @@ def _timeline(
 
 
 def _spans(svc: Mapping[str, Any], total: float) -> list[tuple[float, float, str]]:
-    """(start, end, phase) pieces of a service's lane, from its status changes."""
+    """(start, end, phase) pieces of a service's lane, from its status changes. The lane
+    ends when the process did: a task that completed or a service that died is drawn
+    no further, though the run (and its teardown) went on."""
     events = [
         (float(e["t"]), str(e["status"]))
         for e in svc.get("timeline") or []
         if isinstance(e, Mapping) and e.get("t") is not None
     ]
-    stop_began = svc.get("stop_began_s")
+    gone = _gone_at(svc)
+    stop_began = None if gone is not None else svc.get("stop_began_s")
     end_of_life = _end_of(svc, total)
     spans: list[tuple[float, float, str]] = []
     for i, (t, status) in enumerate(events):
         nxt = events[i + 1][0] if i + 1 < len(events) else (stop_began or end_of_life)
-        if stop_began is not None:
-            nxt = min(nxt, stop_began)
+        nxt = min(nxt, stop_began if stop_began is not None else end_of_life)
         if nxt > t:
             spans.append((t, nxt, status if status in PHASE_COLOR else "started"))
     if stop_began is not None:
@@ -183,7 +188,28 @@ def _spans(svc: Mapping[str, Any], total: float) -> list[tuple[float, float, str
     return spans
 
 
+def _gone_at(svc: Mapping[str, Any]) -> float | None:
+    """When the process ended by itself (a task that completed, a service that exited
+    or died), if it did; None when conductor stopped it."""
+    timeline = [e for e in svc.get("timeline") or [] if isinstance(e, Mapping)]
+    if svc.get("status") == "completed":
+        done = [
+            e["t"] for e in timeline if e.get("status") == "completed" and e.get("t") is not None
+        ]
+        if done:
+            return float(done[-1])
+    if (
+        str(svc.get("stopped") or "").startswith("had exited")
+        and svc.get("failed_at_s") is not None
+    ):
+        return float(svc["failed_at_s"])
+    return None
+
+
 def _end_of(svc: Mapping[str, Any], total: float) -> float:
+    gone = _gone_at(svc)
+    if gone is not None:
+        return gone
     stop_began, stop_s = svc.get("stop_began_s"), svc.get("stop_s")
     if stop_began is not None:
         return float(stop_began) + float(stop_s or 0.0)

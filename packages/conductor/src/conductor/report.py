@@ -161,7 +161,8 @@ class Reporter:
             logger.error("%s| %s", service, note)
         self._print(f"✗ service '{service}' {reason}", "bold red")
         if log_path is not None:
-            self._print(f"  last {len(end.lines)} lines of {log_path}:")
+            count = len(end.lines)
+            self._print(f"  last {'line' if count == 1 else f'{count} lines'} of {log_path}:")
             for line in end.lines:
                 self._print(f"  {service} | {line}", "dim")
             if end.cut:
