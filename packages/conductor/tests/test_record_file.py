@@ -45,7 +45,14 @@ def test_a_planted_link_at_the_records_temporary_file_is_not_written_through(
 
 @pytest.mark.parametrize(
     "name",
-    ["svc.log", "conductor.log", "summary.json", "summary.json.tmp", "report.html", "report.html.tmp"],
+    [
+        "svc.log",
+        "conductor.log",
+        "summary.json",
+        "summary.json.tmp",
+        "report.html",
+        "report.html.tmp",
+    ],
 )
 @pytest.mark.parametrize("link", ["symlink", "hardlink"])
 def test_no_file_of_the_run_is_written_through_a_planted_link(
