@@ -13,6 +13,7 @@ way conductor writes a file in a folder it does not own alone.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from pathlib import Path
@@ -25,7 +26,7 @@ def create(path: Path, mode: int = 0o644, *, append: bool = False) -> int:
     its descriptor. OSError when it cannot be made (a folder at that name, say)."""
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISDIR(os.lstat(path).st_mode):
-            raise IsADirectoryError(f"{path} is a folder")
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
         path.unlink()
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | (os.O_APPEND if append else 0)
     return os.open(path, flags, mode)
