@@ -25,6 +25,14 @@ RECORD = ".conductor-run.json"
 PY = sys.executable
 
 
+def default_sigint() -> None:
+    """preexec_fn for a Python child a test Ctrl-C's: SIGINT at its default, as in a
+    terminal's foreground. A CI job started in the background of a non-interactive shell
+    ignores SIGINT, its children inherit that, and Python then installs no
+    KeyboardInterrupt handler (CI hung, or the child ran on as if nothing was sent)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def fake(mode: str, *args: str) -> list[str]:
     return [PY, str(FAKES), mode, *args]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import textwrap
 
-from support import PY
+from support import PY, default_sigint
 
 # The `conductor` console script's own entry point, as installed: what the shell runs.
 LAUNCH = textwrap.dedent(
@@ -59,6 +59,7 @@ def launch(arm: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         stdin=subprocess.DEVNULL,
         check=False,
+        preexec_fn=default_sigint,  # else, run in the background, it ignores SIGINT
     )
 
 

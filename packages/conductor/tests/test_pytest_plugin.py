@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from support import PY, fake, gone, wait_for, write_config
+from support import PY, default_sigint, fake, gone, wait_for, write_config
 
 pytestmark = pytest.mark.conductor
 
@@ -38,10 +38,6 @@ def runs(pytester: pytest.Pytester, conductor, monkeypatch: pytest.MonkeyPatch):
         return pytester.runpytest_subprocess(*BARE, *args, timeout=timeout)
 
     return run
-
-
-def default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def signal_states(pid: int) -> str:
@@ -212,10 +208,7 @@ def test_teardown_on_ctrl_c_and_sigterm(pytester, runs, conductor, sig, status):
         text=True,
         env={**os.environ, "CONDUCTOR_TEST_MARKER": conductor.marker},
         start_new_session=True,
-        # A pytest in a terminal's foreground: a CI job started in the background of a
-        # non-interactive shell ignores SIGINT, which its children inherit, and Python
-        # then installs no KeyboardInterrupt handler (every CI session hung here).
-        preexec_fn=default_sigint,
+        preexec_fn=default_sigint,  # as in a terminal's foreground (see support)
     )
     try:
         wait_for(started.exists, 60, "the test to start")
