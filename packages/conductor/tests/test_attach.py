@@ -206,3 +206,34 @@ def test_an_attached_run_fills_the_same_templates_as_the_up(conductor, tmp_path,
     record = json.loads((config.parent / "logs" / RECORD).read_text())
     socket_dir = record["stack"]["values"]["services.db.socket_dir"]
     assert f"DB postgres@shop:{socket_dir}" in result.out
+
+
+@pytest.mark.parametrize("holder", ["pid 1", "the test itself", "a live up elsewhere"])
+def test_a_record_whose_up_does_not_hold_the_folder_is_never_attached_to(
+    conductor, tmp_path, up, holder
+):
+    """The up's own record, copied to a folder no conductor holds, naming as its `up` a
+    live process with its true start time (pid 1, the test process, or the real up of
+    another folder) and no services to check, with addresses off this machine: a live
+    up holds its logs folder's lock, so this is no live up, and nothing is attached to
+    (the command never sees the forged addresses)."""
+    config = make_config(tmp_path / "a")
+    live = up(config)
+    forged = json.loads((live.logs / RECORD).read_text())
+    pid = {"pid 1": 1, "the test itself": os.getpid()}.get(holder, live.proc.pid)
+    forged["conductor_pid"] = pid
+    forged["stack"]["conductor_started"] = psutil.Process(pid).create_time()
+    forged["processes"] = []
+    far = {"host": "192.0.2.1", "port": 80, "url": "http://192.0.2.1:80"}
+    forged["stack"]["addresses"]["web"] = far
+    forged["stack"]["values"] = {}
+    copy = tmp_path / "copy" / "logs"
+    copy.mkdir(parents=True)
+    forged["stack"]["logs_dir"] = str(copy)
+    (copy / RECORD).write_text(json.dumps(forged))
+    result = attach_run(conductor, config, "require", "--logs-dir", str(copy))
+    assert result.code == 125, result.text
+    assert "192.0.2.1" not in result.out
+    assert f"the `conductor up` that wrote {copy} (pid {pid}) does not hold it" in result.err
+    assert not (copy / ".conductor.lock").exists()  # the check creates nothing
+    assert live.alive()

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from conductor import compat, owned, templates
+from conductor import compat, lockfile, owned, templates
 from conductor.addresses import Address, exported_env, service_env
 from conductor.config import Config
 from conductor.errors import EXIT_SERVICE_FAILED, ConductorError
@@ -206,6 +206,13 @@ def find(config: Config, names: list[str] | None, logs_dir: Path) -> LiveStack:
                 f"service '{service}' of the `conductor up` in {where} is not the one it "
                 f"started: {why}"
             )
+    if lockfile.holder(RunDir(logs_dir).lock_path) != str(pid):
+        # A live `up` holds its logs folder's lock: a record whose `up` does not (pid 1
+        # or any live process named in a forged or copied record) is no live `up`.
+        raise NotAttachable(
+            f"the `conductor up` that wrote {where} (pid {pid}) does not hold it: the "
+            "record was copied or forged, or that up is ending"
+        )
     return LiveStack(run_id, pid, logs_dir, services, addresses, skipped, values)
 
 

@@ -87,6 +87,22 @@ def take(path: Path) -> IO[str]:
     raise Busy("unknown: its lock file kept changing")
 
 
+def holder(path: Path) -> str | None:
+    """What the live holder of the lock on `path` wrote there (its pid), or None when no
+    live process holds it (no file, a link, not a plain file, or a lock free for the
+    taking). For `--attach`, which must prove a live run owns the folder without
+    creating or writing anything in it: the file is opened read-only, and a lock that
+    turns out free is only held for that instant."""
+    try:
+        fd = os.open(path, os.O_RDONLY | (_FLAGS & ~(os.O_RDWR | os.O_CREAT)))
+    except OSError:
+        return None
+    with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or compat.try_lock(handle):
+            return None  # closing the file lets go of a lock taken just now
+        return handle.read(_HOLDER_CHARS).strip()
+
+
 def unlink(fd: int, path: Path) -> None:
     """Remove the lock file, by its holder, at the end of its run: only while `fd` still
     holds the lock and only when `path` is still that very file. Errors are ignored: a
