@@ -203,6 +203,34 @@ def test_a_folder_that_cannot_be_deleted_is_one_warning_and_the_run_goes_on(
     assert newest_first[-2].name not in subfolders(logs)  # the other one still went
 
 
+def test_an_old_subfolder_holding_a_mount_point_is_left_whole(conductor, config, tmp_path):
+    """A folder mounted inside a run-PID subfolder (a bind mount of someone's files) is
+    another filesystem's, not conductor's: the subfolder is left as it is, nothing
+    under the mount is deleted, and the rest are pruned."""
+    logs = tmp_path / "logs"
+    newest_first = seven(logs)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("not conductor's")
+    inside = newest_first[-1] / "data"
+    inside.mkdir()
+    mount = subprocess.run(["mount", "--bind", str(victim), str(inside)], capture_output=True)
+    if mount.returncode != 0:
+        pytest.skip("bind mounts are not available here (needs root)")
+    try:
+        result = a_run(conductor, config)
+        assert (victim / "precious").read_text() == "not conductor's"
+    finally:
+        subprocess.run(["umount", str(inside)], check=True)
+    assert result.code == 0, result.text
+    warnings = [line for line in result.err.splitlines() if "pruning" in line]
+    assert len(warnings) == 1, result.err
+    assert f"{newest_first[-1]}: it holds the mount point {inside}" in warnings[0]
+    assert (newest_first[-1] / "svc0.log").exists()  # left whole
+    assert newest_first[-2].name not in subfolders(logs)  # the other one still went
+    assert "Traceback" not in result.err
+
+
 def test_a_lock_link_in_an_old_subfolder_is_left_and_its_target_untouched(
     conductor, config, tmp_path
 ):

@@ -186,7 +186,7 @@ def check_folder(path: object, mark: Mark) -> Path | None:
 
 def remove_folder(path: object, mark: Mark) -> bool:
     """Delete a folder conductor made for this run; True when it was there. Raises
-    NotOurs (and deletes nothing) for any other folder."""
+    NotOurs (and deletes nothing) for any other folder, or one holding a mount point."""
     folder = check_folder(path, mark)
     if folder is None:
         return False
@@ -197,10 +197,31 @@ def remove_folder(path: object, mark: Mark) -> bool:
 def delete_tree(folder: Path) -> bool:
     """Delete a folder that one of the checks here proved conductor's, never following a
     link inside it (shutil.rmtree's fd-based walk; a link itself is refused); errors
-    are ignored. True when it is gone. The one way conductor deletes a folder of its
-    own: temporary folders, and run-PID subfolders when they are pruned."""
+    while deleting are ignored. True when it is gone. The one way conductor deletes a folder of its
+    own: temporary folders, and run-PID subfolders when they are pruned.
+
+    A folder with a mount point at or below it raises NotOurs and is left whole: what
+    is mounted there (a bind mount of someone's files) is another filesystem's, and
+    the walk would delete through it; a mount on the same filesystem shares its device
+    number, so only the system's mount table tells."""
+    _refuse_mount_points(folder)
     shutil.rmtree(folder, ignore_errors=True)
     return not os.path.lexists(folder)
+
+
+def _refuse_mount_points(folder: Path) -> None:
+    """NotOurs when a mount point is at or below `folder` (the mount table, as psutil
+    reads it on every platform), or when the table cannot be read to rule one out."""
+    top = os.path.realpath(folder)
+    try:
+        mounts = [part.mountpoint for part in psutil.disk_partitions(all=True)]
+    except (OSError, psutil.Error) as exc:
+        raise NotOurs(
+            f"{folder}: the mount table cannot be read to rule out a mount in it ({exc})"
+        ) from None
+    mount = next((m for m in mounts if m == top or m.startswith(top + os.sep)), None)
+    if mount is not None:
+        raise NotOurs(f"{folder}: it holds the mount point {mount}; conductor deletes none")
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,8 @@ def _remove(folder: Path, out: Pruned) -> None:
             out.removed.append(folder)
         else:
             out.problems.append(f"{folder} could not be deleted whole")
+    except owned.NotOurs as exc:
+        out.problems.append(str(exc))
     finally:
         lockfile.unlink(handle.fileno(), path)
         handle.close()
