@@ -5,8 +5,11 @@
 
 `POST /v1/answers` answers deterministically from the business and the question.
 `POST /control` with {"mode": "ok" | "fail" | "slow" | "garbage", "delay": seconds}
-changes how the next answers behave, so failures can be tested end to end;
-`GET /stats` counts the questions asked; `GET /health` is the readiness probe.
+changes how the next answers behave, so failures can be tested end to end; with
+"match": TEXT it changes only the answers to questions that contain TEXT, so tests
+running at once (xdist workers sharing one stack) each drive their own questions.
+`GET /stats` counts the questions asked (`?match=TEXT`: those containing TEXT);
+`GET /health` is the readiness probe.
 
 On SIGTERM (or SIGINT) it stops like the other services of the stack (Uvicorn, Vite):
 it finishes what is in flight, a slow answer included (at once, with a 503), then dies
@@ -42,6 +45,8 @@ def answer_for(business: dict[str, str], question: str) -> str:
 def make_app() -> web.Application:
     app = web.Application()
     state = {"mode": "ok", "delay": 30.0, "asked": 0}
+    rules: dict[str, tuple[str, float]] = {}  # match -> (mode, delay)
+    questions: list[str] = []
     stopping = asyncio.Event()
 
     async def on_shutdown(_app: web.Application) -> None:
@@ -54,12 +59,16 @@ def make_app() -> web.Application:
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error": "expected {business, question}"}, status=400)
         state["asked"] += 1
-        mode = state["mode"]
+        questions.append(str(question))
+        mode, delay = state["mode"], float(state["delay"])
+        for match, (mode_for, delay_for) in rules.items():
+            if match in str(question):
+                mode, delay = mode_for, delay_for
         if mode == "fail":
             return web.json_response({"error": "the orchestrator is down (mode=fail)"}, status=503)
         if mode == "slow":
             try:
-                await asyncio.wait_for(stopping.wait(), float(state["delay"]))
+                await asyncio.wait_for(stopping.wait(), delay)
             except TimeoutError:
                 pass
             else:
@@ -73,13 +82,20 @@ def make_app() -> web.Application:
         mode = body.get("mode", "ok")
         if mode not in ("ok", "fail", "slow", "garbage"):
             return web.json_response({"error": f"unknown mode {mode!r}"}, status=400)
-        state["mode"] = mode
-        state["delay"] = float(body.get("delay", state["delay"]))
+        delay = float(body.get("delay", state["delay"]))
+        match = body.get("match")
+        if match:
+            rules[str(match)] = (mode, delay)
+            return web.json_response({"mode": mode, "delay": delay, "match": match})
+        state["mode"], state["delay"] = mode, delay
         if body.get("reset"):
             state["asked"] = 0
         return web.json_response({"mode": state["mode"], "delay": state["delay"]})
 
-    async def stats(_request: web.Request) -> web.Response:
+    async def stats(request: web.Request) -> web.Response:
+        match = request.query.get("match")
+        if match:
+            return web.json_response({"asked": sum(match in q for q in questions)})
         return web.json_response(state)
 
     async def health(_request: web.Request) -> web.Response:

@@ -38,28 +38,32 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-async def orchestrator(
-    http: aiohttp.ClientSession, orchestrator_url: str
-) -> AsyncIterator[Orchestrator]:
-    control = Orchestrator(http, orchestrator_url)
-    await control.mode("ok")
-    yield control
-    await control.mode("ok")
+def orchestrator(http: aiohttp.ClientSession, orchestrator_url: str) -> Orchestrator:
+    return Orchestrator(http, orchestrator_url)
 
 
 class Orchestrator:
-    """The stand-in's control panel: make it fail or be slow, read how often it was asked."""
+    """The stand-in's control panel for one test: make it fail or be slow, count its
+    answers, for this test's questions only (those containing `token`). With -n 2 the
+    workers share one stand-in; switching its mode for everyone raced (a 'fail' test got
+    201 while another test's teardown set 'ok')."""
 
     def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
         self.http = http
         self.url = url
+        self.token = f"[t-{uuid.uuid4().hex[:10]}]"
+
+    def question(self, text: str) -> str:
+        """A question of this test's: the stand-in's mode for it is this test's."""
+        return f"{text} {self.token}"
 
     async def mode(self, mode: str, delay: float = 30.0) -> None:
-        async with self.http.post(f"{self.url}/control", json={"mode": mode, "delay": delay}) as r:
+        body = {"mode": mode, "delay": delay, "match": self.token}
+        async with self.http.post(f"{self.url}/control", json=body) as r:
             assert r.status == 200, await r.text()
 
     async def asked(self) -> int:
-        async with self.http.get(f"{self.url}/stats") as r:
+        async with self.http.get(f"{self.url}/stats", params={"match": self.token}) as r:
             return int((await r.json())["asked"])
 
 
@@ -67,12 +71,3 @@ class Orchestrator:
 def email() -> str:
     """A new address per test: the E2E database lives for the whole run."""
     return f"e2e-{uuid.uuid4().hex[:12]}@example.com"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that switch the one orchestrator's mode (or count its answers) share an
-    xdist group, so with -n 2 they run one at a time on one worker (--dist loadgroup,
-    in the ini's addopts) while the rest spread."""
-    for item in items:
-        if "orchestrator" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("orchestrator"))

@@ -103,7 +103,7 @@ async def test_businesses_across_two_users(alice: Client, bob: Client) -> None:
 
 async def test_coaching_answer_then_cache(alice: Client, orchestrator: Orchestrator) -> None:
     _, shop = await alice.call("POST", "/api/businesses", json={"name": "Bakery"})
-    question = f"How do I sell more bread? ({uuid.uuid4().hex[:6]})"
+    question = orchestrator.question("How do I sell more bread?")
     before = await orchestrator.asked()
     status, first = await alice.call(
         "POST", "/api/coaching/sessions", json={"business_id": shop["id"], "question": question}
@@ -133,7 +133,7 @@ async def test_orchestrator_failure_and_timeout_give_502(
     status, body = await alice.call(
         "POST",
         "/api/coaching/sessions",
-        json={"business_id": shop["id"], "question": f"Will this work? {uuid.uuid4().hex[:6]}"},
+        json={"business_id": shop["id"], "question": orchestrator.question("Will this work?")},
     )
     assert status == 502
     assert detail in body["detail"]

@@ -52,9 +52,7 @@ async def test_register_create_business_and_ask_the_coach(
     await expect(page.get_by_test_id("businesses")).to_contain_text("Corner Bakery (food)")
 
     coach = page.get_by_test_id("coach-form")
-    await coach.get_by_label("Question").fill(
-        f"How do I get more customers? {uuid.uuid4().hex[:6]}"
-    )
+    await coach.get_by_label("Question").fill(orchestrator.question("How do I get more customers?"))
     await coach.get_by_role("button", name="Ask the coach").click()
     await expect(page.get_by_test_id("answer")).to_have_text(re.compile(r"^For Corner Bakery: .+"))
 
@@ -82,6 +80,6 @@ async def test_coach_failure_is_shown_to_the_user(page: Page, orchestrator: Orch
     await expect(page.get_by_test_id("businesses")).to_contain_text("Fragile Shop")
     await orchestrator.mode("fail")
     coach = page.get_by_test_id("coach-form")
-    await coach.get_by_label("Question").fill(f"Will it break? {uuid.uuid4().hex[:6]}")
+    await coach.get_by_label("Question").fill(orchestrator.question("Will it break?"))
     await coach.get_by_role("button", name="Ask the coach").click()
     await expect(page.get_by_test_id("error")).to_contain_text("No answer from the coach")
