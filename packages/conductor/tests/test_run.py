@@ -348,7 +348,9 @@ def _run_on_a_terminal(conductor, *args: str) -> tuple[int, str]:
 def test_progress_is_a_live_spinner_on_a_terminal_and_plain_lines_elsewhere(
     conductor, config, tmp_path
 ):
-    config({"svc": {"command": fake("tcp", "--port", "{port}", "--delay", "1"), "port": "auto"}})
+    # 3 s on its way: the spinner turns at 12 Hz, and at load 9 on 2 cores CI saw only two
+    # redraws in a 2.3 s start.
+    config({"svc": {"command": fake("tcp", "--port", "{port}", "--delay", "3"), "port": "auto"}})
     args = ("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
 
     code, drawn = _run_on_a_terminal(conductor, *args)
