@@ -443,3 +443,43 @@ def test_clean_never_follows_a_run_link_out_of_the_logs_folder(conductor, config
     result = conductor.run("clean", "--config", "conductor.toml")
     assert result.code == 0, result.text
     assert sorted(p.name for p in outside.iterdir()) == [".conductor-run.json"]
+
+
+# --- the run record ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("planted", ["fifo", "link to a fifo"])
+def test_a_run_record_that_is_no_plain_file_hangs_nothing(conductor, config, tmp_path, planted):
+    """A FIFO where the run record goes hung `run` and `clean` in open(2) for good, deaf
+    to SIGTERM; it is no run record: one warning, and the run goes on."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    record = logs / ".conductor-run.json"
+
+    def plant() -> None:
+        if os.path.lexists(record):
+            return
+        if planted == "fifo":
+            os.mkfifo(record)
+        else:
+            fifo = tmp_path / "fifo"
+            if not fifo.exists():
+                os.mkfifo(fifo)
+            record.symlink_to(fifo)
+
+    plant()
+    config({"svc": {"command": fake("tcp", "--port", "{port}"), "port": "auto"}})
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass", timeout=60)
+    assert result.code == 0, result.text
+    assert f"{record} is not a conductor run record" in result.err
+    plant()
+    result = conductor.run("clean", "--config", "conductor.toml", timeout=30)
+    assert result.code == 0, result.text
+    plant()
+    result = conductor.run(
+        "run", "--config", "conductor.toml", "--attach=require", "--", PY, "-c", "pass",
+        timeout=30,
+    )  # fmt: skip
+    assert result.code == 125, result.text
+    assert "no live `conductor up`" in result.err
+    assert "Traceback" not in result.err

@@ -8,6 +8,10 @@ may write. So every file conductor writes is made anew: whatever is at its name 
 unlinked first (a link goes, its target untouched), and the file is created with
 O_EXCL | O_NOFOLLOW, so nothing slipped in between is opened either. This is the one
 way conductor writes a file in a folder it does not own alone.
+
+Reading one back (the run record) is as wary: a FIFO planted at its name would hang the
+open for good (deaf to SIGTERM), and a link could lead anywhere (`/dev/zero`, read
+without end), so only a plain file, not a link, and only so much of it, is read.
 """
 
 from __future__ import annotations
@@ -50,3 +54,26 @@ def replace(path: Path, text: str, mode: int = 0o644) -> None:
     with open(create(tmp, mode), "w", encoding="utf-8") as out:
         out.write(text)
     os.replace(tmp, path)
+
+
+class NotPlain(ValueError):
+    """What `read_text` refuses to read; `str()` says what it is."""
+
+
+def read_text(path: Path, limit: int) -> str:
+    """The text of the plain file at `path`, at most `limit` bytes of UTF-8. NotPlain
+    for a link, anything but a plain file, or a larger file; OSError (FileNotFoundError
+    when missing) and UnicodeDecodeError as reading raises them. Never waits."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotPlain("it is a link, which conductor does not follow") from None
+        raise
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotPlain("it is not a plain file")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise NotPlain(f"it is larger than {limit} bytes")
+    return data.decode("utf-8")

@@ -31,6 +31,7 @@ RECORD_NAME = ".conductor-run.json"
 _LEFTOVER_GRACE = 3.0
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 _SHOWN_REASONS = 3
+_RECORD_BYTES = 16 << 20  # far beyond any run record: its pids, names and folders
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ class RunDir:
         """The run record as written, or None when there is none or it is not JSON. Only
         what it says; whether its processes are still that run's is the reader's check."""
         try:
-            record = json.loads(self.record_path.read_text(encoding="utf-8"))
+            record = json.loads(files.read_text(self.record_path, _RECORD_BYTES))
         except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply
             return None
         return record if isinstance(record, dict) else None
@@ -215,12 +216,13 @@ class RunDir:
         record of another run is left alone altogether."""
         out = Leftovers(record=self.record_path)
         try:
-            data = json.loads(self.record_path.read_text(encoding="utf-8"))
+            data = json.loads(files.read_text(self.record_path, _RECORD_BYTES))
             record = parse_record(data)
         except FileNotFoundError:
             return out
         except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested deeply
-            out.bad = str(exc) if isinstance(exc, BadRecord) else "it is not readable JSON"
+            known = isinstance(exc, BadRecord | files.NotPlain)
+            out.bad = str(exc) if known else "it is not readable JSON"
             self._forget()
             return out
         if run_id is not None and record.run_id != run_id:
