@@ -7,6 +7,7 @@ target, which may be any file the user (or root) can write."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,18 @@ def test_no_file_of_the_run_is_written_through_a_planted_link(
     else:  # the run's own file took its place
         assert (logs / name).is_file()
         assert not (logs / name).is_symlink()
+
+
+def test_appending_to_a_fifo_planted_as_conductor_log_fails_at_once(tmp_path: Path) -> None:
+    """The watchdog appends to the run's conductor.log after conductor died; a FIFO
+    planted there would block its open for as long as nobody reads it."""
+    fifo = tmp_path / "conductor.log"
+    os.mkfifo(fifo)
+    code = (
+        "import sys; from pathlib import Path; from conductor import files\n"
+        "try:\n    files.append_to(Path(sys.argv[1]))\nexcept OSError:\n    print('refused')"
+    )
+    result = subprocess.run(
+        [PY, "-c", code, str(fifo)], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.stdout.strip() == "refused", result.stderr

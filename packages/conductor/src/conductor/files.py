@@ -38,8 +38,10 @@ def create(path: Path, mode: int = 0o644, *, append: bool = False) -> int:
 
 def append_to(path: Path, mode: int = 0o644) -> int:
     """`path` opened to append (made if missing), only if it is a plain file of one
-    link: the watchdog adds to the run's own conductor.log, never to a link's target."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, mode)
+    link: the watchdog adds to the run's own conductor.log, never to a link's target.
+    O_NONBLOCK: a FIFO planted there fails the open at once instead of blocking it."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, flags, mode)
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         os.close(fd)
