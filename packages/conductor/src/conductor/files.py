@@ -66,6 +66,12 @@ def read_text(path: Path, limit: int) -> str:
     """The text of the plain file at `path`, at most `limit` bytes of UTF-8. NotPlain
     for a link, anything but a plain file, or a larger file; OSError (FileNotFoundError
     when missing) and UnicodeDecodeError as reading raises them. Never waits."""
+    return read_plain(path, limit)[0]
+
+
+def read_plain(path: Path, limit: int) -> tuple[str, os.stat_result]:
+    """`read_text`, with the status of the very file that was read (its owner, its
+    age), taken from the open file, not looked up again by name."""
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
@@ -73,9 +79,10 @@ def read_text(path: Path, limit: int) -> str:
             raise NotPlain("it is a link, which conductor does not follow") from None
         raise
     with open(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise NotPlain("it is not a plain file")
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise NotPlain(f"it is larger than {limit} bytes")
-    return data.decode("utf-8")
+    return data.decode("utf-8"), info

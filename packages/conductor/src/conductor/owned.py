@@ -35,7 +35,6 @@ MARKER_SERVICE = "CONDUCTOR_SERVICE"
 COMMAND = "(command)"  # COMMAND's name as a service in the mark
 FOLDER_PREFIX = "conductor-"
 FOLDER_MARK = ".conductor-made"
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _MARK_BYTES = 4096  # a marker is a line of JSON; more is not conductor's
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 # Start times come from clock ticks (1/100 s) since boot; a recycled pid starts later.
@@ -251,18 +250,12 @@ def run_folder_mark(folder: Path) -> RunFolderMark | None:
     try:
         if not stat.S_ISDIR(folder.lstat().st_mode):
             return None
-        fd = os.open(folder / FOLDER_MARK, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or (not compat.WINDOWS and info.st_uid != os.geteuid()):
+        text, info = files.read_plain(folder / FOLDER_MARK, _MARK_BYTES)
+        if not compat.WINDOWS and info.st_uid != os.geteuid():
             return None
-        written = json.loads(os.read(fd, _MARK_BYTES).decode("utf-8"))
-    except (OSError, ValueError):
+        written = json.loads(text)
+    except (OSError, ValueError):  # NotPlain and UnicodeDecodeError are ValueErrors
         return None
-    finally:
-        os.close(fd)
     if not isinstance(written, dict) or written.get("logs_dir") != str(folder):
         return None
     run_id, ended = written.get("run_id"), written.get("ended")
