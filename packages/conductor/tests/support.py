@@ -33,6 +33,18 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def plant_link(path: Path, kind: str, content: str = "precious\n") -> Path:
+    """What a hostile logs folder holds: a symlink or a hard link at `path` to a file
+    outside it holding `content`; that file (the victim), to check it is intact."""
+    victim = path.parent.parent / f"victim-{path.name}"
+    victim.write_text(content)
+    if kind == "symlink":
+        path.symlink_to(victim)
+    else:
+        os.link(victim, path)
+    return victim
+
+
 def fake(mode: str, *args: str) -> list[str]:
     return [PY, str(FAKES), mode, *args]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from support import PY, Conductor, write_config
+from support import PY, Conductor, plant_link, write_config
 
 SERVICE = {
     "command": [PY, "-c", "import time; print('up', flush=True); time.sleep(60)"],
@@ -30,20 +30,6 @@ def test_the_run_record_is_readable_by_its_owner_only(conductor: Conductor, tmp_
     assert result.out.strip() == "0o600"
 
 
-def test_a_planted_link_at_the_records_temporary_file_is_not_written_through(
-    conductor: Conductor, tmp_path: Path
-) -> None:
-    write_config(tmp_path / "c.toml", {"svc": SERVICE}, logs_dir="logs")
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    victim = tmp_path / "victim.txt"
-    victim.write_text("precious\n")
-    (logs / ".conductor-run.json.tmp").symlink_to(victim)
-    result = conductor.run("run", "--config", "c.toml", "--", PY, "-c", "pass")
-    assert result.code == 0, result.text
-    assert victim.read_text() == "precious\n"
-
-
 @pytest.mark.parametrize(
     "name",
     [
@@ -53,6 +39,7 @@ def test_a_planted_link_at_the_records_temporary_file_is_not_written_through(
         "summary.json.tmp",
         "report.html",
         "report.html.tmp",
+        ".conductor-run.json.tmp",
     ],
 )
 @pytest.mark.parametrize("link", ["symlink", "hardlink"])
@@ -62,15 +49,10 @@ def test_no_file_of_the_run_is_written_through_a_planted_link(
     write_config(tmp_path / "c.toml", {"svc": SERVICE}, logs_dir="logs")
     logs = tmp_path / "logs"
     logs.mkdir()
-    victim = tmp_path / "victim.txt"
-    victim.write_text("precious\n")
-    if link == "symlink":
-        (logs / name).symlink_to(victim)
-    else:
-        os.link(victim, logs / name)
+    victim = plant_link(logs / name, link)
     result = conductor.run("run", "--config", "c.toml", "--", PY, "-c", "pass")
     assert result.code == 0, result.text
-    assert victim.read_text() == "precious\n"
+    assert victim.read_text() == "precious\n"  # what plant_link wrote
     if name.endswith(".tmp"):  # the run's temporary file took its place, then moved
         assert not os.path.lexists(logs / name)
     else:  # the run's own file took its place

@@ -19,7 +19,7 @@ import pytest
 from conductor import lockfile, owned, runfolders
 from conductor.errors import LogsDirBusy
 from conductor.state import LOCK_NAME, RunDir
-from support import PY, fake
+from support import PY, fake, plant_link
 
 pytestmark = [
     pytest.mark.conductor,
@@ -400,12 +400,7 @@ def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(
 ):
     logs = tmp_path / "logs"
     logs.mkdir()
-    victim = tmp_path / "passwd"
-    victim.write_text("root:x:0:0\n")
-    if kind == "symlink":
-        (logs / LOCK_NAME).symlink_to(victim)
-    else:
-        os.link(victim, logs / LOCK_NAME)
+    victim = plant_link(logs / LOCK_NAME, kind, "root:x:0:0\n")
     result = a_run(conductor, config)
     assert result.code == 2, result.text
     lines = result.err.strip().splitlines()
