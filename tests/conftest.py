@@ -32,6 +32,7 @@ from tests.database import (
     WorkerDatabase,
     given_url,
 )
+from tests.optional import CHROMIUM, needs_browser
 from tests.suites import DATABASE_FOLDERS, FOLDER_MARKERS, services_for_folders
 
 TESTS = Path(__file__).resolve().parent
@@ -121,6 +122,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         parts = path.relative_to(TESTS).parts
         if parts and parts[0] in FOLDER_MARKERS:
             item.add_marker(FOLDER_MARKERS[parts[0]])
+
+
+@pytest.hookimpl(tryfirst=True)  # before any fixture is set up
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test that asks pytest-playwright-asyncio for a browser, anywhere in tests/,
+    skips without Chromium: the plugin would otherwise launch Playwright's own browser
+    build, which is never downloaded here."""
+    if needs_browser(item):
+        CHROMIUM.skip_unless_present()
 
 
 # --- the session: one engine on the one loop ----------------------------------------

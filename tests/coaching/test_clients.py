@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +14,7 @@ import pytest
 
 from genesis.cache import RedisCache, answer_key
 from genesis.orchestrator import OrchestratorClient, OrchestratorError
+from tests.optional import REDIS
 from tests.services import running
 
 BUSINESS = {"name": "Alice's Bakery", "industry": "food", "description": ""}
@@ -33,8 +33,7 @@ async def redis_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[s
     if given:
         yield given
         return
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    REDIS.skip_unless_present()
     async with running(["cache"], tmp_path_factory.mktemp("redis")) as stack:
         yield stack.env["CACHE_URL"]
 

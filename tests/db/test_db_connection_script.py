@@ -17,16 +17,14 @@ from pathlib import Path
 import pytest
 
 from conductor import Stack, load_config
-from conductor.postgres import find_bindir
 from conductor.report import Reporter
+from tests.optional import POSTGRES
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "test_db_connection.py"
 PASSWORD = "s3cret-Pa55word"
 
-needs_postgres = pytest.mark.skipif(
-    find_bindir() is None, reason="needs PostgreSQL's server binaries (initdb, postgres)"
-)
+needs_postgres = POSTGRES.needed
 
 
 def check(url: str, *python_flags: str) -> subprocess.CompletedProcess[str]:

@@ -24,11 +24,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conductor.postgres import find_bindir
+from tests.optional import POSTGRES
 
 pytestmark = [
     pytest.mark.postgres,
-    pytest.mark.skipif(find_bindir() is None, reason="PostgreSQL server binaries not installed"),
+    POSTGRES.needed,
 ]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fullstack"

@@ -19,10 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import pytest
+
+from conductor.postgres import find_bindir
 
 FAKES = Path(__file__).with_name("fakes.py")
 RECORD = ".conductor-run.json"
 PY = sys.executable
+
+# Tests that need PostgreSQL's server binaries skip without them, in the wording every
+# skip for a missing program has ("not installed: WHAT (HOW)"): the project's check
+# with those programs really absent (nox -s bare) fails on a skip that says otherwise.
+needs_postgres = pytest.mark.skipif(
+    find_bindir() is None,
+    reason="not installed: PostgreSQL's server binaries (initdb, postgres) "
+    "(Debian: apt-get install postgresql)",
+)
 
 
 def default_sigint() -> None:

@@ -12,8 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conductor.postgres import find_bindir
-from support import PY, RECORD, fake, gone, kill_watchdog, wait_for, write_config
+from support import PY, RECORD, fake, gone, kill_watchdog, needs_postgres, wait_for, write_config
 
 pytestmark = pytest.mark.conductor
 
@@ -191,7 +190,7 @@ def test_a_service_whose_environment_is_unreadable_is_known_by_its_parent(conduc
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(find_bindir() is None, reason="PostgreSQL server binaries not installed")
+@needs_postgres
 def test_an_attached_run_fills_the_same_templates_as_the_up(conductor, tmp_path, up):
     """{services.db.user|database|socket_dir} come from the up as it filled them."""
     config = make_config(tmp_path / "a", db={"kind": "postgres", "database": "shop"}, web=WEB)

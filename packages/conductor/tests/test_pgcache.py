@@ -14,13 +14,9 @@ import pytest
 
 from conductor import pgcache, postgres
 from conductor.postgres import find_bindir
-from support import Result
+from support import Result, needs_postgres
 
 pytestmark = [pytest.mark.conductor, pytest.mark.postgres]
-
-needs_server = pytest.mark.skipif(
-    find_bindir() is None, reason="PostgreSQL server binaries not installed"
-)
 
 
 def fake_cluster(folder: Path) -> Path:
@@ -213,7 +209,7 @@ def entries(cache: Path) -> list[Path]:
     return sorted((cache / "conductor" / "postgres").iterdir())
 
 
-@needs_server
+@needs_postgres
 def test_first_run_builds_the_cache_and_the_next_copies_it(conductor, config, tmp_path):
     cache = tmp_path / "cache"
     first, log = run_db(conductor, config, cache)
@@ -234,7 +230,7 @@ def test_first_run_builds_the_cache_and_the_next_copies_it(conductor, config, tm
     assert entries(cache) == [entry]
 
 
-@needs_server
+@needs_postgres
 def test_a_warm_run_works_on_a_copy_not_on_the_cache(conductor, config, warm_cache):
     psql = find_bindir() / "psql"  # type: ignore[operator]
     cache = warm_cache
@@ -253,7 +249,7 @@ def test_a_warm_run_works_on_a_copy_not_on_the_cache(conductor, config, warm_cac
     assert result.out.strip() == ""  # NULL: the table lived only in that run's copy
 
 
-@needs_server
+@needs_postgres
 @pytest.mark.parametrize("damage", ["truncated file", "no PG_VERSION", "half-written folder"])
 def test_a_corrupt_cache_never_breaks_a_run_and_is_rebuilt(conductor, config, warm_cache, damage):
     cache = warm_cache
@@ -279,7 +275,7 @@ def test_a_corrupt_cache_never_breaks_a_run_and_is_rebuilt(conductor, config, wa
     assert from_cache(log)
 
 
-@needs_server
+@needs_postgres
 def test_two_runs_building_the_cache_at_once_both_succeed(conductor, config, tmp_path):
     psql = find_bindir() / "psql"  # type: ignore[operator]
     cache = tmp_path / "cache"
@@ -304,7 +300,7 @@ def test_two_runs_building_the_cache_at_once_both_succeed(conductor, config, tmp
     assert (entry / pgcache.MANIFEST).is_file()
 
 
-@needs_server
+@needs_postgres
 def test_a_cache_that_cannot_be_written_only_costs_time(conductor, config, tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
@@ -344,7 +340,7 @@ def test_a_cancelled_spare_leaves_nothing(tmp_path):
     assert sorted(p.name for p in entry.iterdir()) == sorted([pgcache.DATA, pgcache.MANIFEST])
 
 
-@needs_server
+@needs_postgres
 def test_a_run_leaves_a_spare_and_the_next_run_takes_it(conductor, config, warm_cache):
     [entry] = entries(warm_cache)
     marker = entry / pgcache.SPARE / pgcache.SPARE_MARKER

@@ -9,18 +9,14 @@ from pathlib import Path
 import pytest
 
 from conductor.postgres import find_bindir
-from support import PY, gone, kill_conductor_and_its_watchdog, wait_for
+from support import PY, gone, kill_conductor_and_its_watchdog, needs_postgres, wait_for
 
 pytestmark = [pytest.mark.conductor, pytest.mark.postgres]
 
 ARTIFACTS = ("conductor.log", "summary.json", "report.html")
 
-needs_server = pytest.mark.skipif(
-    find_bindir() is None, reason="PostgreSQL server binaries not installed"
-)
 
-
-@needs_server
+@needs_postgres
 def test_throwaway_cluster_serves_a_database_and_is_removed(conductor, config, tmp_path):
     psql = find_bindir() / "psql"  # type: ignore[operator]
     assert psql.exists()
@@ -88,7 +84,7 @@ def test_optional_postgres_without_binaries_is_skipped(config, monkeypatch):
     assert "db" in result.skipped
 
 
-@needs_server
+@needs_postgres
 def test_password_cluster_demands_it_and_summary_hides_it(conductor, config, tmp_path):
     psql = find_bindir() / "psql"  # type: ignore[operator]
     config({"db": {"kind": "postgres", "password": "pw-Zq9/x"}})
@@ -110,7 +106,7 @@ def test_password_cluster_demands_it_and_summary_hides_it(conductor, config, tmp
     assert "postgresql://postgres:***@127.0.0.1:" in summary_text
 
 
-@needs_server
+@needs_postgres
 def test_up_lists_its_urls_without_the_password(conductor, config, tmp_path):
     import signal
 
@@ -134,7 +130,7 @@ def sql_files(root: Path, **files: str) -> list[str]:
     return [f"db/{name}.sql" for name in files]
 
 
-@needs_server
+@needs_postgres
 def test_custom_user_init_files_and_settings(conductor, config, tmp_path):
     psql = find_bindir() / "psql"  # type: ignore[operator]
     init = sql_files(
@@ -196,7 +192,7 @@ def test_custom_user_init_files_and_settings(conductor, config, tmp_path):
     assert "ran 2 init file(s)" in (tmp_path / "logs" / "conductor.log").read_text()
 
 
-@needs_server
+@needs_postgres
 def test_a_failing_init_file_is_125_naming_it_and_quoting_the_error(conductor, config, tmp_path):
     init = sql_files(
         tmp_path,
@@ -212,7 +208,7 @@ def test_a_failing_init_file_is_125_naming_it_and_quoting_the_error(conductor, c
     assert "Traceback" not in result.text
 
 
-@needs_server
+@needs_postgres
 def test_a_missing_init_file_is_a_configuration_error(conductor, config, tmp_path):
     config({"db": {"kind": "postgres", "init": ["db/nope.sql"]}})
     result = conductor.run("run", "--config", "conductor.toml", "--", "true")
@@ -221,7 +217,7 @@ def test_a_missing_init_file_is_a_configuration_error(conductor, config, tmp_pat
     assert f"{tmp_path / 'db' / 'nope.sql'} does not exist" in result.err
 
 
-@needs_server
+@needs_postgres
 def test_a_version_that_is_not_installed_lists_those_that_are(conductor, config, tmp_path):
     from conductor import pgbin
 
@@ -234,7 +230,7 @@ def test_a_version_that_is_not_installed_lists_those_that_are(conductor, config,
     assert not (tmp_path / "logs").exists()
 
 
-@needs_server
+@needs_postgres
 def test_clean_after_sigkill_stops_the_cluster_and_removes_its_folder(conductor, config, tmp_path):
     """The server keeps the run's mark (its helpers overwrite theirs with their process
     titles, but they are in its group), and its folder is one conductor made."""

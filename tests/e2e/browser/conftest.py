@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,18 +19,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.e2e.browser.processes import BrowserProcesses
+from tests.optional import CHROMIUM
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Playwright
 
-CHROMIUM = next(
-    (
-        p
-        for p in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"))
-        if p and Path(p).exists()
-    ),
-    None,
-)
 FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -96,7 +88,7 @@ def browser_type_launch_args(
     """The plugin's launch options (--headed, --slowmo, ...) on the system Chromium."""
     return {
         **browser_type_launch_args,
-        "executable_path": CHROMIUM,
+        "executable_path": CHROMIUM.path,
         "args": FLAGS,
         "env": browser_processes.environment(),
     }

@@ -12,7 +12,6 @@ import uuid
 
 import pytest
 
-from tests.e2e.browser.conftest import CHROMIUM
 from tests.e2e.conftest import Orchestrator
 
 HAVE_PLUGIN = importlib.util.find_spec("pytest_playwright_asyncio") is not None
@@ -20,9 +19,6 @@ if HAVE_PLUGIN:
     from playwright.async_api import Page, expect
 
 pytestmark = [
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="no Chromium installed (Debian: apt-get install chromium)"
-    ),
     pytest.mark.skipif(
         not HAVE_PLUGIN,
         reason="pytest-playwright-asyncio is not installed (dependency group e2e)",
