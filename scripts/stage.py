@@ -4,8 +4,10 @@
     python scripts/stage.py [--check-db] -- python -m pytest tests/auth ...
 
 Runs inside `conductor run`, so TEST_DATABASE_URL already points at the database
-conductor started. The test command replaces this process (exec), so conductor's
-signals and exit status reach pytest directly.
+conductor started. Without PostgreSQL's server binaries conductor skips its optional
+db and the suites run on SQLite (tests/database.py), so that is what the check checks.
+The test command replaces this process (exec), so conductor's signals and exit status
+reach pytest directly.
 """
 
 from __future__ import annotations
@@ -16,6 +18,19 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+
+
+def _fallback() -> list[str]:
+    """The URL to check when none is given and PostgreSQL is not installed: the SQLite
+    the database suites then use; otherwise none (the check asks for one)."""
+    if any(os.environ.get(name) for name in ("TEST_DATABASE_URL", "DATABASE_URL")):
+        return []
+    from conductor.postgres import find_bindir
+
+    if find_bindir() is not None:
+        return []
+    print("stage: no PostgreSQL server binaries here; checking SQLite, which the suites use")
+    return ["sqlite+aiosqlite://"]
 
 
 def main(argv: list[str]) -> int:
@@ -31,7 +46,7 @@ def main(argv: list[str]) -> int:
         sys.path.insert(0, str(HERE))
         import test_db_connection
 
-        status = test_db_connection.main([])
+        status = test_db_connection.main(_fallback())
         if status != 0:
             print("stage: the database check failed; the tests were not run", file=sys.stderr)
             return status
