@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tasks
 from invoke import Context, MockContext, Result
 from invoke.exceptions import Exit
+
+import tasks
 
 
 def _up_ending_with(status: int, monkeypatch: pytest.MonkeyPatch) -> Exit | None:
