@@ -197,6 +197,7 @@ def settings(database_url: str) -> Settings:
         secret_key=SECRET,
         orchestrator_url="http://127.0.0.1:9",  # never reached: tests inject a fake
         redis_url=None,
+        password_hash_profile="CHEAPEST",  # a test stack's cost; production's is the default
     )
 
 

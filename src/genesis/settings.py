@@ -12,6 +12,8 @@ import secrets
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from genesis.security import DEFAULT_PROFILE, PasswordHashProfile
+
 log = logging.getLogger("genesis")
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./genesis.db"
@@ -27,6 +29,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     access_token_minutes: float = Field(default=30.0, gt=0)
     cache_ttl_seconds: float = Field(default=3600.0, gt=0)
+    # Argon2's cost: production's default; only test stacks set CHEAPEST (security.py).
+    password_hash_profile: PasswordHashProfile = DEFAULT_PROFILE
 
     @model_validator(mode="after")
     def _random_secret_when_unset(self) -> Settings:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from genesis.deps import CurrentUser, SessionDep, SettingsDep
 from genesis.models import User
 from genesis.schemas import Token, UserCreate, UserOut
-from genesis.security import create_token, hash_password_async, verify_password_async
+from genesis.security import create_token, passwords
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -25,10 +25,9 @@ def _normalize(email: str) -> str:
 
 
 @router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserOut)
-async def register(body: UserCreate, session: SessionDep) -> User:
-    user = User(
-        email=_normalize(body.email), password_hash=await hash_password_async(body.password)
-    )
+async def register(body: UserCreate, session: SessionDep, settings: SettingsDep) -> User:
+    hashed = await passwords(settings.password_hash_profile).hash_async(body.password)
+    user = User(email=_normalize(body.email), password_hash=hashed)
     session.add(user)
     try:
         await session.commit()
@@ -49,7 +48,8 @@ async def login(
     user = await session.scalar(
         select(User).where(func.lower(User.email) == _normalize(form.username))
     )
-    ok = await verify_password_async(user.password_hash if user else None, form.password)
+    hasher = passwords(settings.password_hash_profile)
+    ok = await hasher.verify_async(user.password_hash if user else None, form.password)
     if user is None or not ok:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
