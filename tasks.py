@@ -27,6 +27,7 @@ from tests.suites import (  # noqa: E402
     command,
     environment,
     frontend_is_current,
+    lint_commands,
     mark_frontend_installed,
     run_stages,
     stage_table,
@@ -198,19 +199,9 @@ def clean(c: Context) -> None:
 
 @task
 def lint(c: Context) -> None:
-    """Ruff (lint and format) and mypy --strict."""
-    paths = [
-        "src",
-        "tests",
-        "packages/conductor",
-        "scripts",
-        "benchmarks",
-        "examples",
-        "noxfile.py",
-        "tasks.py",
-    ]
-    ok = _run(c, [PY, "-m", "ruff", "check", *paths])
-    ok = _run(c, [PY, "-m", "ruff", "format", "--check", *paths]) and ok
-    ok = _run(c, [PY, "-m", "mypy"]) and ok
+    """Ruff (lint and format), mypy --strict and xenon: the checks of `nox -s lint`."""
+    ok = True
+    for argv in lint_commands(PY):
+        ok = _run(c, argv) and ok
     if not ok:
         raise Exit("lint failed; ruff check --fix and ruff format fix most of it, then invoke lint")

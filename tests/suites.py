@@ -166,6 +166,32 @@ def command(suite: Suite, python: str, pytest_args: list[str], logs_dir: str) ->
     return [python, "-m", "conductor", "run", *flags, *services, "--", *inner]
 
 
+# What the lint checks read: everything of the project's that is Python.
+LINTED = (
+    "src",
+    "tests",
+    "tools",
+    "packages/conductor",
+    "scripts",
+    "benchmarks",
+    "examples",
+    "noxfile.py",
+    "tasks.py",
+)
+
+
+def lint_commands(python: str, mypy_args: list[str] | None = None) -> list[list[str]]:
+    """Every lint check, for `nox -s lint` and `invoke lint` alike: ruff's lint and
+    format, mypy --strict (its files are in pyproject.toml), and xenon: no function of
+    conductor's graded worse than C by radon."""
+    return [
+        [python, "-m", "ruff", "check", *LINTED],
+        [python, "-m", "ruff", "format", "--check", *LINTED],
+        [python, "-m", "mypy", *(mypy_args or [])],
+        [python, "-m", "xenon", "--max-absolute", "C", "packages/conductor/src/conductor"],
+    ]
+
+
 COVERAGE_DATA = ROOT / ".coverage-data"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from invoke import Context, MockContext, Result
 from invoke.exceptions import Exit
 
 import tasks
+from tests import suites
 
 
 def _up_ending_with(status: int, monkeypatch: pytest.MonkeyPatch) -> Exit | None:
@@ -77,3 +79,17 @@ def test_invoke_clean_never_removes_a_live_runs_folder(
     # Once the run is over, clean removes it all.
     tasks.clean(Shell())
     assert not (tmp_path / tasks.LOGS).exists()
+
+
+def test_invoke_lint_runs_the_checks_of_nox_lint() -> None:
+    """One list of lint checks for both entry points: xenon was once nox's alone."""
+    ran: list[str] = []
+
+    class Recording(MockContext):  # type: ignore[misc]
+        def run(self, command: str, **kwargs: Any) -> Result:
+            ran.append(command)
+            return Result(exited=0)
+
+    tasks.lint(Recording())
+    assert ran == [shlex.join(argv) for argv in suites.lint_commands(tasks.PY)]
+    assert any(" xenon " in c for c in ran)
