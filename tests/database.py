@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -32,13 +31,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from conductor.held import HeldInThread
-from conductor.postgres import find_bindir
+from conductor.postgres import find_bindir, quote_ident
 from conductor.pytest_stack import ConductorStack
 from genesis.db import make_engine
 from genesis.migrate import upgrade_async
 from genesis.settings import async_url
+from tests.suites import DB_URL_ENV, given_database, given_database_url
 
-URL_ENV = "TEST_DATABASE_URL"
 WORKER_KEY = "genesis_database"
 # application_name of the session a run keeps open while it lives.
 SESSION_PREFIX = "genesis-tests-"
@@ -72,10 +71,6 @@ class Provision:
 
 def _with_database(url: str, name: str) -> str:
     return make_url(async_url(url)).set(database=name).render_as_string(hide_password=False)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 async def _admin(server_url: str, *statements: str) -> None:
@@ -134,7 +129,7 @@ async def drop_abandoned(server_url: str, own_run: str) -> list[str]:
             for name, session in abandoned:
                 if session not in alive:
                     await connection.execute(
-                        text(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
+                        text(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
                     )
                     dropped.append(name)
     finally:
@@ -143,8 +138,8 @@ async def drop_abandoned(server_url: str, own_run: str) -> list[str]:
 
 
 def given_url() -> str:
-    """The database the run was given (TEST_DATABASE_URL), or ""."""
-    return os.environ.get(URL_ENV, "").strip()
+    """The database the run was given (TEST_DATABASE_URL, or DATABASE_URL), or ""."""
+    return given_database_url() or ""
 
 
 class DatabaseServer:
@@ -158,11 +153,11 @@ class DatabaseServer:
 
     def start(self, stack: ConductorStack | None) -> Provision:
         """Settle the server: the given URL, the stack's db, or SQLite without PostgreSQL."""
-        given = given_url()
-        if given.startswith("sqlite"):
-            return self._sqlite(f"SQLite, because {URL_ENV} asks for it")
-        if given:
-            return self._postgres(given, f"PostgreSQL from {URL_ENV}")
+        named = given_database()
+        if named and named[1].startswith("sqlite"):
+            return self._sqlite(f"SQLite, because {named[0]} asks for it")
+        if named:
+            return self._postgres(named[1], f"PostgreSQL from {named[0]}")
         if stack is not None and stack.has("db"):
             url = stack.url("db")
             host_port = url.rsplit("@", 1)[-1].split("/", 1)[0]
@@ -170,11 +165,12 @@ class DatabaseServer:
         if find_bindir() is None:
             return self._sqlite(
                 "SQLite: no PostgreSQL server binaries on this machine (install Debian's "
-                f"postgresql, or set {URL_ENV}, to test on PostgreSQL)"
+                f"postgresql, or set {DB_URL_ENV[0]}, to test on PostgreSQL)"
             )
         why = stack.why_missing("db") if stack is not None else "no conductor stack in this run"
         raise DatabaseUnavailable(
-            f"no database for the database suites: {URL_ENV} is not set, and {why} "
+            f"no database for the database suites: {' or '.join(DB_URL_ENV)} is not set, "
+            f"and {why} "
             "(is conductor's pytest plugin turned off with -p no:conductor?)"
         )
 
@@ -191,7 +187,7 @@ class DatabaseServer:
 
         async def build() -> None:
             dropped.extend(await drop_abandoned(url, self.run_id))
-            await _admin(url, f"CREATE DATABASE {_quote(template)}")
+            await _admin(url, f"CREATE DATABASE {quote_ident(template)}")
             await upgrade_async(_with_database(url, template))
 
         try:
@@ -221,7 +217,7 @@ class DatabaseServer:
                 asyncio.run(
                     _admin(
                         provision.server_url,
-                        f"DROP DATABASE IF EXISTS {_quote(provision.template)} WITH (FORCE)",
+                        f"DROP DATABASE IF EXISTS {quote_ident(provision.template)} WITH (FORCE)",
                     )
                 )
         finally:
@@ -250,8 +246,8 @@ class WorkerDatabase:
         else:
             await _admin(
                 p.server_url,
-                f"DROP DATABASE IF EXISTS {_quote(self.name)} WITH (FORCE)",
-                f"CREATE DATABASE {_quote(self.name)} TEMPLATE {_quote(p.template)}",
+                f"DROP DATABASE IF EXISTS {quote_ident(self.name)} WITH (FORCE)",
+                f"CREATE DATABASE {quote_ident(self.name)} TEMPLATE {quote_ident(p.template)}",
             )
             self.url = _with_database(p.server_url, self.name)
         return self.url
@@ -261,4 +257,6 @@ class WorkerDatabase:
         if p.backend == "sqlite":
             Path(p.template).with_name(f"{self.name}.db").unlink(missing_ok=True)
         else:
-            await _admin(p.server_url, f"DROP DATABASE IF EXISTS {_quote(self.name)} WITH (FORCE)")
+            await _admin(
+                p.server_url, f"DROP DATABASE IF EXISTS {quote_ident(self.name)} WITH (FORCE)"
+            )

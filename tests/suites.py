@@ -127,12 +127,19 @@ def services_for_folders(folders: set[str], database_given: bool) -> list[str]:
     return wanted
 
 
-def given_database_url() -> str | None:
-    """A database the user named: then conductor does not start one."""
+def given_database() -> tuple[str, str] | None:
+    """A database the user named, and the variable that named it: then conductor does
+    not start one. The one rule for nox, invoke and plain pytest (tests/database.py)."""
     for name in DB_URL_ENV:
-        if os.environ.get(name):
-            return os.environ[name]
+        value = os.environ.get(name, "").strip()
+        if value:
+            return name, value
     return None
+
+
+def given_database_url() -> str | None:
+    given = given_database()
+    return given[1] if given else None
 
 
 def command(suite: Suite, python: str, pytest_args: list[str], logs_dir: str) -> list[str]:

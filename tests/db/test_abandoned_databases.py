@@ -8,11 +8,11 @@ import uuid
 import pytest
 from sqlalchemy import text
 
+from conductor.postgres import quote_ident
 from genesis.db import make_engine
 from tests.database import (
     Provision,
     _admin,
-    _quote,
     _with_database,
     drop_abandoned,
     run_session,
@@ -37,7 +37,7 @@ async def test_only_databases_of_dead_runs_are_dropped(provision: Provision) -> 
     bystander = f"genesis_{dead}_notes"  # not a name a run creates
     names = [f"genesis_tpl_{dead}", f"genesis_{dead}_gw0", f"genesis_{dead}_master"]
     kept = [f"genesis_tpl_{live}", f"genesis_{live}_gw1"]
-    await _admin(url, *(f"CREATE DATABASE {_quote(n)}" for n in [*names, *kept, bystander]))
+    await _admin(url, *(f"CREATE DATABASE {quote_ident(n)}" for n in [*names, *kept, bystander]))
     try:
         # A run that is still alive, connected to another database of the server.
         async with run_session(_with_database(url, bystander), live):
@@ -54,6 +54,6 @@ async def test_only_databases_of_dead_runs_are_dropped(provision: Provision) -> 
     finally:
         await _admin(
             url,
-            *(f"DROP DATABASE IF EXISTS {_quote(n)} WITH (FORCE)" for n in [*names, *kept]),
-            f"DROP DATABASE IF EXISTS {_quote(bystander)} WITH (FORCE)",
+            *(f"DROP DATABASE IF EXISTS {quote_ident(n)} WITH (FORCE)" for n in [*names, *kept]),
+            f"DROP DATABASE IF EXISTS {quote_ident(bystander)} WITH (FORCE)",
         )
