@@ -38,7 +38,6 @@ class HeldInThread(Generic[T]):
         self._enter = enter
         self._on_interrupt = on_interrupt
         self._value: T | None = None
-        self._entered = False
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -60,7 +59,6 @@ class HeldInThread(Generic[T]):
         if self._error is not None:
             self._join()
             raise self._error
-        self._entered = True
         return self._value  # type: ignore[return-value]
 
     def __exit__(

@@ -52,10 +52,6 @@ class Mark:
     run_id: str
     logs_dir: str
 
-    @classmethod
-    def new(cls, logs_dir: Path) -> Mark:
-        return cls(os.urandom(16).hex(), str(logs_dir))
-
     def env(self, service: str) -> dict[str, str]:
         return {MARKER_RUN: self.run_id, MARKER_LOGS: self.logs_dir, MARKER_SERVICE: service}
 

@@ -89,7 +89,6 @@ class Cluster:
         self.port = port
         self.mark = mark
         self.folder: Path | None = None
-        self.from_cache = False
         self.entry: Path | None = None  # its cache entry
         self._cancel = threading.Event()
         self._busy = threading.Lock()
@@ -132,7 +131,6 @@ class Cluster:
             self.entry = entries / name
         uid = (_owner() or (os.geteuid(),))[0]
         if entries is not None and pgcache.claim_spare(entries / name, self.datadir, uid):
-            self.from_cache = True
             logger.info(
                 "%s: cluster taken from the spare copy in %s in %.3fs",
                 self.service,
@@ -141,7 +139,6 @@ class Cluster:
             )
             return
         if entries is not None and await self._from_cache(entries / name):
-            self.from_cache = True
             logger.info(
                 "%s: cluster copied from the cache %s in %.3fs",
                 self.service,

@@ -74,7 +74,6 @@ class Reaper:
         self._spawning = 0
         self._deferred = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.reaped = 0
 
     def install(self, loop: asyncio.AbstractEventLoop) -> bool:
         """Reap on every SIGCHLD from now on; False (and nothing done) off Linux, or
@@ -124,7 +123,6 @@ class Reaper:
         for pid in [pid for pid in self._own if pid not in children]:
             del self._own[pid]
         if reaped:
-            self.reaped += len(reaped)
             logs.logger.debug("reaped adopted orphan(s): %s", " ".join(map(str, reaped)))
         return reaped
 
