@@ -124,8 +124,7 @@ class OwnedRun:
         ).added()
         unavailable = {
             name: "the surrounding `conductor run` does not provide it (no "
-            f"{environment.variables(name)[2]} or {environment.variables(name)[0]} in its "
-            "environment)"
+            "{2} or {0} in its environment)".format(*environment.variables(name))
             for name in self.request.services
             if name not in addresses
         }
