@@ -44,12 +44,14 @@ REQUEST = {
     # names a service outside this run: left out, so [run].env's value shows
     "LEFT_OUT": "{services.other.url}",
     "SITE": "http://{services.web.host}:{services.web.port}/site",
+    "PYTHON_USED": "{python}",  # the configuration's `python`, in every kind
 }
 BARE = ("-p", "no:randomly", "-p", "no:asyncio", "-p", "no:cacheprovider")
 
 
 def stack_config(folder: Path, out: Path) -> Path:
     (folder / ".env").write_text("FILE_ONLY=file\nFILE_VS_INHERITED=file\nPYTHONUNBUFFERED=0\n")
+    (folder / "configured-python").symlink_to(PY)  # not conductor's own path
     return write_config(
         folder / "conductor.toml",
         {
@@ -61,6 +63,7 @@ def stack_config(folder: Path, out: Path) -> Path:
             "other": {"command": [PY, "-c", "pass"], "port": "auto"},
         },
         logs_dir="logs",
+        python="configured-python",
         env_file=".env",
         env={"SHARED_ONLY": "shared", "SHARED_VS_OWN": "shared"},
         run={
@@ -89,6 +92,7 @@ def expected(port: str, logs: Path) -> dict[str, str]:
         "LEFT_OUT": "own",
         "SITE": f"http://127.0.0.1:{port}/site",
         "CONDUCTOR_LOGS_DIR": str(logs),
+        "PYTHON_USED": str(logs.parent / "configured-python"),
     }
 
 
