@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from conductor.addresses import Address, service_env
+from conductor.environment import Address, address_env
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -151,7 +151,7 @@ class Up:
         assert isinstance(stack, dict)
         addresses = {n: Address.from_json(a) for n, a in stack["addresses"].items()}
         return {
-            **service_env(addresses),
+            **address_env(addresses),
             "CONDUCTOR_SERVICE": "(command)",
             "CONDUCTOR_RUN_ID": "bench-floor",
             "CONDUCTOR_LOGS_DIR": str(LOGS),

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from conductor import compat, lockfile, owned, templates
-from conductor.addresses import Address, exported_env, service_env
+from conductor import compat, environment, lockfile, owned, templates
 from conductor.config import Config
+from conductor.environment import Address
 from conductor.errors import EXIT_SERVICE_FAILED, ConductorError
 from conductor.plan import make_plan
 from conductor.report import ServiceReport
@@ -283,7 +283,7 @@ class AttachedStack:
         self.config = config
         self.live = live
         self.logs_dir = live.logs_dir
-        self.command_templates = config.command_templates(command_env)
+        self.request_env = dict(command_env or {})  # --env: COMMAND's REQUEST layer
         # The command's own marker: the `up`'s would make the `up` and `conductor clean`
         # treat the command as one of the `up`'s processes.
         self.run_id = os.urandom(16).hex()
@@ -295,10 +295,10 @@ class AttachedStack:
 
     @property
     def env(self) -> dict[str, str]:
-        return service_env(self.live.addresses)
+        return environment.address_env(self.live.addresses)
 
     async def start(self) -> None:
-        check_request(self.config, list(self.live.services), self.logs_dir, self.command_templates)
+        check_request(self.config, list(self.live.services), self.logs_dir, self.request_env)
         self.ready_at = time.monotonic()
 
     async def stop(self) -> None:
@@ -308,25 +308,29 @@ class AttachedStack:
         """Nothing: the services belong to the `up`."""
 
     def command_env(self) -> dict[str, str]:
-        exported = exported_env(
-            self.config,
-            self.logs_dir,
-            self.live.addresses,
-            self.command_templates,
-            self.config.environ,
-            self.live.values,
-        )
-        return {
-            **self.config.file_env(),
-            **os.environ,
-            **exported,
-            **self.mark.env(owned.COMMAND),
-        }
+        """COMMAND's environment (environment.command), from the `up`'s services."""
+        return command_env(self.config, self.live, self.request_env, run=self.mark).values
 
     @property
     def mark(self) -> owned.Mark:
         """The command's own mark (its own run id, in the `up`'s logs folder)."""
         return owned.Mark(self.run_id, str(self.logs_dir))
+
+
+def command_env(
+    config: Config, live: LiveStack, request: Mapping[str, str], *, run: owned.Mark | Path
+) -> environment.Environment:
+    """What a process attached to `live` gets: COMMAND (`run` its own mark) or the pytest
+    process (`run` the logs folder): its templates filled from the `up`'s services."""
+    context = environment.context_of(config, live.logs_dir, live.addresses, live.values)
+    return environment.command(
+        config,
+        environment.Requested.of(config, request),
+        context,
+        live.addresses,
+        run=run,
+        inherited=os.environ,
+    )
 
 
 def check_request(

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from conductor import errors, runner
-from conductor.addresses import Address, service_env
 from conductor.attach import ATTACH_MODES
 from conductor.config import Config, load_config
+from conductor.environment import Address, address_env
 from conductor.plan import make_plan
 from conductor.probes import describe
 from conductor.report import Reporter, redact
@@ -259,7 +259,7 @@ def _check(config: Config) -> int:
             ready, env = "exit 0", {}
         else:
             ready = describe(service.ready, service.host, service.port)
-            env = service_env({name: Address(service.host, service.port, service.url)})
+            env = address_env({name: Address(service.host, service.port, service.url)})
         line = (
             f"  {name}: kind={spec.kind} port={port} url={service.url or '-'} "
             f"depends_on={deps} ready={ready} env={','.join(env) or '-'}"

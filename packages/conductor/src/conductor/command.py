@@ -64,7 +64,7 @@ class Command:
     ) -> None:
         check_argv(argv)
         self.argv = argv
-        self.env = {**env, **mark.env(SERVICE)}
+        self.env = dict(env)  # environment.command's, the mark included
         self.mark = mark
         self.cwd = cwd
         self.shares_terminal = _shares_terminal()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conductor import envfile, schema, templates
+from conductor import envfile, environment, schema, templates
 from conductor.errors import ConfigError
 from conductor.schema import ReadyKind, ReadySpec, ServiceKind, ServiceSpec
 
@@ -49,20 +49,10 @@ class Config:
     run: schema.RunSpec = field(default_factory=schema.RunSpec)
     python: str = field(default_factory=lambda: sys.executable)
 
-    def command_templates(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        """COMMAND's env templates: the top-level env, [run].env, then `extra` (--env)."""
-        return {**self.env, **self.run.env, **(extra or {})}
-
     @property
     def command_cwd(self) -> Path | None:
         """[run].cwd, relative to the configuration file; None: where conductor runs."""
         return None if self.run.cwd is None else (self.root / self.run.cwd).resolve()
-
-    def file_env(self, service: str | None = None) -> dict[str, str]:
-        """The env_file variables a process gets (the top-level files', then the
-        service's own): only those the real environment does not set, which wins."""
-        values = {**self.files.get("", {}), **self.files.get(service or "", {})}
-        return {k: v for k, v in values.items() if k not in os.environ}
 
     def start_order(self, names: list[str] | None = None) -> list[str]:
         """`names` and everything they depend on, dependencies first (all when None)."""
@@ -166,7 +156,7 @@ def _parse(table: dict[str, Any], file: Path, prefix: str, logs_dir: Path | str 
     files = {"": envfile.read(doc.env_file, root=root, file=file, key=f"{prefix}env_file")}
     for name, spec in services.items():
         files[name] = envfile.read(spec.env_file, root=root, file=file, service=name)
-    environ = {**files[""], **os.environ}
+    environ = environment.template_environ(files[""], os.environ)
     for name, spec in services.items():
         _check_templates(name, spec, services, file, environ)
     for key, template in [

@@ -7,12 +7,12 @@ from __future__ import annotations
 import os
 import shutil
 import typing
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
-from conductor import masking, pgbin, ports, postgres, schema, templates
+from conductor import environment, masking, pgbin, ports, postgres, schema, templates
 from conductor.config import Config, ReadySpec, ServiceSpec
 from conductor.errors import ConfigError
 
@@ -27,7 +27,9 @@ class PlannedService:
     port: int | None
     url: str | None
     command: tuple[str, ...]
-    env: Mapping[str, str]
+    # its env_file values, the top-level env and its own, filled; the rest (inherited,
+    # the mark) is added at spawn by environment.service
+    env: environment.Layers
     cwd: Path
     ready: ReadySpec
     depends_on: tuple[str, ...]
@@ -43,15 +45,6 @@ class Plan:
     services: Mapping[str, PlannedService]
     skipped: Mapping[str, str]
     context: templates.Context
-
-    def command_env(
-        self, values: Mapping[str, str], up: Collection[str] | None = None
-    ) -> dict[str, str]:
-        """COMMAND's `--env NAME=TEMPLATE` values filled. One naming a service that is
-        not up (skipped, not ready, or not part of this run) is left out, as in a
-        service's own env. `up` None: every planned service."""
-        running = set(self.services) if up is None else set(up) & set(self.services)
-        return self.context.render_env(values, absent=set(self.config.services) - running)
 
 
 def make_plan(
@@ -145,8 +138,9 @@ def _check_command_env(plan: Plan, values: Mapping[str, str], environ: Mapping[s
             templates.check(template, scope)
         except templates.TemplateError as exc:
             raise ConfigError(str(exc), key=f"--env {key}") from None
+    requested = environment.Requested.of(plan.config, values)
     try:
-        plan.command_env(values)
+        requested.filled(plan.context, absent=set(plan.config.services) - set(plan.services))
     except templates.TemplateError as exc:
         raise ConfigError(str(exc), key=f"--env {exc.key}") from None
 
@@ -403,8 +397,6 @@ def _planned(
         own = context.render_env(spec.env, port=port, url=url)
     except templates.TemplateError as exc:
         raise ConfigError(str(exc), file=config.file, service=name, key=f"env.{exc.key}") from None
-    # env_file values under the real environment, then the top-level env, then its own
-    env = {**config.file_env(name), **shared, **own}
     cwd = config.root / fill(spec.cwd, "cwd") if spec.cwd else config.root
     return PlannedService(
         name=name,
@@ -413,7 +405,7 @@ def _planned(
         port=port,
         url=url,
         command=tuple(fill(arg, f"command[{i}]") for i, arg in enumerate(spec.command)),
-        env=env,
+        env=environment.planned_layers(config, name, shared, own),
         cwd=cwd.resolve(),
         ready=spec.ready.filled(fill),
         depends_on=tuple(d for d in spec.depends_on if d not in context.skipped),

@@ -28,15 +28,14 @@ from typing import IO, Any
 
 import pytest
 
-from conductor import attach, owned
-from conductor.addresses import LOGS_DIR_ENV, Address, exported_env, from_environ
+from conductor import attach, environment, owned
 from conductor.attach import AttachMode, LiveStack
 from conductor.config import Config, find_config, load_config
+from conductor.environment import LOGS_DIR_ENV, Address
 from conductor.errors import EXIT_SIGTERM, ConductorError
 from conductor.held import HeldInThread
 from conductor.pytest_stack import ConductorStack
 from conductor.report import Reporter, write_summary
-from conductor.schema import env_name
 from conductor.stack import Stack
 
 
@@ -107,15 +106,25 @@ class OwnedRun:
 
     def _surrounding(self, config: Config, run_id: str) -> ConductorStack:
         self.mode = "surrounding"
-        addresses = from_environ(config.services, os.environ)
+        addresses = environment.from_environ(config.services, os.environ)
         logs_dir = Path(os.environ.get(LOGS_DIR_ENV) or config.logs_dir)
-        # The surrounding run's values stay: it rendered them for this very command.
-        wanted = config.command_templates(self.request.env)
-        templates = {k: v for k, v in wanted.items() if k not in os.environ}
-        env = exported_env(config, logs_dir, addresses, templates, config.environ)
+        # The surrounding run built this very environment (environment.command): its
+        # addresses, its configuration's templates and its mark are in it. Ours add
+        # the templates it did not fill, and conductor_env, which wins as everywhere.
+        requested = environment.Requested.of(config, self.request.env).without(os.environ)
+        context = environment.context_of(config, logs_dir, addresses)
+        env = environment.command(
+            config,
+            requested,
+            context,
+            addresses,
+            run=None,
+            inherited=os.environ,
+            addresses=False,
+        ).added()
         unavailable = {
             name: "the surrounding `conductor run` does not provide it (no "
-            f"{env_name(name)}_URL or {env_name(name)}_HOST in its environment)"
+            "{2} or {0} in its environment)".format(*environment.variables(name))
             for name in self.request.services
             if name not in addresses
         }
@@ -126,26 +135,20 @@ class OwnedRun:
             "started, nothing will be stopped)",
             logs_dir=os.environ.get(LOGS_DIR_ENV),
             services=_plain(addresses),
-            env={k: v for k, v in env.items() if k not in os.environ},
+            env=env,
             unavailable=unavailable,
         )
 
     def _attached(self, config: Config, live: LiveStack) -> ConductorStack:
-        templates = config.command_templates(self.request.env)
-        attach.check_request(config, self.request.services, live.logs_dir, templates)
+        attach.check_request(config, self.request.services, live.logs_dir, self.request.env)
         self.mode, self.live = "attached", live
-        env = {
-            **config.file_env(),
-            **exported_env(
-                config, live.logs_dir, live.addresses, templates, config.environ, live.values
-            ),
-        }
+        env = attach.command_env(config, live, self.request.env, run=live.logs_dir).added()
         return ConductorStack(
             mode="attached",
             description=f"conductor: {attach.describe(live)}",
             logs_dir=str(live.logs_dir),
             services=_plain(live.addresses),
-            env={**env, LOGS_DIR_ENV: str(live.logs_dir)},
+            env=env,
             unavailable={name: f"skipped ({why})" for name, why in live.skipped.items()},
         )
 

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from conductor import (
     compat,
+    environment,
     kill,
     listeners,
     logs,
@@ -33,8 +34,8 @@ from conductor import (
     runfolders,
     watchdog,
 )
-from conductor.addresses import LOGS_DIR_ENV, Address, service_env
 from conductor.config import Config, ReadySpec
+from conductor.environment import Address
 from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
 from conductor.plan import Plan, PlannedService, make_plan
 from conductor.report import Reporter, ServiceReport
@@ -105,7 +106,7 @@ class Stack:
     ) -> None:
         self.config = config
         self.subfolder_if_busy = subfolder_if_busy
-        self.command_templates = config.command_templates(command_env)
+        self.request_env = dict(command_env or {})  # --env: COMMAND's REQUEST layer
         self.names = services
         self.logs_dir = (logs_dir or config.logs_dir).resolve()
         self._base_logs_dir = self.logs_dir  # logs_dir may become a run-PID subfolder of it
@@ -162,7 +163,7 @@ class Stack:
     @property
     def env(self) -> dict[str, str]:
         """NAME_HOST, NAME_PORT and NAME_URL for every running service."""
-        return service_env(self.addresses)
+        return environment.address_env(self.addresses)
 
     @property
     def rundir(self) -> RunDir:
@@ -175,16 +176,20 @@ class Stack:
         return owned.Mark(self.run_id, str(self.logs_dir))
 
     def exported_env(self) -> dict[str, str]:
-        """What COMMAND's environment adds to ours: env_file values the real environment
-        does not set, each service's address, --env values (one naming a service that is
-        not up is left out), and the logs folder."""
-        up = [n for n, rt in self.runtimes.items() if rt.report.status in ("ready", "reused")]
-        return {
-            **self.config.file_env(),
-            **self.env,
-            **(self.plan.command_env(self.command_templates, up) if self.plan else {}),
-            LOGS_DIR_ENV: str(self.logs_dir),
-        }
+        """What the pytest process's environment gets over its own (no mark: it is
+        not one of the run's processes), for its workers to inherit."""
+        return self._command_env(self.logs_dir).added()
+
+    def _command_env(self, run: owned.Mark | Path) -> environment.Environment:
+        context = (
+            self.plan.context
+            if self.plan
+            else environment.context_of(self.config, self.logs_dir, self.addresses)
+        )
+        requested = environment.Requested.of(self.config, self.request_env)
+        return environment.command(
+            self.config, requested, context, self.addresses, run=run, inherited=os.environ
+        )
 
     def template_values(self) -> dict[str, str]:
         """{services.NAME.*} of the running services, as their templates were filled."""
@@ -194,12 +199,8 @@ class Stack:
         return {k: v for k, v in self.plan.context.values.items() if k.startswith(tuple(up))}
 
     def command_env(self) -> dict[str, str]:
-        """COMMAND's environment: ours, plus exported_env(), plus the run's mark."""
-        return {
-            **os.environ,
-            **self.exported_env(),
-            **self.mark.env(owned.COMMAND),
-        }
+        """COMMAND's environment (environment.command), with the run's mark."""
+        return self._command_env(self.mark).values
 
     def _preload(self) -> None:
         """Import aiohttp (~0.3 s, for HTTP probes) and psutil (for teardown) in a thread,
@@ -313,7 +314,7 @@ class Stack:
             auto_ports=self.auto_ports,
             logs_dir=self.logs_dir,
             check_ports=False,
-            command_env=self.command_templates,
+            command_env=self.request_env,
         )
         self._claim_logs_dir()
         self._prune()
@@ -443,12 +444,7 @@ class Stack:
             raise ServiceFailed(
                 p.name, f"could not be started: cannot write its log {p.log_path}: {exc.strerror}"
             ) from None
-        env = {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            **p.env,
-            **self.mark.env(p.name),
-        }
+        env = environment.service(p, self.mark, os.environ)
         command, cwd, run_as = list(p.command), p.cwd, None
         self.reporter.event(p.name, "starting")
         if p.pg is not None:
