@@ -198,6 +198,19 @@ def clean(c: Context) -> None:
 
 
 @task
+def bare(c: Context) -> None:
+    """The README's commands in a fresh clone, with Chromium, redis-server and
+    PostgreSQL's server binaries hidden: the check of `nox -s bare`."""
+    status = _status(c, [PY, "-m", "tools.bare"])
+    if status != 0:
+        raise Exit(
+            "the bare-machine check did not pass (the lines above say why); fix it, then "
+            "invoke bare",
+            code=status,
+        )
+
+
+@task
 def lint(c: Context) -> None:
     """Ruff (lint and format), mypy --strict and xenon: the checks of `nox -s lint`."""
     ok = True
