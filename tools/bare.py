@@ -71,10 +71,9 @@ def skips(report: Path) -> list[tuple[str, str]]:
 
 def skip_problems(reasons: Iterable[tuple[str, str]]) -> list[str]:
     """Skips that name neither a missing program with its install hint nor an allowed
-    reason. pytest writes a skip's message as 'FILE:LINE: REASON' or 'REASON'."""
+    reason (a JUnit report's skip message is the reason itself)."""
     problems = []
-    for test, message in reasons:
-        reason = message.split(": ", 1)[1] if message.startswith(("/", "tests")) else message
+    for test, reason in reasons:
         if reason.startswith(MISSING) and "(" in reason:
             continue
         if reason in ALLOWED_SKIPS:
