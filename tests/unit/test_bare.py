@@ -159,3 +159,137 @@ def test_the_coverage_floor_holds_only_where_postgresql_is_installed() -> None:
     assert bare_machine.stdout.strip() == "['report', '--fail-under=0']"
     if shutil.which("initdb") or Path("/usr/lib/postgresql").is_dir():
         assert here.stdout.strip() == "['report']"
+
+
+# --- found by the adversarial review ---------------------------------------------------
+def mounts() -> list[str]:
+    """The mount table as a process outside any namespace tools.absent made sees it."""
+    return sorted(line.split()[4] for line in Path("/proc/1/mountinfo").read_text().splitlines())
+
+
+@hides
+def test_nothing_is_left_on_disk_or_mounted_outside(tmp_path: Path) -> None:
+    """The folder copies live in the namespace's own tmpfs: each run left a folder of
+    links per covered PATH folder in /tmp (41 of them after a day's runs)."""
+    before = mounts()
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.absent", "chromium,redis-server,postgres", "--", "true"],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.iterdir()) == []
+    assert mounts() == before
+
+
+@hides
+@pytest.mark.parametrize(
+    ("command", "status"), [("/nonexistent/command", 127), ("./README.md", 126)]
+)
+def test_a_command_that_cannot_run_is_one_line_and_the_shells_status(
+    command: str, status: int
+) -> None:
+    done = absent_run("redis-server", command)
+    assert done.returncode == status
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert command in done.stderr
+
+
+@hides
+def test_a_command_killed_by_a_signal_exits_128_plus_its_number() -> None:
+    done = absent_run("redis-server", "sh", "-c", "kill -TERM $$")
+    assert done.returncode == 128 + 15, done.stderr  # was 241: sys.exit(-15)
+
+
+WAITS = """
+import os, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))
+signal.signal(signal.SIGINT, lambda *_: sys.exit(8))
+print(os.getpid(), flush=True)
+time.sleep(60)
+"""
+
+
+@hides
+@pytest.mark.parametrize(("sent", "status"), [(15, 7), (2, 8)])
+def test_a_signal_to_absent_reaches_the_command(sent: int, status: int, tmp_path: Path) -> None:
+    """SIGTERM orphaned the command (still running, reparented to init); SIGINT printed
+    a traceback and SIGKILLed it, so it could not clean up."""
+    absent = subprocess.Popen(
+        [sys.executable, "-m", "tools.absent", "redis-server", "--", sys.executable, "-c", WAITS],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert absent.stdout is not None
+    command = int(absent.stdout.readline())
+    try:
+        absent.send_signal(sent)
+        assert absent.wait(timeout=30) == status
+        assert "Traceback" not in absent.communicate()[1]
+        assert not running(command)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        if running(command):
+            os.kill(command, 9)
+        if absent.poll() is None:
+            absent.kill()
+        absent.wait(timeout=10)
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` is still the WAITS command this test started (not a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z" and WAITS.encode() in cmdline
+
+
+@hides
+def test_a_chromium_named_by_CHROMIUM_is_hidden_too(tmp_path: Path) -> None:
+    """tests/optional.py looks at $CHROMIUM first: a Chromium only it names stayed."""
+    chrome = tmp_path / "opt" / "chrome"
+    chrome.parent.mkdir()
+    chrome.write_text("#!/bin/sh\n")
+    chrome.chmod(0o755)
+    (tmp_path / "opt" / "kept").write_text("")
+    show = "import os; print(os.path.exists(os.environ['CHROMIUM']), os.listdir(os.path.dirname(os.environ['CHROMIUM'])))"
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.absent", "chromium", "--", sys.executable, "-c", show],
+        cwd=ROOT,
+        env={**os.environ, "CHROMIUM": str(chrome)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False ['kept']"
+    assert chrome.is_file()  # outside, untouched
+
+
+@hides
+def test_without_PATH_the_default_search_path_is_hidden() -> None:
+    """With PATH unset, the command is looked up in os.defpath, so that is what to hide
+    (it said 'still found after hiding: /bin/redis-server' and exit 2)."""
+    env = {k: v for k, v in os.environ.items() if k != "PATH"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.absent", "redis-server", "--", sys.executable, "-c", SHOW],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["which"]["redis-server"] is None
