@@ -40,7 +40,8 @@ PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 @dataclass(frozen=True)
 class Hidden:
-    """What hiding one program removes: names found on PATH, and whole folders."""
+    """What hiding one program removes: names found on PATH, and whole folders (glob
+    patterns: each match is covered by an empty tmpfs)."""
 
     names: tuple[str, ...]
     folders: tuple[str, ...] = ()
@@ -51,10 +52,24 @@ class Hidden:
 PROGRAMS: dict[str, Hidden] = {
     "chromium": Hidden(("chromium", "chromium-browser"), ("/usr/lib/chromium",), ("CHROMIUM",)),
     "redis-server": Hidden(("redis-server", "redis-check-rdb", "redis-check-aof")),
+    # Every folder conductor's find_bindir looks in (pgbin._VERSIONED less "/bin"; a
+    # test holds them equal): this file runs on a Python without conductor.
     "postgres": Hidden(
-        ("initdb", "pg_ctl", "postgres", "pg_config", "pg_ctlcluster"), ("/usr/lib/postgresql",)
+        ("initdb", "pg_ctl", "postgres", "pg_config", "pg_ctlcluster"),
+        (
+            "/usr/lib/postgresql",
+            "/usr/lib/postgresql/*",
+            "/usr/pgsql-*",
+            "/opt/homebrew/opt/postgresql@*",
+            "/usr/local/opt/postgresql@*",
+        ),
     ),
 }
+
+
+def _matches(pattern: str) -> list[Path]:
+    """The folders an absolute glob pattern names."""
+    return [p for p in Path("/").glob(pattern.lstrip("/")) if p.is_dir()]
 
 
 def why_not_here() -> str | None:
@@ -122,9 +137,9 @@ def hide(work: Path, programs: Sequence[str]) -> None:
         if present:
             _cover_without(work, folder, present)
     for program in programs:
-        for empty in PROGRAMS[program].folders:
-            if Path(empty).is_dir():
-                _mount("-t", "tmpfs", "tmpfs", empty)
+        for pattern in PROGRAMS[program].folders:
+            for empty in _matches(pattern):
+                _mount("-t", "tmpfs", "tmpfs", str(empty))
     for named in _named_by_env(programs):
         _cover_without(work, named.parent, {named.name})
 
@@ -135,7 +150,7 @@ def still_found(programs: Sequence[str]) -> list[str]:
     for program in programs:
         hidden = PROGRAMS[program]
         found += [w for name in hidden.names if (w := shutil.which(name))]
-        found += [f for f in hidden.folders if Path(f).is_dir() and any(Path(f).iterdir())]
+        found += [str(f) for p in hidden.folders for f in _matches(p) if any(f.iterdir())]
     return found + [str(path) for path in _named_by_env(programs)]
 
 

@@ -293,3 +293,37 @@ def test_without_PATH_the_default_search_path_is_hidden() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["which"]["redis-server"] is None
+
+
+ELSEWHERE = """
+mount -t tmpfs tmpfs /opt
+bin=/opt/homebrew/opt/postgresql@99/bin
+mkdir -p $bin
+for name in initdb postgres; do printf '#!/bin/sh\\n' > $bin/$name; chmod +x $bin/$name; done
+exec "$0" -m tools.absent postgres -- "$0" -c \\
+    'from conductor.postgres import find_bindir; print(find_bindir())'
+"""
+
+
+@hides
+def test_postgres_is_hidden_wherever_conductor_looks_for_it() -> None:
+    """find_bindir also looks in /usr/pgsql-*/bin and Homebrew's folders: a server
+    there stayed found (on a machine of this kind, inside a namespace of the test's own
+    with a tmpfs /opt, Homebrew's folder holding a fake server)."""
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", ELSEWHERE, sys.executable],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "None"
+
+
+def test_absent_hides_every_folder_conductor_looks_in() -> None:
+    from conductor import pgbin
+
+    folders = absent.PROGRAMS["postgres"].folders
+    assert all(pattern.removesuffix("/bin") in folders for pattern in pgbin._VERSIONED)
