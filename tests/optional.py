@@ -51,8 +51,9 @@ class Program:
 
 
 def _chromium() -> str | None:
+    """The first of $CHROMIUM, Debian's and PATH's chromium that this user can run."""
     for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
-        if candidate and Path(candidate).is_file():
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
 
@@ -75,9 +76,13 @@ POSTGRES = Program(
 )
 PROGRAMS = (CHROMIUM, REDIS, POSTGRES)
 
-# pytest-playwright-asyncio's fixtures that launch a browser: without Chromium they
-# would fall through to Playwright's own browser build, which is never downloaded here.
-BROWSER_FIXTURES = frozenset({"page", "context", "new_context", "browser", "launch_browser"})
+# pytest-playwright-asyncio's fixtures that launch a browser or hand out the means to
+# (`playwright.chromium`, `browser_type.launch()`): without Chromium they would fall
+# through to Playwright's own browser build, which is never downloaded here.
+# tests/unit/test_optional.py holds this to the plugin's own fixtures.
+BROWSER_FIXTURES = frozenset(
+    {"page", "context", "new_context", "browser", "launch_browser", "browser_type", "playwright"}
+)
 
 
 def needs_browser(item: pytest.Item) -> bool:

@@ -1,0 +1,52 @@
+"""tests/optional.py: which tests count as needing a browser, and what counts as a
+Chromium (found by the adversarial review of issue 16)."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from _pytest.fixtures import FixtureFunctionDefinition
+
+from tests import optional
+
+plugin = pytest.importorskip("pytest_playwright_asyncio.pytest_playwright")
+# What a plugin fixture hands out that can open a browser: Playwright itself (its
+# .chromium), a browser type, a launcher, a browser, a context factory, a context, a page.
+OPENS_A_BROWSER = ("Playwright", "BrowserType", "Browser", "CreateContextCallback", "Page")
+
+
+def plugin_fixtures_that_open_a_browser() -> set[str]:
+    found = set()
+    for name, fixture in vars(plugin).items():
+        if isinstance(fixture, FixtureFunctionDefinition):
+            returns = str(inspect.signature(fixture._get_wrapped_function()).return_annotation)
+            if any(kind in returns for kind in OPENS_A_BROWSER):
+                found.add(name)
+    return found
+
+
+def test_every_plugin_fixture_that_opens_a_browser_skips_without_chromium() -> None:
+    """A test asking for `browser_type` (or `playwright`) and launching from it fell
+    through to Playwright's own browser download: the hook knew only five names."""
+    opening = plugin_fixtures_that_open_a_browser()
+    assert {"page", "browser", "browser_type", "playwright"} <= opening
+    for name in opening:
+        assert optional.needs_browser(SimpleNamespace(fixturenames=[name])), name  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["not executable", "a folder"])
+def test_a_chromium_that_cannot_run_is_not_a_chromium(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CHROMIUM naming a file without execute permission counted as present: the browser
+    tests then errored launching it instead of skipping."""
+    given = tmp_path / "chrome"
+    if kind == "a folder":
+        given.mkdir()
+    else:
+        given.write_text("#!/bin/sh\n")
+    monkeypatch.setenv("CHROMIUM", str(given))
+    assert optional.CHROMIUM.path != str(given)
