@@ -69,6 +69,12 @@ def skips(report: Path) -> list[tuple[str, str]]:
     return found
 
 
+def ran(report: Path) -> int:
+    """How many tests in a JUnit report ran (were not skipped)."""
+    cases = ET.parse(report).getroot().iter("testcase")
+    return sum(1 for case in cases if case.find("skipped") is None)
+
+
 def skip_problems(reasons: Iterable[tuple[str, str]]) -> list[str]:
     """Skips that name neither a missing program with its install hint nor an allowed
     reason (a JUnit report's skip message is the reason itself)."""
@@ -86,8 +92,10 @@ def service_problems(summary: Path, must_skip: Iterable[str]) -> list[str]:
     """Services that should have been skipped (their program is absent) but were not."""
     try:
         services = json.loads(summary.read_text())["services"]
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         return [f"{summary}: no services to read ({exc})"]
+    if not isinstance(services, dict) or not all(isinstance(s, dict) for s in services.values()):
+        return [f"{summary}: 'services' is not a table of services, one table each"]
     return [
         f"{summary}: service {name} ran ({services.get(name, {}).get('status')}), "
         "though its program is hidden"
@@ -100,8 +108,13 @@ def check_stage(stage: Stage, clone: Path, report: Path) -> list[str]:
     """What is wrong with one bare session's results."""
     if not report.is_file():
         return [f"nox -s {stage.session}: no JUnit report at {report}"]
-    reasons = skips(report)
+    try:
+        reasons, count = skips(report), ran(report)
+    except ET.ParseError as exc:
+        return [f"nox -s {stage.session}: {report} is not a JUnit report ({exc})"]
     problems = skip_problems(reasons)
+    if count == 0:
+        problems.append(f"nox -s {stage.session}: no test ran ({len(reasons)} skipped)")
     if stage.must_skip_for and not any(stage.must_skip_for in r for _, r in reasons):
         problems.append(f"nox -s {stage.session}: no test skipped for {stage.must_skip_for}")
     summary = clone / "_e2e_logs" / stage.session / "summary.json"

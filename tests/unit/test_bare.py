@@ -327,3 +327,47 @@ def test_absent_hides_every_folder_conductor_looks_in() -> None:
 
     folders = absent.PROGRAMS["postgres"].folders
     assert all(pattern.removesuffix("/bin") in folders for pattern in pgbin._VERSIONED)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[]", '{"services": []}', '{"services": {"db": "skipped"}}', "{", ""],
+)
+def test_a_malformed_summary_is_one_problem_not_a_traceback(text: str, tmp_path: Path) -> None:
+    summary = tmp_path / "summary.json"
+    summary.write_text(text)
+    problems = bare.service_problems(summary, ["db"])
+    assert len(problems) == 1
+    assert problems[0].startswith(str(summary))
+
+
+@pytest.mark.parametrize("text", ["", "<testsuites><testsuite>", "not xml"])
+def test_a_malformed_junit_report_is_one_problem_not_a_traceback(text: str, tmp_path: Path) -> None:
+    (tmp_path / "_e2e_logs" / "db").mkdir(parents=True)
+    (tmp_path / "_e2e_logs" / "db" / "summary.json").write_text(
+        json.dumps({"services": {"db": {"status": "skipped"}}})
+    )
+    report = tmp_path / "db.xml"
+    report.write_text(text)
+    problems = bare.check_stage(bare.Stage("db", ("db",)), tmp_path, report)
+    assert len(problems) == 1
+    assert str(report) in problems[0]
+
+
+def test_a_report_of_no_tests_is_a_problem(tmp_path: Path) -> None:
+    """A session whose pytest ran nothing (every test deselected, say) proves nothing."""
+    (tmp_path / "test_none.py").write_text("def test_one():\n    pass\n")
+    report = tmp_path / "db.xml"
+    subprocess.run(
+        [*PYTEST, "-q", "-k", "nothing_matches", f"--junitxml={report}", "test_none.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    (tmp_path / "_e2e_logs" / "db").mkdir(parents=True)
+    (tmp_path / "_e2e_logs" / "db" / "summary.json").write_text(
+        json.dumps({"services": {"db": {"status": "skipped"}}})
+    )
+    problems = bare.check_stage(bare.Stage("db", ("db",)), tmp_path, report)
+    assert any("no test ran" in p for p in problems), problems
