@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 
@@ -29,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     from genesis.migrate import upgrade
     from genesis.settings import Settings
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"genesis: {bad_setting(exc)}", file=sys.stderr)
+        return 2
     if args.command == "migrate" or args.migrate:
         try:
             upgrade(settings.database_url)
@@ -50,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
 
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
+
+
+def bad_setting(exc: ValidationError) -> str:
+    """The first bad setting as its environment variable, the value given, what it takes."""
+    error = exc.errors()[0]
+    name = ".".join(str(part) for part in error["loc"]).upper()
+    return f"{name}={error.get('input')!r}: {error['msg']}; fix it in the environment"
 
 
 if __name__ == "__main__":

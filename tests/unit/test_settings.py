@@ -63,3 +63,21 @@ def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACCESS_TOKEN_MINUTES", "-1")
     with pytest.raises(ValueError, match="access_token_minutes"):
         Settings(secret_key="k" * 40)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("PASSWORD_HASH_PROFILE", "cheap"), ("ORCHESTRATOR_TIMEOUT", "-1")]
+)
+def test_a_bad_setting_is_one_line_naming_it_and_exit_2(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m genesis serve` with PASSWORD_HASH_PROFILE=cheap printed pydantic's
+    traceback; the backend service's log should say which variable and what it takes."""
+    from genesis.__main__ import main
+
+    monkeypatch.setenv(name, value)
+    assert main(["migrate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"genesis: {name}=")
+    assert value in err
