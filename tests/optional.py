@@ -18,9 +18,7 @@ from pathlib import Path
 import pytest
 
 from conductor.postgres import find_bindir
-
-# Every skip for a missing program starts with this; `nox -s bare` fails on any other.
-MISSING = "not installed: "
+from tools.bare import MISSING  # every such skip starts with it; nox -s bare reads it
 
 
 @dataclass(frozen=True)

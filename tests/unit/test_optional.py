@@ -4,6 +4,7 @@ Chromium (found by the adversarial review of issue 16)."""
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,6 +12,7 @@ import pytest
 from _pytest.fixtures import FixtureFunctionDefinition
 
 from tests import optional
+from tools.bare import MISSING
 
 plugin = pytest.importorskip("pytest_playwright_asyncio.pytest_playwright")
 # What a plugin fixture hands out that can open a browser: Playwright itself (its
@@ -50,3 +52,12 @@ def test_a_chromium_that_cannot_run_is_not_a_chromium(
         given.write_text("#!/bin/sh\n")
     monkeypatch.setenv("CHROMIUM", str(given))
     assert optional.CHROMIUM.path != str(given)
+
+
+def test_conductors_own_skip_for_postgresql_is_worded_as_the_bare_check_reads() -> None:
+    """conductor's tests are a package of their own and keep their own `needs_postgres`:
+    its reason must still be the one wording nox -s bare accepts."""
+    support = (Path(__file__).parents[2] / "packages/conductor/tests/support.py").read_text()
+    reasons = re.findall(r'reason="([^"]*)"', support)
+    assert reasons, "needs_postgres's reason was not found in support.py"
+    assert all(r.startswith(MISSING) for r in reasons)
