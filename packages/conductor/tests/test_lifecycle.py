@@ -58,6 +58,8 @@ def test_task_runs_to_completion_before_its_dependents(conductor, config, tmp_pa
     assert services["prestart"]["status"] == "completed"
     assert services["prestart"]["duration_s"] >= 0.3
     assert services["prestart"]["exit_code"] == 0
+    assert services["prestart"]["outcome"] == "completed"
+    assert services["api"]["outcome"] == "stopped"
     # Its absence after it completed is not a death.
     assert "died" not in result.err
     assert "while the command ran" not in result.err
