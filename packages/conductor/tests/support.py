@@ -57,6 +57,13 @@ def plant_link(path: Path, kind: str, content: str = "precious\n") -> Path:
     return victim
 
 
+def lane_spans(report_html: str, name: str) -> list[tuple[str, float, float]]:
+    """(phase, start, end) of each piece of `name`'s lane in report.html, from the
+    pieces' titles."""
+    found = re.findall(rf"<title>{name}: (\w[\w ]*) ([\d.]+)s → ([\d.]+)s</title>", report_html)
+    return [(phase, float(a), float(b)) for phase, a, b in found]
+
+
 def fake(mode: str, *args: str) -> list[str]:
     return [PY, str(FAKES), mode, *args]
 

@@ -4,8 +4,12 @@ each against real processes (issue 12)."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
+import pytest
+
+from conductor import process
 from support import PY, fake
 
 
@@ -58,6 +62,8 @@ def test_task_runs_to_completion_before_its_dependents(conductor, config, tmp_pa
     assert services["prestart"]["status"] == "completed"
     assert services["prestart"]["duration_s"] >= 0.3
     assert services["prestart"]["exit_code"] == 0
+    assert services["prestart"]["outcome"] == "completed"
+    assert services["api"]["outcome"] == "stopped"
     # Its absence after it completed is not a death.
     assert "died" not in result.err
     assert "while the command ran" not in result.err
@@ -270,3 +276,20 @@ def test_an_up_with_a_completed_task_can_be_attached_to(conductor, config, up, t
         "run", "--config", "conductor.toml", "--attach=require", "--", PY, "-c", "pass"
     )
     assert result.code == 0, result.text
+
+
+@pytest.mark.parametrize(
+    ("returncode", "gone", "forced", "expected"),
+    [
+        (-15, False, False, "stopped"),  # died by the stop signal it was sent
+        (0, False, False, "stopped"),  # exited cleanly on it (PostgreSQL on SIGINT)
+        (-9, False, True, "forced"),
+        (3, True, False, "exited"),  # gone before the stop: ended by itself
+        (-11, True, False, "signalled"),
+        (-9, True, False, "signalled"),  # the OOM killer's SIGKILL is not conductor's
+        (-11, False, False, "signalled"),  # crashed as the stop began, not yet reaped
+    ],
+)
+def test_who_ended_a_process_is_told_by_facts(returncode, gone, forced, expected):
+    got = process.ending(returncode, gone=gone, forced=forced, stop_signal=signal.SIGTERM)
+    assert got == expected

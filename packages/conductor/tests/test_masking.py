@@ -9,8 +9,8 @@ from urllib.parse import quote
 
 import pytest
 
-from conductor import logs, masking
-from conductor.report import Reporter, ServiceReport, write_summary
+from conductor import logs, masking, summary
+from conductor.report import Reporter, ServiceReport
 
 pytestmark = pytest.mark.conductor
 
@@ -41,12 +41,17 @@ def test_console_conductor_log_and_summary_never_hold_a_hidden_secret(tmp_path, 
     finally:
         logs.close_event_log(handler)
     report = ServiceReport(name="db", url=f"postgresql://u:{quote(SECRET, safe='')}@h:1/d")
-    write_summary(
-        tmp_path / "summary.json",
-        exit_code=0,
-        command=["pytest", SECRET],
-        durations={},
-        services={"db": report},
+    summary.save(
+        tmp_path,
+        summary.Summary(
+            run_id="0" * 32,
+            action="pytest",
+            exit_code=0,
+            command=["pytest", SECRET],
+            durations=summary.Durations(startup_s=0, command_s=0, teardown_s=0, total_s=0),
+            phases={},
+            services={"db": summary.service(report, report.since)},
+        ),
     )
     for text in (
         stream.getvalue(),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from support import PY, default_sigint, fake, gone, wait_for, write_config
+from support import PY, default_sigint, fake, gone, lane_spans, wait_for, write_config
 
 pytestmark = pytest.mark.conductor
 
@@ -120,11 +120,52 @@ def test_one_stack_for_the_run_env_fixture_header_summary(pytester, runs):
     report = summary(pytester.path)
     assert report["exit_code"] == 1
     assert report["command"][0] == "pytest"
-    assert set(report["durations"]) == {"startup_s", "tests_s", "teardown_s", "total_s"}
+    # tests_s (the README's name) is command_s, the tests being the plugin's COMMAND
+    assert set(report["durations"]) == {
+        "startup_s",
+        "command_s",
+        "tests_s",
+        "teardown_s",
+        "total_s",
+    }
+    assert report["durations"]["tests_s"] == report["durations"]["command_s"]
+    assert report["action"] == "pytest"
     web = report["services"]["web"]
     assert web["status"] == "ready"
     assert web["stopped"] == "stopped by SIGTERM"
     assert gone(web["pid"])
+
+
+def test_a_plugin_run_draws_its_timeline_like_conductor_run_does(pytester, runs):
+    """The plugin wrote summary.json without the run's start and phases: every time on
+    the timeline was null, and report.html's lanes were empty."""
+    web_config(pytester.path)
+    pytester.makepyfile(
+        test_slow="""
+        import time
+        def test_slow(conductor_stack):
+            time.sleep(0.5)
+        """
+    )
+    result = runs("--conductor-config", "conductor.toml", "--conductor-stack", "web")
+    result.assert_outcomes(passed=1)
+    report = summary(pytester.path)
+    web = report["services"]["web"]
+    assert [e["status"] for e in web["timeline"]] == ["starting", "started", "ready"]
+    assert all(e["t"] is not None for e in web["timeline"])
+    assert web["outcome"] == "stopped"
+    tests, teardown = report["phases"]["command"], report["phases"]["teardown"]
+    assert web["timeline"][-1]["t"] <= tests[0] < tests[1] <= teardown[0] <= teardown[1]
+    assert tests[1] - tests[0] >= 0.5
+    text = (pytester.path / "logs" / "report.html").read_text(encoding="utf-8")
+    pieces = lane_spans(text, "web")
+    assert [phase for phase, _, _ in pieces] == ["starting", "started", "ready", "stopping"]
+    ready = next((a, b) for phase, a, b in pieces if phase == "ready")
+    assert ready[1] - ready[0] >= 0.5  # ready through the tests
+    tests_lane = re.search(r"<title>COMMAND: ([\d.]+)s → ([\d.]+)s, exit 0</title>", text)
+    assert tests_lane is not None, text  # the tests' own lane
+    assert float(tests_lane.group(2)) - float(tests_lane.group(1)) >= 0.5
+    assert re.search(r"<title>teardown: [\d.]+s → [\d.]+s</title>", text), text
 
 
 def test_xdist_two_workers_share_one_set_of_service_pids(pytester, runs):

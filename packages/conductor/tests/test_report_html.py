@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from support import PY, fake, wait_for
+from support import PY, fake, lane_spans, wait_for
 
 pytestmark = pytest.mark.conductor
 
@@ -159,12 +159,6 @@ def test_skipped_optional_service_is_listed_with_its_reason(conductor, config, t
     assert "skipped" in page.lanes["cache"]
 
 
-def spans(text: str, name: str) -> list[tuple[str, float, float]]:
-    """(phase, start, end) of each piece of `name`'s lane, from the pieces' titles."""
-    found = re.findall(rf"<title>{name}: (\w[\w ]*) ([\d.]+)s → ([\d.]+)s</title>", text)
-    return [(phase, float(a), float(b)) for phase, a, b in found]
-
-
 def event_time(summary: dict, name: str, status: str) -> float:
     return next(e["t"] for e in summary["services"][name]["timeline"] if e["status"] == status)
 
@@ -195,8 +189,8 @@ def test_completed_task_has_a_colour_of_its_own_and_its_lane_ends_when_it_did(
     assert summary["services"]["prestart"]["status"] == "completed"
     assert "clean" in page.lanes["prestart"]
     completed = event_time(summary, "prestart", "completed")
-    assert spans(text, "prestart"), text
-    assert max(end for _, _, end in spans(text, "prestart")) <= completed + 0.01
+    assert lane_spans(text, "prestart"), text
+    assert max(end for _, _, end in lane_spans(text, "prestart")) <= completed + 0.01
     end_mark = re.search(r'class="end completed"[^>]*fill="(#\w+)"', text)
     assert end_mark is not None
     fills = {m[0]: m[1] for m in re.findall(r'class="phase (\w+)"[^>]*fill="(#\w+)"', text)}
@@ -230,5 +224,64 @@ def test_a_service_that_died_while_command_ran_has_no_lane_after_its_death(
     died = summary["services"]["svc"]["failed_at_s"]
     assert died is not None
     assert page.failure_marks == 1
-    assert spans(text, "svc"), text
-    assert max(end for _, _, end in spans(text, "svc")) <= died + 0.01
+    assert lane_spans(text, "svc"), text
+    assert max(end for _, _, end in lane_spans(text, "svc")) <= died + 0.01
+
+
+@pytest.mark.parametrize("sig", [signal.SIGSEGV, signal.SIGKILL], ids=["SIGSEGV", "SIGKILL"])
+def test_a_service_killed_by_a_signal_it_was_not_sent_is_signalled_and_its_lane_ends(
+    conductor, config, tmp_path, sig
+):
+    """A ready service that dies by a signal conductor did not send: summary.json said
+    `stopped: "had killed by SIGSEGV"` and nothing else, and report.html (which looked
+    for "had exited") drew its lane on through teardown like a service it stopped."""
+    dies = (
+        "import os, resource, signal, time\n"
+        "resource.setrlimit(resource.RLIMIT_CORE, (0, 0))\n"  # no core file left behind
+        "time.sleep(0.5)\n"
+        f"os.kill(os.getpid(), signal.{sig.name})\n"
+    )
+    config({"svc": {"command": [PY, "-c", dies]}})
+    result = conductor.run(
+        "run", "--config", "conductor.toml", "--keep-going", "--",
+        PY, "-c", "import time; time.sleep(2)",
+    )  # fmt: skip
+    assert result.code == 125, result.text
+    text = (tmp_path / "logs" / "report.html").read_text(encoding="utf-8")
+    page, summary = report(tmp_path)
+    svc = summary["services"]["svc"]
+    assert svc["outcome"] == "signalled", svc
+    assert svc["signal"] == sig.name
+    assert svc["exit_code"] == 128 + sig
+    assert svc["status"] == "failed"
+    died = svc["failed_at_s"]
+    assert died is not None
+    assert "failed" in page.lanes["svc"]
+    assert page.failure_marks == 1
+    assert lane_spans(text, "svc"), text
+    assert max(end for _, _, end in lane_spans(text, "svc")) <= died + 0.01
+    assert not any(phase == "stopping" for phase, _, _ in lane_spans(text, "svc"))
+    # COMMAND ran on after the death (--keep-going): a lane drawn to teardown would show.
+    assert summary["phases"]["teardown"][0] > died + 1
+
+
+def test_summary_json_and_report_html_have_one_writer():
+    """`run`, `up` and the pytest plugin each wrote summary.json their own way (the
+    plugin's had no timeline times): only summary.py may name the file or draw the page."""
+    import ast
+
+    import conductor
+
+    writers = set()
+    for module in Path(conductor.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import | ast.ImportFrom)
+                else []
+            )
+            if (isinstance(node, ast.Constant) and node.value == "summary.json") or any(
+                "htmlreport" in name for name in names
+            ):
+                writers.add(module.name)
+    assert writers == {"summary.py"}

@@ -150,6 +150,8 @@ def test_crash_before_ready_fails_fast_with_log_tail(conductor, config, tmp_path
     assert summary["exit_code"] == 125
     assert summary["services"]["broken"]["status"] == "failed"
     assert summary["services"]["broken"]["exit_code"] == 3
+    assert summary["services"]["broken"]["outcome"] == "exited"
+    assert summary["services"]["broken"]["signal"] is None
 
 
 def test_ready_timeout_names_service_and_probe(conductor, config, tmp_path):
@@ -295,6 +297,8 @@ def test_service_ignoring_sigterm_is_killed_after_stop_timeout(conductor, config
     assert "service 'svc' ignored SIGTERM for 0.5s (stop_timeout) and was killed" in result.err
     svc = read_summary(tmp_path)["services"]["svc"]
     assert svc["stopped"] == "ignored SIGTERM for 0.5s, killed"
+    assert svc["outcome"] == "forced"
+    assert svc["signal"] == "SIGKILL"
     assert 0.5 <= svc["stop_s"] < 3
 
 

@@ -87,6 +87,12 @@ def test_second_ctrl_c_kills_everything_at_once(conductor, config, tmp_path):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "second SIGINT: killing everything now" in err
+    # conductor's own SIGKILL: forced, never a service that failed or was signalled
+    services = json.loads((tmp_path / "logs" / "summary.json").read_text())["services"]
+    assert {s["outcome"] for s in services.values()} == {"forced"}, services
+    assert {s["exit_code"] for s in services.values()} == {128 + signal.SIGKILL}, services
+    assert {s["status"] for s in services.values()} == {"ready"}, services
+    assert "ignored SIGTERM" not in err
 
 
 def test_sigterm_stops_everything_with_143(conductor, config, tmp_path):

@@ -4,6 +4,10 @@ Where the time went (which service was slow to be ready, what waited on what, wh
 COMMAND ran, how long teardown took) is easier to see than to read. The file is
 self-contained (inline CSS and SVG, no script, no network), so it opens from disk, from
 a CI artifact, or from an e-mail attachment alike.
+
+It is drawn from the run's Summary (summary.py) and from nothing else: where a lane
+ends and how it is coloured come from each service's `outcome`, `ended_at_s` and
+`failed_at_s`, never from the sentence in `stopped`.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import html
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Literal
 from urllib.parse import quote
 
 from conductor import files, masking
 from conductor.logs import tail
+from conductor.report import Outcome
+from conductor.summary import Phase, ServiceSummary, Summary
 
 TAIL_LINES = 20
 TAIL_LINE_CHARS = 400
@@ -34,23 +40,38 @@ PHASE_COLOR = {
     "stopping": "#8d99ae",
 }
 # How a lane's end is coloured: by how the service ended.
-OUTCOME_COLOR = {"clean": "#2e7d4f", "killed": "#e07b00", "failed": "#c62828", "skipped": "#9e9e9e"}
+Look = Literal["clean", "killed", "failed", "skipped"]
+OUTCOME_COLOR: dict[Look, str] = {
+    "clean": "#2e7d4f",
+    "killed": "#e07b00",  # by conductor's SIGKILL, or by a signal it did not send
+    "failed": "#c62828",
+    "skipped": "#9e9e9e",
+}
+# The "ended" column, said from the outcome (summary.json's `stopped` is not read).
+ENDED: dict[Outcome, str] = {
+    "stopped": "stopped by conductor",
+    "forced": "killed by conductor (SIGKILL)",
+    "exited": "exited by itself",
+    "signalled": "killed by a signal conductor did not send",
+    "completed": "completed",
+    "skipped": "skipped",
+    "not started": "not started by conductor",
+}
 
 
-def write(logs_dir: Path, summary: Mapping[str, Any]) -> Path:
+def write(logs_dir: Path, summary: Summary) -> Path:
     """Write report.html into `logs_dir` (atomically, like summary.json)."""
     path = logs_dir / "report.html"
     files.replace(path, masking.mask(render(logs_dir, summary)))
     return path
 
 
-def render(logs_dir: Path, summary: Mapping[str, Any]) -> str:
-    services: Mapping[str, Mapping[str, Any]] = summary.get("services") or {}
-    durations: Mapping[str, float | None] = summary.get("durations") or {}
-    total = max(float(durations.get("total_s") or 0.0), 0.001)
-    exit_code = summary.get("exit_code")
-    action = str(summary.get("action") or "run")
-    command = summary.get("command")
+def render(logs_dir: Path, summary: Summary) -> str:
+    services = summary.services
+    total = max(summary.durations.total_s, 0.001)
+    exit_code = summary.exit_code
+    action = summary.action
+    command = summary.command
     title = f"conductor {action}: exit {exit_code}"
     parts = [
         "<!doctype html>",
@@ -60,8 +81,8 @@ def render(logs_dir: Path, summary: Mapping[str, Any]) -> str:
         f'<h1 class="{"ok" if exit_code == 0 else "bad"}">{_e(title)}</h1>',
         '<p class="meta">',
         f"command: <code>{_e(' '.join(command) if command else '(none: conductor up)')}</code>"
-        f" · total {total:.2f}s · run <code>{_e(str(summary.get('run_id')))}</code></p>",
-        _timeline(services, summary.get("phases") or {}, total, exit_code),
+        f" · total {total:.2f}s · run <code>{_e(summary.run_id)}</code></p>",
+        _timeline(services, summary.phases, total, exit_code),
         _legend(),
         _table(logs_dir, services),
         _tails(logs_dir, services),
@@ -72,10 +93,10 @@ def render(logs_dir: Path, summary: Mapping[str, Any]) -> str:
 
 
 def _timeline(
-    services: Mapping[str, Mapping[str, Any]],
-    phases: Mapping[str, Any],
+    services: Mapping[str, ServiceSummary],
+    phases: Mapping[Phase, tuple[float, float]],
     total: float,
-    exit_code: object,
+    exit_code: int,
 ) -> str:
     lanes: list[str] = []
     scale = (WIDTH - LABEL - 10) / total
@@ -87,9 +108,9 @@ def _timeline(
     for name, svc in services.items():
         y = 24 + row * LANE
         row += 1
-        outcome = _outcome(svc)
+        look = _look(svc)
         lane = [
-            f'<g class="lane service {outcome}" data-service="{_e(name)}">',
+            f'<g class="lane service {look}" data-service="{_e(name)}">',
             f'<text x="{LABEL - 8}" y="{y + 15}" text-anchor="end">{_e(name)}</text>',
         ]
         for start, end, phase in _spans(svc, total):
@@ -99,34 +120,35 @@ def _timeline(
                 f'fill="{PHASE_COLOR.get(phase, "#ccc")}">'
                 f"<title>{_e(name)}: {_e(phase)} {start:.2f}s → {end:.2f}s</title></rect>"
             )
-        if outcome == "skipped":
+        if look == "skipped":
             lane.append(
                 f'<text class="skipped" x="{LABEL + 4}" y="{y + 15}">skipped: '
-                f"{_e(str(svc.get('reason') or ''))}</text>"
+                f"{_e(svc.reason or '')}</text>"
             )
         else:
             end = _end_of(svc, total)
             # A task that completed ends in the colour of its kind of success.
-            done = svc.get("status") == "completed"
-            fill = PHASE_COLOR["completed"] if done else OUTCOME_COLOR[outcome]
+            done = svc.outcome == "completed"
+            fill = PHASE_COLOR["completed"] if done else OUTCOME_COLOR[look]
             lane.append(
                 f'<rect class="end{" completed" if done else ""}" x="{x(end) - 3:.1f}" '
                 f'y="{y + 1}" width="4" height="{LANE - 4}" fill="{fill}">'
-                f"<title>{_e(name)}: {_e(_ended(svc))}</title></rect>"
+                f"<title>{_e(name)}: {_e(_ended(svc))}{_status(svc)}</title></rect>"
             )
-        failed_at = svc.get("failed_at_s")
+        failed_at = svc.failed_at_s
         if failed_at is not None:
             fx = x(failed_at)
             lane.append(
                 f'<g class="failure-mark"><title>{_e(name)} failed at {failed_at:.2f}s: '
-                f"{_e(str(svc.get('reason') or ''))}</title>"
+                f"{_e(svc.reason or '')}</title>"
                 f'<circle cx="{fx:.1f}" cy="{y + LANE / 2 - 1}" r="8" fill="#c62828"/>'
                 f'<text x="{fx:.1f}" y="{y + LANE / 2 + 3}" text-anchor="middle" '
                 f'class="cross">✕</text></g>'
             )
         lane.append("</g>")
         lanes.append("".join(lane))
-    for key, label in (("command", "COMMAND"), ("teardown", "teardown")):
+    lanes_of_run: tuple[tuple[Phase, str], ...] = (("command", "COMMAND"), ("teardown", "teardown"))
+    for key, label in lanes_of_run:
         span = phases.get(key)
         y = 24 + row * LANE
         row += 1
@@ -134,7 +156,7 @@ def _timeline(
             f'<g class="lane {key}">',
             f'<text x="{LABEL - 8}" y="{y + 15}" text-anchor="end">{label}</text>',
         ]
-        if span and span[0] is not None and span[1] is not None:
+        if span is not None:
             ok = key == "teardown" or exit_code == 0
             color = "#5c6bc0" if key == "teardown" else ("#4caf7a" if ok else "#c62828")
             status = "" if key == "teardown" else f", exit {exit_code}"
@@ -165,75 +187,53 @@ def _timeline(
     )
 
 
-def _spans(svc: Mapping[str, Any], total: float) -> list[tuple[float, float, str]]:
+def _spans(svc: ServiceSummary, total: float) -> list[tuple[float, float, str]]:
     """(start, end, phase) pieces of a service's lane, from its status changes. The lane
-    ends when the process did: a task that completed or a service that died is drawn
-    no further, though the run (and its teardown) went on."""
-    events = [
-        (float(e["t"]), str(e["status"]))
-        for e in svc.get("timeline") or []
-        if isinstance(e, Mapping) and e.get("t") is not None
-    ]
-    gone = _gone_at(svc)
-    stop_began = None if gone is not None else svc.get("stop_began_s")
+    ends when the process did: a task that completed or a service that exited or was
+    killed by a signal of its own is drawn no further, though the run (and its
+    teardown) went on; one conductor stopped ends in "stopping"."""
     end_of_life = _end_of(svc, total)
+    stop_began = svc.stop_began_s if svc.outcome in ("stopped", "forced") else None
+    cut = stop_began if stop_began is not None else end_of_life
     spans: list[tuple[float, float, str]] = []
-    for i, (t, status) in enumerate(events):
-        nxt = events[i + 1][0] if i + 1 < len(events) else (stop_began or end_of_life)
-        nxt = min(nxt, stop_began if stop_began is not None else end_of_life)
-        if nxt > t:
-            spans.append((t, nxt, status if status in PHASE_COLOR else "started"))
+    for i, event in enumerate(svc.timeline):
+        nxt = svc.timeline[i + 1].t if i + 1 < len(svc.timeline) else cut
+        nxt = min(nxt, cut)
+        if nxt > event.t:
+            phase = event.status if event.status in PHASE_COLOR else "started"
+            spans.append((event.t, nxt, phase))
     if stop_began is not None:
         spans.append((stop_began, end_of_life, "stopping"))
     return spans
 
 
-def _gone_at(svc: Mapping[str, Any]) -> float | None:
-    """When the process ended by itself (a task that completed, a service that exited
-    or died), if it did; None when conductor stopped it."""
-    timeline = [e for e in svc.get("timeline") or [] if isinstance(e, Mapping)]
-    if svc.get("status") == "completed":
-        done = [
-            e["t"] for e in timeline if e.get("status") == "completed" and e.get("t") is not None
-        ]
-        if done:
-            return float(done[-1])
-    if (
-        str(svc.get("stopped") or "").startswith("had exited")
-        and svc.get("failed_at_s") is not None
-    ):
-        return float(svc["failed_at_s"])
-    return None
-
-
-def _end_of(svc: Mapping[str, Any], total: float) -> float:
-    gone = _gone_at(svc)
-    if gone is not None:
-        return gone
-    stop_began, stop_s = svc.get("stop_began_s"), svc.get("stop_s")
-    if stop_began is not None:
-        return float(stop_began) + float(stop_s or 0.0)
-    if svc.get("failed_at_s") is not None:
-        return float(svc["failed_at_s"])
+def _end_of(svc: ServiceSummary, total: float) -> float:
+    """When its process was seen to end; a failure without one (it was never spawned,
+    or another's process held its port), or the end of the run (reused)."""
+    if svc.ended_at_s is not None:
+        return svc.ended_at_s
+    if svc.failed_at_s is not None:
+        return svc.failed_at_s
     return total
 
 
-def _outcome(svc: Mapping[str, Any]) -> str:
-    status = svc.get("status")
-    if status == "skipped":
+def _look(svc: ServiceSummary) -> Look:
+    if svc.status == "skipped":
         return "skipped"
-    if status in ("failed", "not ready") or svc.get("failed_at_s") is not None:
+    if svc.status in ("failed", "not ready") or svc.failed_at_s is not None:
         return "failed"
-    stopped = str(svc.get("stopped") or "")
-    if "killed" in stopped or "SIGKILL" in stopped:
+    if svc.outcome in ("forced", "signalled"):
         return "killed"
     return "clean"
 
 
-def _ended(svc: Mapping[str, Any]) -> str:
-    how = svc.get("stopped") or svc.get("status") or "?"
-    code = svc.get("exit_code")
-    return f"{how}" + (f", exit status {code}" if code is not None else "")
+def _ended(svc: ServiceSummary) -> str:
+    how = ENDED[svc.outcome]
+    if svc.signal is not None:
+        how += f" ({svc.signal})"
+    if svc.stop_s is not None and svc.outcome in ("stopped", "forced"):
+        how += f" in {svc.stop_s:.2f}s"
+    return how
 
 
 def _legend() -> str:
@@ -242,39 +242,41 @@ def _legend() -> str:
     return '<p class="legend">' + " ".join(f"<i>{i}</i>" for i in items) + "</p>"
 
 
-def _table(logs_dir: Path, services: Mapping[str, Mapping[str, Any]]) -> str:
+def _status(svc: ServiceSummary) -> str:
+    return "" if svc.exit_code is None else f", exit status {svc.exit_code}"
+
+
+def _table(logs_dir: Path, services: Mapping[str, ServiceSummary]) -> str:
     rows = [
         "<table><thead><tr><th>service</th><th>status</th><th>ready after</th>"
         "<th>ended</th><th>exit status</th><th>log</th></tr></thead><tbody>"
     ]
     for name, svc in services.items():
-        ready = svc.get("ready_after_s")
-        reason = svc.get("reason")
-        status = _e(str(svc.get("status"))) + (
-            f'<div class="reason">{_e(str(reason))}</div>' if reason else ""
+        ready = svc.ready_after_s
+        status = _e(svc.status) + (
+            f'<div class="reason">{_e(svc.reason)}</div>' if svc.reason else ""
         )
+        code = "-" if svc.exit_code is None else str(svc.exit_code)
         rows.append(
-            f'<tr class="{_outcome(svc)}"><td>{_e(name)}</td><td>{status}</td>'
-            f"<td>{'-' if ready is None else f'{ready:.2f}s'}</td>"
-            f"<td>{_e(str(svc.get('stopped') or '-'))}</td>"
-            f"<td>{_e(str(svc.get('exit_code') if svc.get('exit_code') is not None else '-'))}"
-            f"</td><td>{_link(logs_dir, svc.get('log'))}</td></tr>"
+            f'<tr class="{_look(svc)}" data-outcome="{_e(svc.outcome)}"><td>{_e(name)}</td>'
+            f"<td>{status}</td><td>{'-' if ready is None else f'{ready:.2f}s'}</td>"
+            f"<td>{_e(_ended(svc))}</td><td>{code}</td><td>{_link(logs_dir, svc.log)}</td></tr>"
         )
     rows.append("</tbody></table>")
     return "".join(rows)
 
 
-def _tails(logs_dir: Path, services: Mapping[str, Mapping[str, Any]]) -> str:
+def _tails(logs_dir: Path, services: Mapping[str, ServiceSummary]) -> str:
     out = ["<h2>Last lines of each log</h2>"]
     for name, svc in services.items():
-        log = svc.get("log")
+        log = svc.log
         if not log:
             continue
         lines = [
             line if len(line) <= TAIL_LINE_CHARS else line[:TAIL_LINE_CHARS] + " … (cut)"
             for line in tail(Path(log), TAIL_LINES).lines
         ]
-        bad = _outcome(svc) == "failed"
+        bad = _look(svc) == "failed"
         out.append(
             f'<details class="tail" data-service="{_e(name)}"{" open" if bad else ""}>'
             f"<summary>{_e(name)} ({len(lines)} line{'' if len(lines) == 1 else 's'}, "

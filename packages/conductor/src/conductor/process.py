@@ -9,22 +9,36 @@ goes through kill.py, like every other stop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from conductor import compat, kill, owned, reaper
+
+# How a service's process ended, as summary.json's `outcome` says it: stopped by the
+# stop signal conductor sent; forced (conductor's SIGKILL: stop_timeout ran out, or a
+# second Ctrl-C); exited by itself (with its exit status); signalled by a signal
+# conductor did not send (a crash: SIGSEGV, the OOM killer's SIGKILL).
+Ending = Literal["stopped", "forced", "exited", "signalled"]
 
 
 @dataclass(frozen=True)
 class StopResult:
-    """How a service ended: `how` is for people, the rest for summary.json."""
+    """How a service ended: `how` is for people and nothing reads it back; `ending`,
+    `exit_code` and `signal` are the facts summary.json and report.html are made of."""
 
     how: str
+    ending: Ending
     seconds: float
     exit_code: int | None
-    forced: bool = False
+    signal: str | None  # the name of the signal that ended the leader, if one did
+
+    @property
+    def forced(self) -> bool:
+        return self.ending == "forced"
 
 
 def preload() -> None:
@@ -63,16 +77,36 @@ def exit_status(returncode: int | None) -> int | None:
     return 128 - returncode if returncode < 0 else returncode
 
 
+def exit_signal(returncode: int | None) -> str | None:
+    """The name of the signal a process died by ("SIGSEGV"), None if it did not."""
+    if returncode is None or returncode >= 0:
+        return None
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
 def describe_exit(returncode: int | None) -> str:
     if returncode is None:
         return "still running"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"killed by {name}"
-    return f"exited with status {returncode}"
+    name = exit_signal(returncode)
+    return f"killed by {name}" if name else f"exited with status {returncode}"
+
+
+def ending(
+    returncode: int | None, *, gone: bool, forced: bool, stop_signal: signal.Signals
+) -> Ending:
+    """Who ended the process: conductor (its stop signal, or SIGKILL when `forced`), or
+    the process itself or someone else (it was `gone` before the stop signal was sent,
+    or it died by a signal other than that one)."""
+    if forced:
+        return "forced"
+    if gone:
+        return "signalled" if exit_signal(returncode) else "exited"
+    if exit_signal(returncode) and returncode != -stop_signal:
+        return "signalled"  # it crashed just as the stop began, before it was reaped
+    return "stopped"
 
 
 async def stop_service(
@@ -83,20 +117,31 @@ async def stop_service(
     service: str,
     stop_signal: signal.Signals,
     timeout: float,
+    killed: bool = False,
 ) -> StopResult:
     """Polite signal to the group and to marked strays, then SIGKILL after `timeout`.
+    `killed`: conductor has sent the whole run SIGKILL already (a second Ctrl-C).
 
     Returns only when the leader has been waited for and nothing of the service is left.
     """
-    already = proc.returncode is not None
     leader = kill.Leader(proc.pid, started, group=True, child=proc)
+    gone = not leader.alive()  # dead already, though perhaps not yet reaped
     stopped = await kill.stop(kill.Targets(mark, service, [leader]), stop_signal, timeout)
+    if proc.returncode is None:
+        # kill.stop waits only for what was alive: a leader that died unreaped is
+        # collected here, for its exit status.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(kill.KILL_WAIT):
+                await proc.wait()
+    code = proc.returncode
+    forced = stopped.forced or (killed and code == -signal.SIGKILL)
+    end = ending(code, gone=gone, forced=forced, stop_signal=stop_signal)
     if stopped.forced:
         how = f"ignored {stop_signal.name} for {timeout:g}s, killed"
-    elif already:
-        how = describe_exit(proc.returncode)
-        if not stopped.signalled:
-            how = f"had {how}"
-    else:
+    elif forced:
+        how = "killed at once by SIGKILL"
+    elif end == "stopped":
         how = f"stopped by {stop_signal.name}"
-    return StopResult(how, stopped.seconds, exit_status(proc.returncode), forced=stopped.forced)
+    else:
+        how = ("had been " if end == "signalled" else "had ") + describe_exit(code)
+    return StopResult(how, end, stopped.seconds, exit_status(code), exit_signal(code))

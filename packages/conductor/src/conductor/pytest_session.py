@@ -28,14 +28,14 @@ from typing import IO, Any
 
 import pytest
 
-from conductor import attach, environment, owned
+from conductor import attach, environment, owned, summary
 from conductor.attach import AttachMode, LiveStack
 from conductor.config import Config, find_config, load_config
 from conductor.environment import LOGS_DIR_ENV, Address
 from conductor.errors import EXIT_SIGTERM, ConductorError
 from conductor.held import HeldInThread
 from conductor.pytest_stack import ConductorStack
-from conductor.report import Reporter, write_summary
+from conductor.report import Reporter
 from conductor.stack import Stack
 
 
@@ -203,9 +203,10 @@ class OwnedRun:
 
     # end --------------------------------------------------------------------------
     def finish(self, *, exitstatus: int | None, args: list[str]) -> dict[str, Any]:
-        """Stop the stack if it is ours, put the environment back; the run's summary."""
+        """Stop the stack if it is ours, put the environment back; the run's summary
+        (for a stack of ours, what summary.json says)."""
         stopping = time.monotonic()
-        summary: dict[str, Any] = {"mode": self.mode}
+        result: dict[str, Any] = {"mode": self.mode}
         try:
             if self._held is not None:
                 held, self._held = self._held, None
@@ -215,27 +216,27 @@ class OwnedRun:
                     self._say(f"conductor: stopping the stack failed: {exc!r}")
             ended = time.monotonic()
             ready = self.ready_at or stopping
-            summary["durations"] = {
+            if self.stack is not None and self.stack.plan is not None:
+                record = summary.summarize(
+                    self.stack,
+                    action="pytest",
+                    exit_code=exitstatus if exitstatus is not None else -1,
+                    command=["pytest", *args],
+                    command_span=(ready, stopping) if self.ready_at is not None else None,
+                    torn=stopping,
+                    ended=ended,
+                )
+                summary.write(self.stack, record, table=self.verbosity >= 0)
+                result |= summary.to_builtins(record)
+                return result
+            result["durations"] = {
                 "startup_s": ready - self.began,
                 "tests_s": stopping - ready,
                 "teardown_s": ended - stopping,
                 "total_s": ended - self.began,
             }
-            if self.stack is not None and self.stack.plan is not None:
-                stack = self.stack
-                summary["services"] = {n: r.as_json() for n, r in stack.reports.items()}
-                write_summary(
-                    stack.logs_dir / "summary.json",
-                    exit_code=exitstatus if exitstatus is not None else -1,
-                    command=["pytest", *args],
-                    run_id=stack.run_id,
-                    durations=summary["durations"],
-                    services=stack.reports,
-                )
-                if self.verbosity >= 0:
-                    stack.reporter.table()
-            elif self.live is not None:
-                summary["services"] = _plain(self.live.addresses)
+            if self.live is not None:
+                result["services"] = _plain(self.live.addresses)
         finally:
             self._restore()
             self._release_sigterm()
@@ -243,7 +244,7 @@ class OwnedRun:
                 with contextlib.suppress(OSError):
                     self._stream.close()
             self._stream = None
-        return summary
+        return result
 
     # helpers ----------------------------------------------------------------------
     def _terminal(self) -> IO[str]:

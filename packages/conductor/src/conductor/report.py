@@ -1,5 +1,5 @@
-"""What people and machines are told: live progress, failures with their log tail,
-the closing table, and summary.json.
+"""What people are told: live progress, failures with their log tail, and the closing
+table; and the live record of each service (ServiceReport) that summary.json is made of.
 
 On a terminal, progress is a spinner per service with its elapsed time; elsewhere (CI)
 it is one plain line per event. Every event also goes to conductor.log.
@@ -7,30 +7,48 @@ it is one plain line per event. Every event also goes to conductor.log.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Literal
 
-from conductor import files, masking
+from conductor import masking
 from conductor.logs import TAIL_BYTES, TAIL_LINE_BYTES, Piece, Tail, logger, tail
+from conductor.process import Ending, StopResult
 
 if TYPE_CHECKING:  # rich is imported only on a terminal: it costs ~0.1 s of start-up
     from rich.console import Console, RenderableType
     from rich.live import Live
 
 TAIL_LINES = 30
-_WAITING = {"waiting", "starting", "started"}
-_ENDED_BADLY = {"skipped", "failed", "not ready", "died"}
+
+# Where a service is in its life: every writer (Stack, through Reporter.event) and every
+# reader (the console, summary.json, report.html) uses these words and no others.
+Status = Literal[
+    "not started",  # never spawned (a dependency failed first, or Ctrl-C)
+    "waiting",  # for its dependencies to be ready
+    "starting",  # initdb, spawn
+    "started",  # spawned, its readiness probe not yet passed
+    "ready",
+    "reused",  # reuse_existing: something already answered on its port
+    "completed",  # a kind = "task" that exited 0
+    "failed",  # exited, timed out or printed a fail.log line, before or after ready
+    "not ready",  # spawned, then stopped when another service failed (or Ctrl-C)
+    "skipped",  # optional, and its program is not installed here
+]
+# How a service's life ended (summary.json's `outcome`): how its process ended, or
+# that it completed (a task), was skipped, or was never started by conductor.
+Outcome = Literal[Ending, "completed", "skipped", "not started"]
+WAITING: frozenset[Status] = frozenset({"waiting", "starting", "started"})
+ENDED_BADLY: frozenset[Status] = frozenset({"skipped", "failed", "not ready"})
 
 
 @dataclass
 class ServiceReport:
-    """Everything summary.json and the closing table say about one service."""
+    """Everything summary.json and the closing table say about one service, filled in
+    as it happens (times are monotonic)."""
 
     name: str
     host: str | None = None
@@ -38,43 +56,37 @@ class ServiceReport:
     url: str | None = None
     log: str | None = None
     pid: int | None = None
-    status: str = "not started"
+    status: Status = "not started"
     ready_after_s: float | None = None
     duration_s: float | None = None  # kind = "task": how long it ran
     exit_code: int | None = None
+    signal: str | None = None  # the signal its process died by, if one did
+    ending: Ending | None = None  # None until conductor has stopped (or reaped) it
     stop_s: float | None = None
-    stopped: str | None = None
+    stopped: str | None = None  # how it ended, for people: nothing reads it back
     detail: str = ""
     since: float = field(default_factory=time.monotonic)
-    # When each status began (monotonic), when teardown reached it, when it failed:
-    # the timeline of summary.json and report.html.
-    events: list[tuple[float, str]] = field(default_factory=list)
+    # When each status began, when teardown reached it, when it failed, when its process
+    # was seen to end: the timeline of summary.json and report.html.
+    events: list[tuple[float, Status]] = field(default_factory=list)
     stop_began: float | None = None
     failed_at: float | None = None
+    ended: float | None = None
 
-    def as_json(self, began: float | None = None) -> dict[str, Any]:
-        """What summary.json says; times on the timeline are seconds after `began`."""
+    @property
+    def outcome(self) -> Outcome:
+        if self.status == "completed":
+            return "completed"
+        if self.ending is not None:
+            return self.ending
+        return "skipped" if self.status == "skipped" else "not started"
 
-        def at(moment: float | None) -> float | None:
-            return None if moment is None or began is None else _round(moment - began)
-
-        return {
-            "pid": self.pid,
-            "host": self.host,
-            "port": self.port,
-            "url": redact(self.url),
-            "status": self.status,
-            "reason": self.detail if self.status in _ENDED_BADLY else None,
-            "ready_after_s": _round(self.ready_after_s),
-            "duration_s": _round(self.duration_s),
-            "exit_code": self.exit_code,
-            "stop_s": _round(self.stop_s),
-            "stopped": self.stopped,
-            "log": self.log,
-            "timeline": [{"t": at(t), "status": status} for t, status in self.events],
-            "stop_began_s": at(self.stop_began),
-            "failed_at_s": at(self.failed_at),
-        }
+    def record_stop(self, result: StopResult) -> None:
+        """What stopping it found: how it ended, and when (if it did not end before)."""
+        self.stop_s, self.stopped, self.ending = result.seconds, result.how, result.ending
+        self.exit_code, self.signal = result.exit_code, result.signal
+        if self.ended is None:
+            self.ended = time.monotonic()
 
 
 def _is_terminal(stream: IO[str] | None) -> bool:
@@ -82,10 +94,6 @@ def _is_terminal(stream: IO[str] | None) -> bool:
         return stream is not None and stream.isatty()
     except (OSError, ValueError):
         return False
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
 
 
 class Reporter:
@@ -135,7 +143,7 @@ class Reporter:
                 elif report.status == "completed":
                     self._line(f"✓ {report.name} completed in {report.duration_s or 0:.2f}s")
 
-    def event(self, service: str, status: str, detail: str = "") -> None:
+    def event(self, service: str, status: Status, detail: str = "") -> None:
         report = self.services.get(service)
         if report is not None:
             report.status, report.detail, report.since = status, detail, time.monotonic()
@@ -278,12 +286,12 @@ class _Progress:
         now = time.monotonic()
         for report in self.reporter.services.values():
             icon: RenderableType
-            if report.status in _WAITING:
+            if report.status in WAITING:
                 icon = self.spinners.setdefault(report.name, Spinner("dots"))
             else:
                 ok = report.status in ("ready", "reused", "completed")
                 icon = Text("✓" if ok else "•", style="green" if ok else "")
-            elapsed = f"{now - report.since:5.1f}s" if report.status in _WAITING else ""
+            elapsed = f"{now - report.since:5.1f}s" if report.status in WAITING else ""
             table.add_row(
                 icon,
                 Text(report.name, style="bold"),
@@ -297,40 +305,3 @@ class _Progress:
 def redact(url: str | None) -> str | None:
     """The URL without its password: summary.json and `check` end up in CI artifacts."""
     return None if url is None else masking.mask(url)
-
-
-def write_summary(
-    path: Path,
-    *,
-    exit_code: int,
-    command: list[str] | None,
-    durations: Mapping[str, float | None],
-    services: Mapping[str, ServiceReport],
-    run_id: str | None = None,
-    began: float | None = None,
-    phases: Mapping[str, tuple[float | None, float | None]] | None = None,
-    action: str = "run",
-) -> None:
-    """summary.json, and report.html beside it drawn from the very same data.
-
-    `phases` are spans of the run (COMMAND, teardown) as monotonic (start, end) pairs,
-    put on the timeline as seconds after `began`."""
-
-    def at(moment: float | None) -> float | None:
-        return None if moment is None or began is None else _round(moment - began)
-
-    data = {
-        "run_id": run_id,
-        "action": action,
-        "exit_code": exit_code,
-        "command": command,
-        "durations": {k: _round(v) for k, v in durations.items()},
-        "phases": {k: [at(a), at(b)] for k, (a, b) in (phases or {}).items()},
-        "services": {name: report.as_json(began) for name, report in services.items()},
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = typing.cast(dict[str, Any], masking.mask_data(data))
-    files.replace(path, json.dumps(data, indent=2) + "\n")
-    from conductor import htmlreport  # only now: a run that never ends never needs it
-
-    htmlreport.write(path.parent, data)

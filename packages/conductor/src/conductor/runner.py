@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conductor import attach, errors, schema
+from conductor import attach, errors, schema, summary
 from conductor.attach import AttachedStack, AttachMode
 from conductor.command import STOP_GRACE, Command, CommandNotRunnable, check_argv
 from conductor.config import Config
-from conductor.report import Reporter, redact, write_summary
+from conductor.report import Reporter, redact
 from conductor.signals import CaptureSignals
 from conductor.stack import Stack, shielded
 from conductor.state import RunDir
@@ -201,7 +201,7 @@ async def run(
             final = errors.EXIT_SERVICE_FAILED
         command_span = (command_began, command_ended or torn) if command_began else None
         if isinstance(stack, Stack):  # an attached run writes nothing in the up's folder
-            _summarize(stack, reporter, final, command, began, command_span, torn, ended)
+            _summarize(stack, final, command, command_span, torn, ended)
     return final
 
 
@@ -239,44 +239,23 @@ async def _stop_on_death(
 
 def _summarize(
     stack: Stack,
-    reporter: Reporter,
     exit_code: int,
     command: list[str] | None,
-    began: float,
     command_span: tuple[float, float] | None,
     torn: float,
     ended: float,
 ) -> None:
-    """summary.json, report.html and the closing table, for `run` and `up` alike; a run
-    that never got as far as a plan (bad configuration, busy folder) has none."""
-    if stack.plan is None:
-        return
-    summary = stack.logs_dir / "summary.json"
-    # A failed start stops the stack before the run's own teardown begins.
-    torn = min([torn, *(r.stop_began for r in stack.reports.values() if r.stop_began)])
-    phases: dict[str, tuple[float | None, float | None]] = {"teardown": (torn, ended)}
-    if command_span is not None:
-        phases["command"] = command_span
-    try:
-        write_summary(
-            summary,
-            exit_code=exit_code,
-            command=command,
-            run_id=stack.run_id,
-            durations={
-                "startup_s": (stack.ready_at or torn) - began,
-                "command_s": command_span[1] - command_span[0] if command_span else None,
-                "teardown_s": ended - torn,
-                "total_s": ended - began,
-            },
-            services=stack.reports,
-            began=began,
-            phases=phases,
-            action="run" if command is not None else "up",
-        )
-    except OSError as exc:  # the folder went away or filled up: say so, keep the status
-        reporter.warning(f"could not write {summary}: {exc.strerror or exc}")
-    reporter.table(summary.with_name("report.html"))
+    """summary.json, report.html and the closing table, for `run` and `up` alike."""
+    record = summary.summarize(
+        stack,
+        action="run" if command is not None else "up",
+        exit_code=exit_code,
+        command=command,
+        command_span=command_span,
+        torn=torn,
+        ended=ended,
+    )
+    summary.write(stack, record)
 
 
 async def _supervise(
@@ -350,7 +329,6 @@ async def up(
         stop.set()
         starting.cancel()
 
-    began = time.monotonic()
     status: int | None = None
     starting = asyncio.create_task(stack.start())
     with CaptureSignals(on_signal):
@@ -378,7 +356,7 @@ async def up(
             await shielded(stack.stop())
             if status is None:
                 status = outcome.status() or (errors.EXIT_SERVICE_FAILED if stack.died else 0)
-            _summarize(stack, reporter, status, None, began, None, torn, time.monotonic())
+            _summarize(stack, status, None, None, torn, time.monotonic())
     return status
 
 

@@ -133,6 +133,7 @@ class Stack:
         self._locked = False
         self._stopping = False
         self._stopped = False
+        self._killed = False  # kill_now: every service got conductor's SIGKILL
         self._preloading = False
         self._used = False
         self._watchers: set[asyncio.Task[None]] = set()
@@ -557,6 +558,7 @@ class Stack:
         if probe in done and not probe.cancelled() and probe.exception() is None:
             return
         if exited in done:
+            report.ended = time.monotonic()
             report.exit_code = process.exit_status(rt.proc.returncode)
             raise ServiceFailed(
                 p.name, f"{process.describe_exit(rt.proc.returncode)} before it was ready"
@@ -587,6 +589,7 @@ class Stack:
                 p.name,
                 f"did not finish within {p.spec.ready_timeout:g}s (ready_timeout); stopped it",
             )
+        report.ended = time.monotonic()
         report.exit_code = process.exit_status(rt.proc.returncode)
         if rt.proc.returncode != 0:
             raise ServiceFailed(
@@ -660,7 +663,8 @@ class Stack:
     async def _watch(self, rt: _Runtime) -> None:
         assert rt.proc is not None
         await rt.proc.wait()
-        if self._stopping or rt.planned.name in self.died:
+        rt.report.ended = time.monotonic()
+        if self._stopping or self._killed or rt.planned.name in self.died:
             return
         rt.report.exit_code = process.exit_status(rt.proc.returncode)
         self._died(rt, f"{process.describe_exit(rt.proc.returncode)} while the command ran")
@@ -707,6 +711,7 @@ class Stack:
     # stop -----------------------------------------------------------------------
     def kill_now(self) -> None:
         """Second Ctrl-C: SIGKILL every service group and marked process at once."""
+        self._killed = True
         kill.kill_now(kill.Targets(self.mark, leaders=self._leaders()))
 
     def _leaders(self) -> list[kill.Leader]:
@@ -780,10 +785,10 @@ class Stack:
                 service=p.name,
                 stop_signal=p.spec.stop_signal,
                 timeout=p.spec.stop_timeout,
+                killed=self._killed,
             )
-            report.stop_s, report.stopped = result.seconds, result.how
-            report.exit_code = result.exit_code
-            if result.forced:
+            report.record_stop(result)
+            if result.forced and not self._killed:
                 self.reporter.warning(
                     f"service '{p.name}' ignored {p.spec.stop_signal.name} for "
                     f"{p.spec.stop_timeout:g}s (stop_timeout) and was killed with SIGKILL"
