@@ -17,7 +17,6 @@ from tools import absent, bare
 
 ROOT = Path(__file__).resolve().parents[2]
 CANNOT_HIDE = absent.why_not_here()
-HIDE_POSTGRES = [sys.executable, "-m", "tools.absent", "postgres", "--"]
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider"]
 hides = pytest.mark.skipif(CANNOT_HIDE is not None, reason=f"{CANNOT_HIDE}")
 
@@ -35,10 +34,15 @@ print(json.dumps({
 """
 
 
-def absent_run(programs: str, *command: str) -> subprocess.CompletedProcess[str]:
+def absent_run(
+    programs: str, *command: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`command` with `programs` hidden, from the project root; `env` replaces the
+    environment when given."""
     return subprocess.run(
         [sys.executable, "-m", "tools.absent", programs, "--", *command],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -87,14 +91,8 @@ def test_a_bad_argument_is_one_line_and_exit_2(argv: list[str]) -> None:
 @hides
 def test_the_database_check_without_postgresql_checks_the_sqlite_fallback() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("TEST_DATABASE_URL", "DATABASE_URL")}
-    done = subprocess.run(
-        [*HIDE_POSTGRES, sys.executable, "scripts/stage.py", "--check-db", "--", "true"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = absent_run(
+        "postgres", sys.executable, "scripts/stage.py", "--check-db", "--", "true", env=env
     )
     assert done.returncode == 0, done.stderr
     assert "database check ok: driver=sqlite+aiosqlite" in done.stdout
@@ -172,14 +170,8 @@ def test_nothing_is_left_on_disk_or_mounted_outside(tmp_path: Path) -> None:
     """The folder copies live in the namespace's own tmpfs: each run left a folder of
     links per covered PATH folder in /tmp (41 of them after a day's runs)."""
     before = mounts()
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.absent", "chromium,redis-server,postgres", "--", "true"],
-        cwd=ROOT,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = absent_run(
+        "chromium,redis-server,postgres", "true", env={**os.environ, "TMPDIR": str(tmp_path)}
     )
     assert done.returncode == 0, done.stderr
     assert list(tmp_path.iterdir()) == []
@@ -263,14 +255,8 @@ def test_a_chromium_named_by_CHROMIUM_is_hidden_too(tmp_path: Path) -> None:
     chrome.chmod(0o755)
     (tmp_path / "opt" / "kept").write_text("")
     show = "import os; print(os.path.exists(os.environ['CHROMIUM']), os.listdir(os.path.dirname(os.environ['CHROMIUM'])))"
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.absent", "chromium", "--", sys.executable, "-c", show],
-        cwd=ROOT,
-        env={**os.environ, "CHROMIUM": str(chrome)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = absent_run(
+        "chromium", sys.executable, "-c", show, env={**os.environ, "CHROMIUM": str(chrome)}
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False ['kept']"
@@ -282,15 +268,7 @@ def test_without_PATH_the_default_search_path_is_hidden() -> None:
     """With PATH unset, the command is looked up in os.defpath, so that is what to hide
     (it said 'still found after hiding: /bin/redis-server' and exit 2)."""
     env = {k: v for k, v in os.environ.items() if k != "PATH"}
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.absent", "redis-server", "--", sys.executable, "-c", SHOW],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = absent_run("redis-server", sys.executable, "-c", SHOW, env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["which"]["redis-server"] is None
 
