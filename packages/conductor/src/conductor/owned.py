@@ -134,8 +134,7 @@ def make_folder(mark: Mark, folder: Path) -> Path:
     ours) with the marker file that lets a later `clean` prove conductor made it for
     this run. OSError when it cannot be made."""
     os.mkdir(folder, 0o700)
-    marker = os.open(folder / FOLDER_MARK, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    with os.fdopen(marker, "w", encoding="utf-8") as out:
+    with os.fdopen(files.create(folder / FOLDER_MARK), "w", encoding="utf-8") as out:
         out.write(json.dumps({"run_id": mark.run_id, "logs_dir": mark.logs_dir}))
     return folder
 

@@ -1,0 +1,78 @@
+""""The one place", checked: each mechanism conductor has once is found by a scan of its
+source in its owner module only. A scan that finds something elsewhere names the file,
+the line and what it does there; each kind of finding has its own test that the scan
+sees it, so no rule passes by seeing nothing."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import conductor
+
+SOURCE = Path(conductor.__file__).parent
+
+Finder = Callable[[ast.AST], "str | None"]
+
+
+def found(tree: ast.AST, finder: Finder) -> list[tuple[int, str]]:
+    return [
+        (getattr(node, "lineno", 0), what)
+        for node in ast.walk(tree)
+        if (what := finder(node)) is not None
+    ]
+
+
+def offenders(finder: Finder, owners: set[str]) -> list[str]:
+    """Where a module other than `owners` (paths relative to the package) does it."""
+    return [
+        f"{path.relative_to(SOURCE)}:{line}: {what}"
+        for path in sorted(SOURCE.rglob("*.py"))
+        if str(path.relative_to(SOURCE)) not in owners
+        for line, what in found(ast.parse(path.read_text(), str(path)), finder)
+    ]
+
+
+def _dotted(node: ast.AST) -> str:
+    return ast.unparse(node) if isinstance(node, ast.Name | ast.Attribute) else ""
+
+
+# Writing a file: files.py makes every file conductor writes where others may write
+# too (the logs folder): a link planted there is never written through. The others
+# open a file of their own, each in a folder only conductor writes to.
+_WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_APPEND")
+OPENS_TO_WRITE = {
+    "files.py",
+    "lockfile.py",  # the lock itself, with its own O_NOFOLLOW | O_NONBLOCK care
+    "pgcache.py",  # the cluster cache's copies, in the cache's own folder
+    "postgres.py",  # the password file, in the cluster's new 0700 folder
+}
+
+
+def _opens_to_write(node: ast.AST) -> str | None:
+    if (
+        isinstance(node, ast.Call)
+        and _dotted(node.func) == "os.open"
+        and len(node.args) > 1
+        and _dotted(node.args[0]) != "os.devnull"
+        and any(flag in ast.unparse(node.args[1]) for flag in _WRITE_FLAGS)
+    ):
+        return "opens a file to write with os.open"
+    return None
+
+
+def test_only_files_opens_a_file_to_write():
+    assert offenders(_opens_to_write, OPENS_TO_WRITE) == []
+
+
+@pytest.mark.parametrize(
+    ("finder", "code"),
+    [
+        (_opens_to_write, "fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)"),
+    ],
+)
+def test_the_scan_finds_each_kind(finder, code):
+    assert found(ast.parse(code), finder)
