@@ -1,4 +1,4 @@
-""""The one place", checked: each mechanism conductor has once is found by a scan of its
+""" "The one place", checked: each mechanism conductor has once is found by a scan of its
 source in its owner module only. A scan that finds something elsewhere names the file,
 the line and what it does there; each kind of finding has its own test that the scan
 sees it, so no rule passes by seeing nothing."""
@@ -68,9 +68,33 @@ def test_only_files_opens_a_file_to_write():
     assert offenders(_opens_to_write, OPENS_TO_WRITE) == []
 
 
+# A template that cannot be filled becomes a ConfigError in templates.config_error only.
+def _template_to_config_error(node: ast.AST) -> str | None:
+    if (
+        isinstance(node, ast.ExceptHandler)
+        and node.type is not None
+        and "TemplateError" in ast.unparse(node.type)
+        and any(
+            isinstance(inner, ast.Raise) and "ConfigError" in ast.unparse(inner)
+            for inner in ast.walk(node)
+        )
+    ):
+        return "turns a TemplateError into a ConfigError by hand (use templates.config_error)"
+    return None
+
+
+def test_only_templates_turns_a_template_error_into_a_config_error():
+    assert offenders(_template_to_config_error, {"templates.py"}) == []
+
+
 @pytest.mark.parametrize(
     ("finder", "code"),
     [
+        (
+            _template_to_config_error,
+            "try:\n    f()\nexcept templates.TemplateError as exc:\n"
+            "    raise ConfigError(str(exc), key=k) from None",
+        ),
         (_opens_to_write, "fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)"),
     ],
 )
