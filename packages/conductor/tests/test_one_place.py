@@ -6,12 +6,14 @@ sees it, so no rule passes by seeing nothing."""
 from __future__ import annotations
 
 import ast
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import conductor
+from support import PY, fake
 
 SOURCE = Path(conductor.__file__).parent
 
@@ -100,3 +102,47 @@ def test_only_templates_turns_a_template_error_into_a_config_error():
 )
 def test_the_scan_finds_each_kind(finder, code):
     assert found(ast.parse(code), finder)
+
+
+# One plan per start: a Stack plans once (before it touches the logs folder) and checks
+# that plan's ports once an earlier run's leftovers are gone; it planned twice before.
+COUNT_PLANS = """
+import asyncio, sys
+import conductor.plan, conductor.stack
+from conductor import Stack, load_config
+
+made = []
+original = conductor.plan.make_plan
+def counted(*args, **kwargs):
+    made.append(1)
+    return original(*args, **kwargs)
+for module in list(sys.modules.values()):
+    if (module.__name__ or "").startswith("conductor") and getattr(module, "make_plan", None) is original:
+        module.make_plan = counted
+
+async def main():
+    async with Stack(load_config(sys.argv[1])) as stack:
+        print(len(made), sorted(stack.plan.services))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.conductor
+def test_a_start_makes_one_plan(conductor, config, tmp_path):
+    config(
+        {
+            "a": {"command": fake("tcp", "--port", "{port}"), "port": "auto"},
+            "b": {"command": fake("tcp", "--port", "{port}"), "port": "auto", "depends_on": ["a"]},
+        }
+    )
+    proc = subprocess.run(
+        [PY, "-c", COUNT_PLANS, str(tmp_path / "conductor.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=conductor.env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "['a',", "'b']"]

@@ -92,6 +92,24 @@ def make_plan(
     return plan
 
 
+def check_ports(plan: Plan, *, auto_ports: bool = False) -> Plan:
+    """`plan` (made with check_ports=False) with its fixed ports checked, as make_plan
+    checks them: a taken port is an error, or reused with reuse_existing. A start plans
+    once, before it touches the logs folder, and checks ports only here, once an earlier
+    run's leftovers (which may hold them) are gone."""
+    if auto_ports:
+        return plan
+    services = plan.services
+    reuse = _reused(
+        plan.config,
+        {n: p.spec for n, p in services.items()},
+        {n: p.port for n, p in services.items()},
+    )
+    return replace(
+        plan, services={n: replace(p, reuse=reuse.get(n, False)) for n, p in services.items()}
+    )
+
+
 def _reused(
     config: Config, running: Mapping[str, ServiceSpec], port_of: Mapping[str, int | None]
 ) -> dict[str, bool]:

@@ -37,7 +37,7 @@ from conductor import (
 from conductor.config import Config, ReadySpec
 from conductor.environment import Address
 from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
-from conductor.plan import Plan, PlannedService, make_plan
+from conductor.plan import Plan, PlannedService, check_ports, make_plan
 from conductor.report import Reporter, ServiceReport
 from conductor.state import RunDir
 from conductor.subreaper import Subreaper
@@ -309,7 +309,7 @@ class Stack:
         self.started_at = time.monotonic()
         # Everything the file alone can get wrong fails here, before the logs folder is
         # touched; ports are checked below, once a killed run's leftovers are gone.
-        make_plan(
+        unchecked = make_plan(
             self.config,
             self.names,
             auto_ports=self.auto_ports,
@@ -320,7 +320,7 @@ class Stack:
         self._claim_logs_dir()
         self._prune()
         self._adopt_orphans()
-        plan = await self._clear_and_plan()
+        plan = await self._clear_and_check(unchecked)
         self._begin_record()
         self.runtimes = {
             name: _Runtime(
@@ -355,8 +355,9 @@ class Stack:
             if not self._reaper.install(asyncio.get_running_loop()):
                 self._reaper = None
 
-    async def _clear_and_plan(self) -> Plan:
-        """Stop what a killed run left in the folder, then plan with real ports."""
+    async def _clear_and_check(self, unchecked: Plan) -> Plan:
+        """Stop what a killed run left in the folder, then check the plan's ports (the
+        leftovers may have held them)."""
         try:
             earlier = await self._rundir.stop_leftovers()
             self.leftovers = earlier.stopped
@@ -368,9 +369,7 @@ class Stack:
             ignored = earlier.warning()
             if ignored:
                 self.reporter.warning(ignored)
-            self.plan = plan = make_plan(
-                self.config, self.names, auto_ports=self.auto_ports, logs_dir=self.logs_dir
-            )
+            self.plan = plan = check_ports(unchecked, auto_ports=self.auto_ports)
         except BaseException:
             self._release()
             raise
