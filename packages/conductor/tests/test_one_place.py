@@ -89,9 +89,34 @@ def test_only_templates_turns_a_template_error_into_a_config_error():
     assert offenders(_template_to_config_error, {"templates.py"}) == []
 
 
+# A folder's marker is read by owned.folder_mark only (the others that name it write it).
+_READS = {"read_plain", "read_text", "read_bytes", "open", "loads", "lstat", "stat"}
+
+
+def _reads_folder_mark(node: ast.AST) -> str | None:
+    if not isinstance(node, ast.FunctionDef) or node.name == "folder_mark":
+        return None
+    names = {_dotted(n).rsplit(".", 1)[-1] for n in ast.walk(node)}
+    texts = {n.value for n in ast.walk(node) if isinstance(n, ast.Constant)}
+    calls = {
+        _dotted(n.func).rsplit(".", 1)[-1] for n in ast.walk(node) if isinstance(n, ast.Call)
+    }
+    if ("FOLDER_MARK" in names or ".conductor-made" in texts) and calls & _READS:
+        return f"{node.name}() reads a folder's marker (use owned.folder_mark)"
+    return None
+
+
+def test_only_owned_folder_mark_reads_a_folder_marker():
+    assert offenders(_reads_folder_mark, set()) == []
+
+
 @pytest.mark.parametrize(
     ("finder", "code"),
     [
+        (
+            _reads_folder_mark,
+            "def check(folder):\n    return json.loads((folder / FOLDER_MARK).read_text())",
+        ),
         (
             _template_to_config_error,
             "try:\n    f()\nexcept templates.TemplateError as exc:\n"
