@@ -98,9 +98,7 @@ def _reads_folder_mark(node: ast.AST) -> str | None:
         return None
     names = {_dotted(n).rsplit(".", 1)[-1] for n in ast.walk(node)}
     texts = {n.value for n in ast.walk(node) if isinstance(n, ast.Constant)}
-    calls = {
-        _dotted(n.func).rsplit(".", 1)[-1] for n in ast.walk(node) if isinstance(n, ast.Call)
-    }
+    calls = {_dotted(n.func).rsplit(".", 1)[-1] for n in ast.walk(node) if isinstance(n, ast.Call)}
     if ("FOLDER_MARK" in names or ".conductor-made" in texts) and calls & _READS:
         return f"{node.name}() reads a folder's marker (use owned.folder_mark)"
     return None
@@ -110,9 +108,31 @@ def test_only_owned_folder_mark_reads_a_folder_marker():
     assert offenders(_reads_folder_mark, set()) == []
 
 
+# The run record is read by state.read_record only: clean, the watchdog and --attach
+# all get its typed Record.
+def _reads_run_record(node: ast.AST) -> str | None:
+    if not isinstance(node, ast.FunctionDef) or node.name == "read_record":
+        return None
+    names = {_dotted(n).rsplit(".", 1)[-1] for n in ast.walk(node)}
+    texts = {n.value for n in ast.walk(node) if isinstance(n, ast.Constant)}
+    calls = {_dotted(n.func).rsplit(".", 1)[-1] for n in ast.walk(node) if isinstance(n, ast.Call)}
+    named = names & {"RECORD_NAME", "record_path"} or ".conductor-run.json" in texts
+    if named and calls & (_READS - {"lstat", "stat"}):
+        return f"{node.name}() reads the run record (use state.read_record)"
+    return None
+
+
+def test_only_state_read_record_reads_the_run_record():
+    assert offenders(_reads_run_record, set()) == []
+
+
 @pytest.mark.parametrize(
     ("finder", "code"),
     [
+        (
+            _reads_run_record,
+            "def find(rundir):\n    return json.loads(rundir.record_path.read_text())",
+        ),
         (
             _reads_folder_mark,
             "def check(folder):\n    return json.loads((folder / FOLDER_MARK).read_text())",
