@@ -126,9 +126,38 @@ def test_only_state_read_record_reads_the_run_record():
     assert offenders(_reads_run_record, set()) == []
 
 
+# /proc is read and parsed in procfs.py only; a process group is looked up there, or
+# in compat.py (which chooses between procfs and psutil).
+def _reads_proc(node: ast.AST) -> str | None:
+    if isinstance(node, ast.JoinedStr) and node.values:
+        first = node.values[0]
+        if isinstance(first, ast.Constant) and str(first.value).startswith("/proc"):
+            return f"reads {ast.unparse(node)} (use procfs)"
+    if isinstance(node, ast.Constant) and str(node.value).startswith("/proc"):
+        return f"reads {node.value!r} (use procfs)"
+    return None
+
+
+def _looks_up_a_group(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Call) and _dotted(node.func) == "os.getpgid":
+        return "looks up a process group (use procfs.group or compat.leads_group)"
+    return None
+
+
+def test_only_procfs_reads_proc():
+    assert offenders(_reads_proc, {"procfs.py"}) == []
+
+
+def test_only_procfs_and_compat_look_up_a_process_group():
+    assert offenders(_looks_up_a_group, {"procfs.py", "compat.py"}) == []
+
+
 @pytest.mark.parametrize(
     ("finder", "code"),
     [
+        (_reads_proc, "text = Path(f'/proc/{pid}/stat').read_text()"),
+        (_reads_proc, "names = os.listdir('/proc')"),
+        (_looks_up_a_group, "leads = os.getpgid(pid) == pid"),
         (
             _reads_run_record,
             "def find(rundir):\n    return json.loads(rundir.record_path.read_text())",

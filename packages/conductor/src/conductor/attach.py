@@ -248,10 +248,10 @@ def _child_of_up(pid: int, created: float, up_pid: int) -> bool:
         proc = psutil.Process(pid)
         return (
             proc.ppid() == up_pid
-            and os.getpgid(pid) == pid
+            and compat.leads_group(pid)
             and proc.status() != psutil.STATUS_ZOMBIE
         )
-    except (psutil.Error, OSError):
+    except psutil.Error:
         return False
 
 
