@@ -309,15 +309,12 @@ class Stack:
         self.started_at = time.monotonic()
         # Everything the file alone can get wrong fails here, before the logs folder is
         # touched; ports are checked below, once a killed run's leftovers are gone.
-        unchecked = make_plan(
-            self.config,
-            self.names,
-            auto_ports=self.auto_ports,
-            logs_dir=self.logs_dir,
-            check_ports=False,
-            command_env=self.request_env,
-        )
+        unchecked = self._plan()
         self._claim_logs_dir()
+        if self.logs_dir != unchecked.logs_dir:
+            # Busy: this run logs to a run-PID subfolder, which every log path and
+            # {logs_dir} names; the only start that plans again.
+            unchecked = self._plan()
         self._prune()
         self._adopt_orphans()
         plan = await self._clear_and_check(unchecked)
@@ -336,6 +333,22 @@ class Stack:
         await self._bring_all_up()
         self.ready_at = time.monotonic()
         self.reporter.untrack()
+
+    def _plan(self) -> Plan:
+        """The start's plan for its logs folder; ports are checked by _clear_and_check."""
+        try:
+            return make_plan(
+                self.config,
+                self.names,
+                auto_ports=self.auto_ports,
+                logs_dir=self.logs_dir,
+                check_ports=False,
+                command_env=self.request_env,
+            )
+        except BaseException:
+            if self._locked:
+                self._release()
+            raise
 
     def _claim_logs_dir(self) -> None:
         """Take the logs folder's lock and open conductor.log there."""
