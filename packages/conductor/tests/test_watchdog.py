@@ -132,3 +132,29 @@ def test_a_normal_run_leaves_no_watchdog_and_does_not_take_it_for_a_stray(
     assert "leftover" not in err
     assert "leftover" not in (tmp_path / "logs" / "conductor.log").read_text()
     assert "watchdog: conductor" not in (tmp_path / "logs" / "conductor.log").read_text()
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_the_watchdog_never_writes_through_what_is_planted_at_conductor_log(tmp_path, kind):
+    """It adds to the run's own conductor.log as the event log does (files.append_to):
+    a link there is not written through, and a FIFO fails at once instead of blocking
+    the run's start for good (before, its own open followed the link and, on a FIFO,
+    waited for a reader)."""
+    from conductor import watchdog
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    victim = tmp_path / "victim"
+    if kind == "symlink":
+        victim.write_text("precious\n")
+        (logs / "conductor.log").symlink_to(victim)
+    else:
+        os.mkfifo(logs / "conductor.log")
+    lock = os.open(tmp_path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        started = watchdog.start(logs, "0" * 32, lock)
+    finally:
+        os.close(lock)
+    assert started is None
+    if kind == "symlink":
+        assert victim.read_text() == "precious\n"

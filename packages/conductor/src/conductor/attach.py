@@ -34,7 +34,7 @@ from conductor.environment import Address
 from conductor.errors import EXIT_SERVICE_FAILED, ConductorError
 from conductor.plan import make_plan
 from conductor.report import ServiceReport
-from conductor.state import RunDir
+from conductor.state import BadRecord, RunDir
 
 if TYPE_CHECKING:
     import psutil
@@ -150,15 +150,22 @@ def find(config: Config, names: list[str] | None, logs_dir: Path) -> LiveStack:
     """The live `up` in `logs_dir` to reuse, or NotAttachable saying why not."""
     logs_dir = logs_dir.resolve()
     where = str(logs_dir)
-    record = RunDir(logs_dir).read_record()
-    if record is None:
-        raise NotAttachable(f"no live `conductor up` in {where} to attach to", found=False)
-    info = record.get(RECORD_KEY)
-    pid = _int(record.get("conductor_pid"))
+    try:
+        record = RunDir(logs_dir).read()
+    except (FileNotFoundError, BadRecord):
+        raise NotAttachable(
+            f"no live `conductor up` in {where} to attach to", found=False
+        ) from None
+    info = record.annotations.get(RECORD_KEY)
+    pid = record.conductor_pid
     if not isinstance(info, dict):
         raise NotAttachable(
             f"the conductor run in {where} (pid {pid}) is a `conductor run`, or an `up` "
             "still starting: only a ready `conductor up` is attached to"
+        )
+    if record.problems:
+        raise NotAttachable(
+            f"the run record in {where} is not one conductor wrote ({record.problems[0]})"
         )
     try:
         recorded_dir = Path(str(info["logs_dir"])).resolve()
@@ -166,13 +173,10 @@ def find(config: Config, names: list[str] | None, logs_dir: Path) -> LiveStack:
         addresses = {str(n): Address.from_json(a) for n, a in info["addresses"].items()}
         skipped = {str(k): str(v) for k, v in info.get("skipped", {}).items()}
         values = {str(k): str(v) for k, v in info.get("values", {}).items()}
-        run_id = str(record["run_id"])
-        processes = [
-            (str(p["service"]), int(p["pid"]), float(p["created"])) for p in record["processes"]
-        ]
         started = float(info["conductor_started"])
     except (KeyError, TypeError, ValueError, AttributeError):
         raise NotAttachable(f"the run record in {where} is not one conductor wrote") from None
+    run_id = record.run_id
     if recorded_dir != logs_dir:
         raise NotAttachable(
             f"the run record in {where} belongs to the logs folder {recorded_dir} (copied?)"
@@ -199,12 +203,12 @@ def find(config: Config, names: list[str] | None, logs_dir: Path) -> LiveStack:
             f"the `conductor up` that wrote {where} (pid {pid}) is gone; "
             "`conductor clean` stops what it left"
         )
-    for service, spid, created in processes:
-        why = _not_ours(spid, created, owned.Mark(run_id, str(recorded_dir)), pid)
+    for entry in record.processes:
+        why = _not_ours(entry.pid, entry.started, owned.Mark(run_id, str(recorded_dir)), pid)
         if why is not None:
             raise NotAttachable(
-                f"service '{service}' of the `conductor up` in {where} is not the one it "
-                f"started: {why}"
+                f"service '{entry.service}' of the `conductor up` in {where} is not the one "
+                f"it started: {why}"
             )
     if lockfile.holder(RunDir(logs_dir).lock_path) != str(pid):
         # A live `up` holds its logs folder's lock: a record whose `up` does not (pid 1
@@ -214,10 +218,6 @@ def find(config: Config, names: list[str] | None, logs_dir: Path) -> LiveStack:
             "record was copied or forged, or that up is ending"
         )
     return LiveStack(run_id, pid, logs_dir, services, addresses, skipped, values)
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _same_process(pid: int, created: float) -> bool:
@@ -248,10 +248,10 @@ def _child_of_up(pid: int, created: float, up_pid: int) -> bool:
         proc = psutil.Process(pid)
         return (
             proc.ppid() == up_pid
-            and os.getpgid(pid) == pid
+            and compat.leads_group(pid)
             and proc.status() != psutil.STATUS_ZOMBIE
         )
-    except (psutil.Error, OSError):
+    except psutil.Error:
         return False
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+from conductor import procfs
 
 if TYPE_CHECKING:
     import psutil
@@ -84,13 +84,25 @@ def group_members(pgid: int) -> list[psutil.Process]:
     except (ProcessLookupError, PermissionError):
         return []
     members = []
-    for proc in psutil.process_iter(["status"]):
+    for pid in procfs.group(pgid) if sys.platform == "linux" else _group_by_psutil(pgid):
         try:
-            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            proc = psutil.Process(pid)
+            if proc.status() != psutil.STATUS_ZOMBIE:
                 members.append(proc)
-        except (ProcessLookupError, psutil.Error, OSError):
+        except psutil.Error:
             continue
     return members
+
+
+def _group_by_psutil(pgid: int) -> list[int]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid:
+                found.append(proc.pid)
+        except (ProcessLookupError, psutil.Error, OSError):
+            continue
+    return found
 
 
 def group_alive(pgid: int) -> bool:
@@ -112,20 +124,10 @@ def process_alive(pid: int, started: float | None, slack: float) -> bool:
     """Whether `pid` still names the process that started at `started` and has not yet
     exited (a zombie has)."""
     if sys.platform == "linux":
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
+        found = procfs.stat(pid)
+        if found is None or found.ended:
             return False
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] in ("Z", "X"):
-            return False
-        if started is None:
-            return True
-        try:
-            ticks = int(fields[19])
-        except (ValueError, IndexError):
-            return False
-        return abs(_boot_time() + ticks / os.sysconf("SC_CLK_TCK") - started) <= slack
+        return started is None or abs(found.started - started) <= slack
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
@@ -138,7 +140,7 @@ def process_alive(pid: int, started: float | None, slack: float) -> bool:
 def pids_with_environ(entries: list[str]) -> list[int]:
     """Pids whose starting environment holds every `NAME=value` in `entries`.
 
-    On Linux this reads /proc/PID/environ directly (what psutil's environ() reads),
+    On Linux this reads /proc/PID/environ (procfs; what psutil's environ() reads),
     about four times quicker than building a psutil.Process per pid; teardown scans
     twice, so it shows in every run's exit time.
     """
@@ -155,43 +157,27 @@ def pids_with_environ(entries: list[str]) -> list[int]:
         return found
     needles = [b"\0" + entry.encode() + b"\0" for entry in entries]
     found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
+    for pid in procfs.pids():
+        raw = procfs.environ(pid)
+        if raw is None:  # gone, or another user's
             continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as handle:
-                data = b"\0" + handle.read()
-        except OSError:  # gone, or another user's (psutil would say AccessDenied)
-            continue
+        data = b"\0" + raw
         if not data.endswith(b"\0"):
             data += b"\0"
         if all(needle in data for needle in needles):
-            found.append(int(name))
+            found.append(pid)
     return found
 
 
 def start_time(pid: int) -> float | None:
     """When `pid` started (seconds since the epoch), as psutil's create_time() computes
-    it; on Linux read from /proc directly, which is quicker than importing psutil."""
+    it; on Linux read from /proc (procfs), which is quicker than importing psutil."""
     if sys.platform == "linux":
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            ticks = int(stat.rsplit(")", 1)[1].split()[19])
-            return _boot_time() + ticks / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return None
+        return procfs.start_time(pid)
     try:
         return float(psutil.Process(pid).create_time())
     except psutil.Error:
         return None
-
-
-@functools.cache
-def _boot_time() -> float:
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("btime "):
-            return float(line.split()[1])
-    raise ValueError("no btime in /proc/stat")
 
 
 def is_subreaper() -> bool:
@@ -223,14 +209,10 @@ def set_subreaper(on: bool) -> bool:
 def child_pids(pid: int) -> list[int]:
     """The pids of `pid`'s children (Linux reads /proc, with no psutil import)."""
     if sys.platform == "linux":
-        found: list[int] = []
-        try:
-            for task in os.listdir(f"/proc/{pid}/task"):
-                text = Path(f"/proc/{pid}/task/{task}/children").read_text()
-                found += [int(word) for word in text.split()]
+        found = procfs.children(pid)
+        if found is not None:
             return found
-        except (OSError, ValueError):
-            pass  # no /proc/PID/task/*/children in this kernel: ask psutil
+        # no /proc/PID/task/*/children in this kernel: ask psutil
     try:
         return [child.pid for child in psutil.Process(pid).children()]
     except psutil.Error:

@@ -215,10 +215,8 @@ def _check_command_template(
         owner="command",
         postgres=[n for n, s in services.items() if s.kind == "postgres"],
     )
-    try:
+    with templates.config_error(file=file, key=key):
         templates.check(template, scope)
-    except templates.TemplateError as exc:
-        raise ConfigError(str(exc), file=file, key=key) from None
 
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
@@ -311,7 +309,5 @@ def _check_templates(
             owner=_OWNERS.get(key, "service"),
             postgres=postgres,
         )
-        try:
+        with templates.config_error(file=file, service=name, key=key):
             templates.check(template, scope)
-        except templates.TemplateError as exc:
-            raise ConfigError(str(exc), file=file, service=name, key=key) from None

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conductor import owned, templates
-from conductor.errors import ConfigError
 from conductor.schema import env_name
 
 if TYPE_CHECKING:
@@ -241,10 +240,8 @@ def command(
     gave it already). `addresses` False: the inherited environment holds them already
     (a surrounding run built it with this function)."""
     absent = set(config.services) - set(running)
-    try:
+    with templates.config_error(table="--env "):
         filled = requested.filled(context, absent)
-    except templates.TemplateError as exc:
-        raise ConfigError(str(exc), key=f"--env {exc.key}") from None
     return build(
         {
             Layer.ENV_FILE: file_values(config),

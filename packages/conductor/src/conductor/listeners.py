@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from conductor import procfs
+
 _NETLINK_SOCK_DIAG = 4
 _SOCK_DIAG_BY_FAMILY = 20
 _NLM_F_REQUEST = 0x1
@@ -100,10 +102,8 @@ def _proc_net() -> list[Socket]:
     """The same from /proc/net/tcp and tcp6: slower, for kernels that refuse netlink."""
     found: list[Socket] = []
     for name, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
-        try:
-            with open(f"/proc/net/{name}", encoding="ascii") as handle:
-                lines = handle.read().splitlines()[1:]
-        except FileNotFoundError:  # no IPv6
+        lines = procfs.tcp_table(name)
+        if lines is None:  # no IPv6
             continue
         for line in lines:
             fields = line.split()
@@ -159,15 +159,7 @@ def held(inodes: set[int], pids: Iterable[int]) -> set[int]:
     wanted = {f"socket:[{inode}]": inode for inode in inodes}
     found: set[int] = set()
     for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:  # gone, or another user's
-            continue
-        for fd in fds:
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
+        for link in procfs.fd_links(pid):  # nothing when gone, or another user's
             if link in wanted:
                 found.add(wanted[link])
                 if len(found) == len(wanted):
@@ -177,31 +169,13 @@ def held(inodes: set[int], pids: Iterable[int]) -> set[int]:
 
 def holders(inodes: set[int]) -> list[int]:
     """Every process this user can see that holds one of `inodes` (a scan of /proc)."""
-    return [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and held(inodes, [int(pid)])]
+    return [pid for pid in procfs.pids() if held(inodes, [pid])]
 
 
 def describe(pid: int) -> str:
     """'pid N (command line)', as far as /proc shows it."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            words = handle.read().decode("utf-8", "replace").replace("\0", " ").split()
-        command = " ".join(words)[:120]  # one line, whatever the arguments hold
-    except OSError:
-        command = ""
+    command = " ".join(procfs.cmdline(pid))[:120]  # one line, whatever the arguments hold
     return f"pid {pid} ({command})" if command else f"pid {pid}"
-
-
-def group(pgid: int) -> list[int]:
-    """The processes of a process group, by one getpgid() per process: no file read."""
-    pids = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.getpgid(int(name)) == pgid:
-                    pids.append(int(name))
-            except OSError:
-                continue
-    return pids
 
 
 def whose(host: str, port: int, leader: int, marked: Callable[[], Iterable[int]]) -> Listener:
@@ -218,7 +192,7 @@ def whose(host: str, port: int, leader: int, marked: Callable[[], Iterable[int]]
     if not inodes:
         return Listener("nobody")
     foreign = set(inodes)
-    for batch in (lambda: [leader], lambda: group(leader), marked):
+    for batch in (lambda: [leader], lambda: procfs.group(leader), marked):
         foreign -= held(foreign, batch())
         if not foreign:
             return Listener("ours")

@@ -134,8 +134,7 @@ def make_folder(mark: Mark, folder: Path) -> Path:
     ours) with the marker file that lets a later `clean` prove conductor made it for
     this run. OSError when it cannot be made."""
     os.mkdir(folder, 0o700)
-    marker = os.open(folder / FOLDER_MARK, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    with os.fdopen(marker, "w", encoding="utf-8") as out:
+    with os.fdopen(files.create(folder / FOLDER_MARK), "w", encoding="utf-8") as out:
         out.write(json.dumps({"run_id": mark.run_id, "logs_dir": mark.logs_dir}))
     return folder
 
@@ -163,18 +162,13 @@ def check_folder(path: object, mark: Mark) -> Path | None:
         raise NotOurs(f"folder {path!r} cannot be examined ({exc.strerror})") from None
     if not stat.S_ISDIR(info.st_mode):
         raise NotOurs(f"folder {path!r} is not a folder")
-    marker = folder / FOLDER_MARK
-    try:
-        # The marker is conductor's own file, even in a folder it gave to a server's
-        # user (PostgreSQL's socket goes there): that user could replace the file, but
-        # the new one would be theirs.
-        info = marker.lstat()
-        if not stat.S_ISREG(info.st_mode) or (not compat.WINDOWS and info.st_uid != os.geteuid()):
-            raise NotOurs(f"folder {path!r} has no marker conductor wrote")
-        written = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise NotOurs(f"folder {path!r} has no marker conductor wrote") from None
-    if written != {"run_id": mark.run_id, "logs_dir": mark.logs_dir}:
+    # The marker is conductor's own file, even in a folder it gave to a server's user
+    # (PostgreSQL's socket goes there): that user could replace the file, but the new
+    # one would be theirs.
+    written = folder_mark(folder)
+    if written is None:
+        raise NotOurs(f"folder {path!r} has no marker conductor wrote")
+    if (written.run_id, written.logs_dir, written.ended) != (mark.run_id, mark.logs_dir, None):
         raise NotOurs(f"folder {path!r} was made by another run")
     return folder
 
@@ -220,11 +214,14 @@ def _refuse_mount_points(folder: Path) -> None:
 
 
 @dataclass(frozen=True)
-class RunFolderMark:
-    """What conductor wrote in a run-PID subfolder it made: the run that made it last,
-    and when that run ended (None while it runs, or when it died with its watchdog)."""
+class FolderMark:
+    """What conductor wrote in a folder it made: the run that made it (the one that
+    made it last, for a run-PID subfolder), that run's logs folder, and when the run
+    ended (a run-PID subfolder's only; None while it runs, or when it died with its
+    watchdog)."""
 
     run_id: str
+    logs_dir: str
     ended: float | None
     written: float  # the marker's modification time
 
@@ -238,25 +235,40 @@ def mark_run_folder(folder: Path, run_id: str, *, ended: float | None = None) ->
     files.replace(folder / FOLDER_MARK, json.dumps(mark))
 
 
-def run_folder_mark(folder: Path) -> RunFolderMark | None:
-    """The marker of `folder` when conductor made it as a run-PID subfolder: a real
-    folder (not a link), holding a plain marker file of this user's that names a run and
-    this very folder. None for anything else (a folder a user made, a link, a file, a
-    copy moved from elsewhere, a marker that cannot be read)."""
+def folder_mark(folder: Path) -> FolderMark | None:
+    """The one reader of a folder's marker: what it says when it is conductor's own, a
+    plain file (not a link, never a FIFO's endless wait, no more than a marker's size)
+    of this user's, naming a run and a logs folder; None for anything else."""
     try:
-        if not stat.S_ISDIR(folder.lstat().st_mode):
-            return None
         text, info = files.read_plain(folder / FOLDER_MARK, _MARK_BYTES)
         if not compat.WINDOWS and info.st_uid != os.geteuid():
             return None
         written = json.loads(text)
     except (OSError, ValueError):  # NotPlain and UnicodeDecodeError are ValueErrors
         return None
-    if not isinstance(written, dict) or written.get("logs_dir") != str(folder):
+    if not isinstance(written, dict):
         return None
-    run_id, ended = written.get("run_id"), written.get("ended")
-    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+    run_id, logs_dir, ended = written.get("run_id"), written.get("logs_dir"), written.get("ended")
+    if (
+        not isinstance(run_id, str)
+        or not _RUN_ID.fullmatch(run_id)
+        or not isinstance(logs_dir, str)
+    ):
         return None
     if isinstance(ended, bool) or not isinstance(ended, int | float) or ended != ended:
         ended = None
-    return RunFolderMark(run_id, None if ended is None else float(ended), info.st_mtime)
+    return FolderMark(run_id, logs_dir, None if ended is None else float(ended), info.st_mtime)
+
+
+def run_folder_mark(folder: Path) -> FolderMark | None:
+    """The marker of `folder` when conductor made it as a run-PID subfolder: a real
+    folder (not a link) whose marker (folder_mark) names this very folder. None for
+    anything else (a folder a user made, a link, a file, a copy moved from elsewhere, a
+    marker that cannot be read)."""
+    try:
+        if not stat.S_ISDIR(folder.lstat().st_mode):
+            return None
+    except OSError:
+        return None
+    mark = folder_mark(folder)
+    return mark if mark is not None and mark.logs_dir == str(folder) else None

@@ -92,6 +92,24 @@ def make_plan(
     return plan
 
 
+def check_ports(plan: Plan, *, auto_ports: bool = False) -> Plan:
+    """`plan` (made with check_ports=False) with its fixed ports checked, as make_plan
+    checks them: a taken port is an error, or reused with reuse_existing. A start plans
+    once, before it touches the logs folder, and checks ports only here, once an earlier
+    run's leftovers (which may hold them) are gone."""
+    if auto_ports:
+        return plan
+    services = plan.services
+    reuse = _reused(
+        plan.config,
+        {n: p.spec for n, p in services.items()},
+        {n: p.port for n, p in services.items()},
+    )
+    return replace(
+        plan, services={n: replace(p, reuse=reuse.get(n, False)) for n, p in services.items()}
+    )
+
+
 def _reused(
     config: Config, running: Mapping[str, ServiceSpec], port_of: Mapping[str, int | None]
 ) -> dict[str, bool]:
@@ -134,15 +152,11 @@ def _check_command_env(plan: Plan, values: Mapping[str, str], environ: Mapping[s
         problem = schema.env_problem(key, template)
         if problem is not None:
             raise ConfigError(problem, key=f"--env {key}")
-        try:
+        with templates.config_error(key=f"--env {key}"):
             templates.check(template, scope)
-        except templates.TemplateError as exc:
-            raise ConfigError(str(exc), key=f"--env {key}") from None
     requested = environment.Requested.of(plan.config, values)
-    try:
+    with templates.config_error(table="--env "):
         requested.filled(plan.context, absent=set(plan.config.services) - set(plan.services))
-    except templates.TemplateError as exc:
-        raise ConfigError(str(exc), key=f"--env {exc.key}") from None
 
 
 def _skipped(
@@ -308,10 +322,8 @@ def _postgres_setup(
         template = getattr(spec, key)
         if template is None:
             return None
-        try:
+        with templates.config_error(file=config.file, service=name, key=key):
             value = context.render(template)
-        except templates.TemplateError as exc:
-            raise ConfigError(str(exc), file=config.file, service=name, key=key) from None
         if not value or any(ord(c) < 32 or c == "\x7f" for c in value):
             raise ConfigError(
                 "must not be empty or hold control characters"
@@ -360,10 +372,8 @@ def _url(
     setup: postgres.Setup | None,
 ) -> str | None:
     if spec.url is not None:
-        try:
+        with templates.config_error(file=config.file, service=name, key="url"):
             return context.render(spec.url, port=port)
-        except templates.TemplateError as exc:
-            raise ConfigError(str(exc), file=config.file, service=name, key="url") from None
     if setup is not None:
         user = quote(setup.user, safe="")
         if setup.password is not None:
@@ -384,19 +394,13 @@ def _planned(
     logs: Path,
 ) -> PlannedService:
     def fill(template: str, key: str) -> str:
-        try:
+        with templates.config_error(file=config.file, service=name, key=key):
             return context.render(template, port=port, url=url)
-        except templates.TemplateError as exc:
-            raise ConfigError(str(exc), file=config.file, service=name, key=key) from None
 
-    try:
+    with templates.config_error(file=config.file, table="env."):
         shared = context.render_env(config.env)
-    except templates.TemplateError as exc:
-        raise ConfigError(str(exc), file=config.file, key=f"env.{exc.key}") from None
-    try:
+    with templates.config_error(file=config.file, service=name, table="env."):
         own = context.render_env(spec.env, port=port, url=url)
-    except templates.TemplateError as exc:
-        raise ConfigError(str(exc), file=config.file, service=name, key=f"env.{exc.key}") from None
     cwd = config.root / fill(spec.cwd, "cwd") if spec.cwd else config.root
     return PlannedService(
         name=name,

@@ -28,42 +28,17 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from conductor import logs
+from conductor import logs, procfs
 from conductor.signals import child_mask
 
 _active: Reaper | None = None
 
 
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, ppid, start time in clock ticks) from /proc/PID/stat; None when gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
-        return fields[0].decode(), int(fields[1]), int(fields[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def _children(me: int) -> list[int]:
-    """Our children, from every thread's `children` list (an orphan is handed to any
-    thread of its subreaper); a full /proc scan where the kernel has no such list."""
-    found: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{me}/task")
-        for tid in tasks:
-            with open(f"/proc/{me}/task/{tid}/children", "rb") as handle:
-                found += [int(pid) for pid in handle.read().split()]
-        return found
-    except FileNotFoundError:
-        pass
-    except OSError:
-        return found
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            stat = _stat(int(name))
-            if stat is not None and stat[1] == me:
-                found.append(int(name))
-    return found
+    """Our children, from every thread's `children` list; a full /proc scan where the
+    kernel has no such list."""
+    found = procfs.children(me)
+    return procfs.children_by_scan(me) if found is None else found
 
 
 class Reaper:
@@ -97,9 +72,9 @@ class Reaper:
 
     def own(self, pid: int) -> None:
         """`pid` is a child conductor spawned: its status is its spawner's to take."""
-        stat = _stat(pid)
+        stat = procfs.stat(pid)
         if stat is not None:  # else it has already been waited for
-            self._own[pid] = stat[2]
+            self._own[pid] = stat.start_ticks
 
     def reap(self) -> list[int]:
         """Wait for every zombie child that is not conductor's own; the pids reaped."""
@@ -111,10 +86,10 @@ class Reaper:
         children = set(_children(me))
         reaped = []
         for pid in children:
-            stat = _stat(pid)
-            if stat is None or stat[0] != "Z":
+            stat = procfs.stat(pid)
+            if stat is None or stat.state != "Z":
                 continue
-            if self._own.get(pid) == stat[2]:
+            if self._own.get(pid) == stat.start_ticks:
                 continue  # ours, for whoever spawned it to wait for
             with contextlib.suppress(ChildProcessError, OSError):
                 if os.waitpid(pid, os.WNOHANG)[0] == pid:

@@ -37,7 +37,7 @@ from conductor import (
 from conductor.config import Config, ReadySpec
 from conductor.environment import Address
 from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
-from conductor.plan import Plan, PlannedService, make_plan
+from conductor.plan import Plan, PlannedService, check_ports, make_plan
 from conductor.report import Reporter, ServiceReport
 from conductor.state import RunDir
 from conductor.subreaper import Subreaper
@@ -309,18 +309,15 @@ class Stack:
         self.started_at = time.monotonic()
         # Everything the file alone can get wrong fails here, before the logs folder is
         # touched; ports are checked below, once a killed run's leftovers are gone.
-        make_plan(
-            self.config,
-            self.names,
-            auto_ports=self.auto_ports,
-            logs_dir=self.logs_dir,
-            check_ports=False,
-            command_env=self.request_env,
-        )
+        unchecked = self._plan()
         self._claim_logs_dir()
+        if self.logs_dir != unchecked.logs_dir:
+            # Busy: this run logs to a run-PID subfolder, which every log path and
+            # {logs_dir} names; the only start that plans again.
+            unchecked = self._plan()
         self._prune()
         self._adopt_orphans()
-        plan = await self._clear_and_plan()
+        plan = await self._clear_and_check(unchecked)
         self._begin_record()
         self.runtimes = {
             name: _Runtime(
@@ -336,6 +333,22 @@ class Stack:
         await self._bring_all_up()
         self.ready_at = time.monotonic()
         self.reporter.untrack()
+
+    def _plan(self) -> Plan:
+        """The start's plan for its logs folder; ports are checked by _clear_and_check."""
+        try:
+            return make_plan(
+                self.config,
+                self.names,
+                auto_ports=self.auto_ports,
+                logs_dir=self.logs_dir,
+                check_ports=False,
+                command_env=self.request_env,
+            )
+        except BaseException:
+            if self._locked:
+                self._release()
+            raise
 
     def _claim_logs_dir(self) -> None:
         """Take the logs folder's lock and open conductor.log there."""
@@ -355,8 +368,9 @@ class Stack:
             if not self._reaper.install(asyncio.get_running_loop()):
                 self._reaper = None
 
-    async def _clear_and_plan(self) -> Plan:
-        """Stop what a killed run left in the folder, then plan with real ports."""
+    async def _clear_and_check(self, unchecked: Plan) -> Plan:
+        """Stop what a killed run left in the folder, then check the plan's ports (the
+        leftovers may have held them)."""
         try:
             earlier = await self._rundir.stop_leftovers()
             self.leftovers = earlier.stopped
@@ -368,9 +382,7 @@ class Stack:
             ignored = earlier.warning()
             if ignored:
                 self.reporter.warning(ignored)
-            self.plan = plan = make_plan(
-                self.config, self.names, auto_ports=self.auto_ports, logs_dir=self.logs_dir
-            )
+            self.plan = plan = check_ports(unchecked, auto_ports=self.auto_ports)
         except BaseException:
             self._release()
             raise

@@ -61,13 +61,19 @@ def _rule(entry: dict[str, Any]) -> Rule:
 
 @dataclass(frozen=True)
 class Record:
-    """A run record as read back: only entries of the right shape; `problems` says
-    what was wrong with the rest."""
+    """A run record as read back (read_record): only entries of the right shape;
+    `problems` says what was wrong with the rest; `annotations`, what the live run added
+    (RunDir.annotate: a ready `conductor up` publishes its stack there for --attach)."""
 
     run_id: str
     processes: list[Entry]
     folders: list[object]
     problems: list[str]
+    conductor_pid: int | None = None
+    annotations: dict[str, object] = field(default_factory=dict)
+
+
+_WRITTEN = {"conductor_pid", "run_id", "started", "processes", "folders"}  # RunDir.begin's
 
 
 class BadRecord(ValueError):
@@ -119,7 +125,27 @@ def parse_record(data: object) -> Record:
             continue
         service = str(item.get("service", "?"))
         entries.append(Entry(service, pid, started, _rule(item)))
-    return Record(run_id, entries, list(folders), problems)
+    conductor_pid = data.get("conductor_pid")
+    if isinstance(conductor_pid, bool) or not isinstance(conductor_pid, int):
+        conductor_pid = None
+    annotations = {str(k): v for k, v in data.items() if k not in _WRITTEN}
+    return Record(run_id, entries, list(folders), problems, conductor_pid, annotations)
+
+
+def read_record(path: Path) -> Record:
+    """The one reader of a run record (`clean`, the watchdog, `--attach`): a plain file,
+    not a link, of a run record's size at most, parsed by parse_record. Raises
+    FileNotFoundError when there is none, and BadRecord (`str()` says why) when what is
+    there is no run record at all."""
+    try:
+        data = json.loads(files.read_text(path, _RECORD_BYTES))
+    except FileNotFoundError:
+        raise
+    except files.NotPlain as exc:
+        raise BadRecord(str(exc)) from None
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply
+        raise BadRecord("it is not readable JSON") from None
+    return parse_record(data)
 
 
 def _short(value: object) -> str:
@@ -199,14 +225,10 @@ class RunDir:
             ) from None
         return True
 
-    def read_record(self) -> dict[str, Any] | None:
-        """The run record as written, or None when there is none or it is not JSON. Only
-        what it says; whether its processes are still that run's is the reader's check."""
-        try:
-            record = json.loads(files.read_text(self.record_path, _RECORD_BYTES))
-        except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply
-            return None
-        return record if isinstance(record, dict) else None
+    def read(self) -> Record:
+        """This folder's run record (read_record): only what it says; whether its
+        processes are still that run's is the reader's check."""
+        return read_record(self.record_path)
 
     async def stop_leftovers(self, run_id: str | None = None) -> Leftovers:
         """Stop what a dead earlier run left behind, as its teardown would have (each
@@ -216,13 +238,11 @@ class RunDir:
         record of another run is left alone altogether."""
         out = Leftovers(record=self.record_path)
         try:
-            data = json.loads(files.read_text(self.record_path, _RECORD_BYTES))
-            record = parse_record(data)
+            record = self.read()
         except FileNotFoundError:
             return out
-        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested deeply
-            known = isinstance(exc, BadRecord | files.NotPlain)
-            out.bad = str(exc) if known else "it is not readable JSON"
+        except BadRecord as exc:
+            out.bad = str(exc)
             self._forget()
             return out
         if run_id is not None and record.run_id != run_id:

@@ -7,12 +7,15 @@ values are filled (`Context`) only once every port is settled.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from conductor.errors import ConfigError
 
 _FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 _SERVICE_ATTRS = ("host", "port", "url")
@@ -27,6 +30,25 @@ class TemplateError(ValueError):
     def __init__(self, message: str, key: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+
+
+@contextlib.contextmanager
+def config_error(
+    *,
+    file: Path | str | None = None,
+    service: str | None = None,
+    key: str | None = None,
+    table: str | None = None,
+) -> Iterator[None]:
+    """The one way a template that cannot be checked or filled becomes bad configuration:
+    a ConfigError naming the file, the service and the key. `key` is the template's own
+    key; `table` instead is the prefix of a table of them (`env.`, `--env `), which the
+    error's own key (the variable, from render_env) completes."""
+    try:
+        yield
+    except TemplateError as exc:
+        where = key if table is None else f"{table}{exc.key}"
+        raise ConfigError(str(exc), file=file, service=service, key=where) from None
 
 
 def fields(template: str) -> Iterator[str]:

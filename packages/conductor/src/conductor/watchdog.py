@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from conductor import compat, logs, reaper
+from conductor import compat, files, logs, reaper
 from conductor.process import describe_exit
 
 DONE = b"done"
@@ -99,7 +99,9 @@ def start(logs_dir: Path, run_id: str, lock_fd: int) -> Watchdog | None:
         return None
     root = str(Path(__file__).resolve().parent.parent)
     try:
-        log = os.open(logs_dir / "conductor.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # The run's own conductor.log, through files (never a link's target, never a
+        # FIFO's open that blocks): the watchdog's crash, if any, ends up there.
+        log = files.append_to(logs_dir / "conductor.log")
     except OSError:
         return None
     read_end, write_end = os.pipe()  # neither is inherited by anything else we start
