@@ -3,13 +3,13 @@ Chromium (found by the adversarial review of issue 16)."""
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from _pytest.fixtures import FixtureFunctionDefinition
 
 from tests import optional
 from tools.bare import MISSING
@@ -21,12 +21,16 @@ OPENS_A_BROWSER = ("Playwright", "BrowserType", "Browser", "CreateContextCallbac
 
 
 def plugin_fixtures_that_open_a_browser() -> set[str]:
+    """Read from the plugin's source (pytest has no public way to list a module's
+    fixture definitions across the versions pyproject.toml allows)."""
     found = set()
-    for name, fixture in vars(plugin).items():
-        if isinstance(fixture, FixtureFunctionDefinition):
-            returns = str(inspect.signature(fixture._get_wrapped_function()).return_annotation)
-            if any(kind in returns for kind in OPENS_A_BROWSER):
-                found.add(name)
+    for node in ast.walk(ast.parse(inspect.getsource(plugin))):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or node.returns is None:
+            continue
+        is_fixture = any("fixture" in ast.unparse(d) for d in node.decorator_list)
+        returns = ast.unparse(node.returns)
+        if is_fixture and any(kind in returns for kind in OPENS_A_BROWSER):
+            found.add(node.name)
     return found
 
 
