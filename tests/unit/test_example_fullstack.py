@@ -70,7 +70,10 @@ class Runner:
         self.env = {k: v for k, v in os.environ.items() if not READ_BY_EXAMPLE.fullmatch(k)}
         # The PostgreSQL template cache of this session, never the user's ~/.cache.
         self.env.update({MARKER: self.marker, "XDG_CACHE_HOME": str(cache), "COLUMNS": "200"})
-        self.env["PYTHONDONTWRITEBYTECODE"] = "1"
+        # Compiled modules never beside the example's sources, but cached for the session:
+        # without them its suite's pytest re-rewrote every plugin's modules on each run.
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        self.env.setdefault("PYTHONPYCACHEPREFIX", str(cache / "pycache"))
 
     def run(self, config: Path, *command: str, timeout: float = 240) -> Run:
         argv = [sys.executable, "-m", "conductor", "run", "--config", str(config)]
