@@ -46,6 +46,10 @@ REQUEST = {
     "SITE": "http://{services.web.host}:{services.web.port}/site",
     "PYTHON_USED": "{python}",  # the configuration's `python`, in every kind
 }
+# said once when the automatic WEB_PORT replaces the inherited, stale one
+STALE_PORT_NOTICE = (
+    "WEB_PORT: conductor's address replaces the value from the inherited environment"
+)
 BARE = ("-p", "no:randomly", "-p", "no:asyncio", "-p", "no:cacheprovider")
 
 
@@ -132,6 +136,7 @@ def run_started(conductor, pytester, cfg: Path, out: Path, up) -> None:
         PY, "-c", COMMAND_DUMP, str(out),
     )  # fmt: skip
     assert result.code == 0, result.text
+    assert STALE_PORT_NOTICE in result.text
 
 
 def run_attached(conductor, pytester, cfg: Path, out: Path, up) -> None:
@@ -141,6 +146,7 @@ def run_attached(conductor, pytester, cfg: Path, out: Path, up) -> None:
         "--", PY, "-c", COMMAND_DUMP, str(out),
     )  # fmt: skip
     assert result.code == 0, result.text
+    assert STALE_PORT_NOTICE in result.text
     assert live.alive()
 
 

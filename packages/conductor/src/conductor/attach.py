@@ -307,9 +307,9 @@ class AttachedStack:
     def kill_now(self) -> None:
         """Nothing: the services belong to the `up`."""
 
-    def command_env(self) -> dict[str, str]:
+    def command_env(self) -> environment.Environment:
         """COMMAND's environment (environment.command), from the `up`'s services."""
-        return command_env(self.config, self.live, self.request_env, run=self.mark).values
+        return command_env(self.config, self.live, self.request_env, run=self.mark)
 
     @property
     def mark(self) -> owned.Mark:

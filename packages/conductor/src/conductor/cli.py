@@ -107,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     stack_options(sub.add_parser("up", help="start services and keep them until Ctrl-C"))
     check = sub.add_parser("check", help="validate the configuration and show the plan")
     check.add_argument("--config", type=Path, help="configuration file")
+    check.add_argument(
+        "services",
+        nargs="*",
+        metavar="SERVICE",
+        help="plan only these and what they depend on (default: all)",
+    )
     clean = sub.add_parser("clean", help="stop what a killed run left behind")
     clean.add_argument("--config", type=Path, help="configuration file (for logs_dir)")
     clean.add_argument("--logs-dir", type=Path, help="logs folder of the killed run")
@@ -175,7 +181,7 @@ def act(args: argparse.Namespace, command: list[str]) -> int:
             with _subreaper() as subreaper:
                 return asyncio.run(runner.up(config, options, reporter, subreaper=subreaper))
         if args.action == "check":
-            return _check(load_config(args.config))
+            return _check(load_config(args.config), args.services or None)
         logs_dir = args.logs_dir
         if logs_dir is None:
             logs_dir = load_config(args.config).logs_dir
@@ -244,8 +250,8 @@ def _options(args: argparse.Namespace) -> runner.Options:
     )
 
 
-def _check(config: Config) -> int:
-    plan = make_plan(config, check_ports=False)
+def _check(config: Config, services: list[str] | None = None) -> int:
+    plan = make_plan(config, services, check_ports=False)
     print(f"configuration: {config.file}")
     print(f"logs: {config.logs_dir}")
     print(f"start order: {' -> '.join(plan.services)}")
@@ -267,6 +273,8 @@ def _check(config: Config) -> int:
         print(redact(line))
     for name, reason in plan.skipped.items():
         print(f"  {name}: skipped ({reason})")
+    for key, why in plan.context.left_out.items():
+        print(redact(f"  {key}: left out ({why})"))
     return 0
 
 

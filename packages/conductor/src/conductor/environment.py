@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,12 +51,32 @@ class Layer(enum.Enum):
 Layers = Mapping[Layer, Mapping[str, str]]
 
 
+# The layers whose values may be stale (a file, the shell's environment): when one of
+# conductor's automatic addresses replaces such a value, the run says so.
+SILENTLY_WEAKER = (Layer.ENV_FILE, Layer.INHERITED)
+
+
 @dataclass(frozen=True)
 class Environment:
     """A built environment, and for each variable the layer its value came from."""
 
     values: dict[str, str]
     sources: dict[str, Layer]
+    # for each variable whose value a later layer replaced with a different one: the
+    # layer of the value it replaced last
+    replaced: dict[str, Layer] = field(default_factory=dict)
+
+    def notices(self) -> list[str]:
+        """One line per automatic address that replaced a different value from an
+        env_file or the inherited environment (a shell's stale BACKEND_URL must not send
+        the tests to another server, nor be replaced without a word)."""
+        where = {Layer.ENV_FILE: "an env_file", Layer.INHERITED: "the inherited environment"}
+        return [
+            f"{key}: conductor's address replaces the value from {where[old]}; to keep "
+            f'that value, set {key} = "{{env.{key}}}" in [run].env'
+            for key, old in sorted(self.replaced.items())
+            if self.sources[key] is Layer.ADDRESSES and old in SILENTLY_WEAKER
+        ]
 
     def added(self) -> dict[str, str]:
         """What the run puts over the inherited environment (what the pytest plugin
@@ -68,11 +88,14 @@ def build(layers: Layers) -> Environment:
     """The one merge: every layer in `Layer` order, a later one's value winning."""
     values: dict[str, str] = {}
     sources: dict[str, Layer] = {}
+    replaced: dict[str, Layer] = {}
     for layer in Layer:
         for key, value in layers.get(layer, {}).items():
+            if key in values and values[key] != value:
+                replaced[key] = sources[key]
             values[key] = value
             sources[key] = layer
-    return Environment(values, sources)
+    return Environment(values, sources, replaced)
 
 
 @dataclass(frozen=True)
@@ -196,8 +219,8 @@ class Requested:
         """Each layer's templates filled; TemplateError names the variable."""
         return {
             Layer.SHARED: context.render_env(self.shared, absent=absent),
-            Layer.OWN: context.render_env(self.own, absent=absent),
-            Layer.REQUEST: context.render_env(self.request, absent=absent),
+            Layer.OWN: context.render_env(self.own, absent=absent, table="run.env"),
+            Layer.REQUEST: context.render_env(self.request, absent=absent, table="--env"),
         }
 
 

@@ -73,6 +73,7 @@ def make_plan(
     reuse = _reused(config, running, port_of) if check_ports and not auto_ports else {}
     for name, reason in skipped.items():
         context.skip(name, reason)
+    context.leave_out(set(config.services) - set(specs), list(running))
     setups = _postgres_setups(config, running, context)
     urls = _addresses(config, running, context, port_of, setups)
     planned = {
@@ -400,7 +401,7 @@ def _planned(
     with templates.config_error(file=config.file, table="env."):
         shared = context.render_env(config.env)
     with templates.config_error(file=config.file, service=name, table="env."):
-        own = context.render_env(spec.env, port=port, url=url)
+        own = context.render_env(spec.env, port=port, url=url, table=f"services.{name}.env")
     cwd = config.root / fill(spec.cwd, "cwd") if spec.cwd else config.root
     return PlannedService(
         name=name,

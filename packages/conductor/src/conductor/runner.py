@@ -129,7 +129,10 @@ async def run(
     async def body() -> int:
         nonlocal cmd, command_began, command_ended
         await stack.start()
-        cmd = Command(command, stack.command_env(), stack.mark, cwd=config.command_cwd)
+        env = stack.command_env()
+        for notice in env.notices():
+            reporter.info(notice)
+        cmd = Command(command, env.values, stack.mark, cwd=config.command_cwd)
         command_began = time.monotonic()
         reporter.info("all services ready; running " + " ".join(command))
         await cmd.start()

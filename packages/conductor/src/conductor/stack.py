@@ -199,9 +199,9 @@ class Stack:
         up = {f"services.{name}." for name in self.addresses}
         return {k: v for k, v in self.plan.context.values.items() if k.startswith(tuple(up))}
 
-    def command_env(self) -> dict[str, str]:
+    def command_env(self) -> environment.Environment:
         """COMMAND's environment (environment.command), with the run's mark."""
-        return self._command_env(self.mark).values
+        return self._command_env(self.mark)
 
     def _preload(self) -> None:
         """Import aiohttp (~0.3 s, for HTTP probes) and psutil (for teardown) in a thread,
@@ -287,7 +287,10 @@ class Stack:
         """Run COMMAND in the stack's environment with our stdio; its exit status."""
         from conductor.command import Command
 
-        cmd = Command(command, self.command_env(), self.mark, cwd=self.config.command_cwd)
+        env = self.command_env()
+        for notice in env.notices():
+            self.reporter.info(notice)
+        cmd = Command(command, env.values, self.mark, cwd=self.config.command_cwd)
         await cmd.start()
         try:
             return await cmd.wait()

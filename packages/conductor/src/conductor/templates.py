@@ -239,6 +239,11 @@ class Context:
             **{f"env.{k}": v for k, v in environ.items()},
         }
         self.skipped: dict[str, str] = {}
+        # services of the configuration this run does not select: name -> the selection
+        self.outside: dict[str, str] = {}
+        # environment entries left out because they name a service that will not run:
+        # "TABLE.KEY" -> why (what `conductor check` lists)
+        self.left_out: dict[str, str] = {}
 
     def add_service(self, name: str, *, host: str, port: int | None, url: str | None) -> None:
         """Make {services.NAME.host|port|url} available (port and url once known)."""
@@ -262,13 +267,27 @@ class Context:
         environment variable, which is then left out."""
         self.skipped[name] = reason
 
+    def leave_out(self, names: Collection[str], selection: Collection[str]) -> None:
+        """Services this run does not select (a subset run): naming one is an error,
+        except in an environment variable, which is then left out."""
+        chosen = ", ".join(selection) or "none"
+        for name in names:
+            self.outside[name] = chosen
+
+    def why_not(self, name: str) -> str | None:
+        """Why service `name` has no address in this run, if it has none."""
+        if name in self.skipped:
+            return f"optional service '{name}' is skipped ({self.skipped[name]})"
+        if name in self.outside:
+            return f"'{name}' is not part of this run (services: {self.outside[name]})"
+        return None
+
     def render(self, template: str, *, port: int | None = None, url: str | None = None) -> str:
         """`template` filled; `port` and `url` are the owning service's {port} and {url}."""
-        gone = sorted(referenced_services(template) & self.skipped.keys())
-        if gone:
-            raise TemplateError(
-                f"uses optional service '{gone[0]}', which is skipped ({self.skipped[gone[0]]})"
-            )
+        for name in sorted(referenced_services(template)):
+            why = self.why_not(name)
+            if why is not None:
+                raise TemplateError(f"uses {{services.{name}.*}}, but {why}")
         if port is None and url is None:
             return render(template, self.values)
         return render(template, {**self.values, "port": str(port), "url": url or ""})
@@ -280,14 +299,22 @@ class Context:
         absent: Collection[str] = (),
         port: int | None = None,
         url: str | None = None,
+        table: str = "env",
     ) -> dict[str, str]:
-        """Environment variables filled. One naming a skipped or `absent` service is left
-        out, so the program falls back to working without it (no REDIS_URL: an
-        in-process cache)."""
-        leave_out = self.skipped.keys() | set(absent)
+        """Environment variables filled. One naming a service that will not run (skipped,
+        outside this run's selection, or `absent`: not running) is left out, so the
+        program falls back to working without it (no REDIS_URL: an in-process cache),
+        and a subset run works with the configuration of the whole stack. What is left
+        out, and why, is kept in `left_out` under `TABLE.KEY`."""
         env: dict[str, str] = {}
         for key, value in values.items():
-            if referenced_services(value) & leave_out:
+            gone = sorted(
+                n for n in referenced_services(value) if n in absent or self.why_not(n) is not None
+            )
+            if gone:
+                self.left_out[f"{table}.{key}"] = self.why_not(gone[0]) or (
+                    f"'{gone[0]}' is not running"
+                )
                 continue
             try:
                 env[key] = self.render(value, port=port, url=url)
