@@ -1,11 +1,14 @@
-"""conductor against start-server-and-test, side by side on the same services and command.
+"""conductor against the tools people pick instead, side by side on the same services.
 
-    python benchmarks/bench_conductor.py [--runs 5]
+    python benchmarks/bench_conductor.py [--runs 5] [--tools mirakuru,pytest-xprocess]
 
-Installs start-server-and-test from benchmarks/package-lock.json when it is missing,
-then prints one Markdown table: each metric for both tools, their ratio, and
-conductor's target. Services and commands write wall-clock stamps to files, so every
-number is measured from the outside, not reported by the tool being measured.
+The anchors (benchmarks/alternatives.py): start-server-and-test and Playwright's
+`webServer` on every row, mirakuru and pytest-xprocess on readiness detection and
+teardown. Installs the Node ones from benchmarks/package-lock.json when they are missing
+(never a browser), then prints one Markdown table: each metric for conductor and every
+anchor, how conductor compares with each, and conductor's target. Services and commands
+write wall-clock stamps to files, so every number is measured from the outside, not
+reported by the tool being measured.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import contextlib
 import json
 import os
 import shlex
-import shutil
 import signal
 import socket
 import statistics
@@ -27,8 +29,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import alternatives
+
 HERE = Path(__file__).resolve().parent
-SST = HERE / "node_modules" / ".bin" / "start-server-and-test"
 
 # A service: sleeps DELAY (its own start time), listens, stamps "<began> <listening>",
 # answers HTTP; with FLOOD_MB it first writes that much to stdout and stamps the seconds.
@@ -137,17 +140,14 @@ def run_once(tool: str, work: Path, delays: list[float], flood: int = 0) -> Run:
             "--",
             *command,
         ]
+        popen_kwargs: dict[str, object] = {}
     else:
-        # start-server-and-test takes at most two services; a third means nesting it,
-        # which is what its users do.
-        pairs = [
-            (shlex.join(service_argv(d, p, stamps[i], flood)), f"http-get://127.0.0.1:{p}")
+        services = [
+            (service_argv(d, p, stamps[i], flood), p)
             for i, (d, p) in enumerate(zip(delays, ports, strict=True))
         ]
-        inner = shlex.join(command)
-        while len(pairs) > 2:
-            inner = shlex.join([str(SST), *pairs.pop()[::1], inner])
-        argv = [str(SST), *[x for pair in pairs for x in pair], inner]
+        launch = alternatives.LAUNCHERS[tool](work, services, command)
+        argv, popen_kwargs = launch.argv, launch.popen_kwargs()
     out = (work / "tool.out").open("wb")
     launched = time.time()
     started = time.perf_counter()
@@ -158,6 +158,7 @@ def run_once(tool: str, work: Path, delays: list[float], flood: int = 0) -> Run:
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        **popen_kwargs,  # type: ignore[arg-type]
     )
     # A blocking wait, woken by the tool's exit. Popen.wait(timeout=...) polls with
     # sleeps of up to 50 ms, which the tool's teardown and overhead would absorb.
@@ -248,13 +249,18 @@ def watchdog_once(work: Path) -> float:
 
 
 def measure(tool: str, runs: int) -> dict[str, float | None]:
-    with tempfile.TemporaryDirectory(prefix=f"bench-{tool}-") as tmp:
+    """Every row for conductor and the wrappers; for the libraries (mirakuru, xprocess),
+    readiness detection and teardown, what they are picked for."""
+    every_row = tool == "conductor" or tool in alternatives.EVERY_ROW
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         run_once(tool, work, [0.1])  # warm caches (npx, imports) before measuring
         single = [run_once(tool, work, [0.5]) for _ in range(runs)]
-        three = [run_once(tool, work, [1.0, 1.0, 1.0]) for _ in range(max(3, runs // 2))]
-        flood = [run_once(tool, work, [0.0], flood=200) for _ in range(2)]
-        # start-server-and-test has no watchdog: its services outlive a SIGKILL of it.
+        three, flood = [], []
+        if every_row:
+            three = [run_once(tool, work, [1.0, 1.0, 1.0]) for _ in range(max(3, runs // 2))]
+            flood = [run_once(tool, work, [0.0], flood=200) for _ in range(2)]
+        # The others have no watchdog: their services outlive a SIGKILL of them.
         dead = [watchdog_once(work) for _ in range(3)] if tool == "conductor" else []
 
     def med(values: list[float]) -> float:
@@ -267,11 +273,13 @@ def measure(tool: str, runs: int) -> dict[str, float | None]:
                 r.wall - (r.services[0][1] - r.services[0][0]) - (r.command_end - r.command_start)
                 for r in single
             ]
-        ),
+        )
+        if every_row
+        else None,
         "latency_ms": 1000 * med([r.command_start - r.services[0][1] for r in single]),
-        "three_s": med([r.command_start - r.launched for r in three]),
+        "three_s": med([r.command_start - r.launched for r in three]) if three else None,
         "teardown_ms": 1000 * med([r.exited - r.command_end for r in single]),
-        "throughput_mb_s": med([200 / r.flood_s for r in flood if r.flood_s]),
+        "throughput_mb_s": med([200 / r.flood_s for r in flood if r.flood_s]) if flood else None,
         "watchdog_s": med(dead) if dead else None,
     }
 
@@ -314,15 +322,6 @@ ROWS = [
 ]
 
 
-def ensure_sst() -> None:
-    if SST.exists():
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        raise SystemExit("npm is not installed; install Node.js 20+ to run the comparison")
-    subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=HERE, check=True)
-
-
 def compile_startup_modules() -> None:
     """Measure conductor as installed: pip compiles bytecode at install time (uv does not,
     by default). Without this, a machine with PYTHONDONTWRITEBYTECODE=1 (like this
@@ -342,37 +341,44 @@ def compile_startup_modules() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per single-service metric")
+    parser.add_argument(
+        "--tools",
+        default=",".join(alternatives.LAUNCHERS),
+        help="the anchors to run, comma-separated (default: all of them)",
+    )
     args = parser.parse_args()
-    ensure_sst()
+    anchors = [t for t in args.tools.split(",") if t]
+    if unknown := sorted(set(anchors) - set(alternatives.LAUNCHERS)):
+        raise SystemExit(
+            f"--tools: no anchor named {', '.join(unknown)}; "
+            f"use some of {', '.join(alternatives.LAUNCHERS)}"
+        )
+    alternatives.ensure_node_tools()
     compile_startup_modules()
     ours = measure("conductor", args.runs)
-    theirs = measure("start-server-and-test", args.runs)
+    theirs = {tool: measure(tool, args.runs) for tool in anchors}
     print(
-        f"conductor vs start-server-and-test ({args.runs} runs, median; "
-        f"{os.cpu_count()} cores, Python {sys.version.split()[0]})\n"
+        f"conductor vs {', '.join(anchors)} ({args.runs} runs, median; each anchor's cell: "
+        f"its value, and how conductor compares; {os.cpu_count()} cores, "
+        f"Python {sys.version.split()[0]})\n"
     )
-    print("| metric | conductor | start-server-and-test | ratio | target | met |")
-    print("|---|---:|---:|---:|---|---|")
+    print(f"| metric | conductor | {' | '.join(anchors)} | target | met |")
+    print(f"|---|---:|{'---:|' * len(anchors)}---|---|")
     for label, key, unit, target, ok, higher_better in ROWS:
-        a, b = ours[key], theirs[key]
+        a = ours[key]
         assert a is not None
         digits = 2 if unit == "s" else 1  # 1.1 s would hide whether 1.2 s was met
-        if b is None:  # a feature start-server-and-test does not have
-            print(
-                f"| {label} | {a:.{digits}f} {unit} | n/a | n/a | {target} | "
-                f"{'yes' if ok(a) else 'NO'} |"
-            )
-            continue
-        ratio = (a / b if higher_better else b / a) if a and b else float("nan")
-        if ratio >= 1.05:
-            verdict = f"{ratio:.1f}x better"
-        elif ratio > 1 / 1.05:
-            verdict = "same (within 5%)"
-        else:
-            verdict = f"{1 / ratio:.1f}x worse"
+        cells = []
+        for tool in anchors:
+            b = theirs[tool][key]
+            if b is None:  # a feature the tool does not have, or a row it is not run on
+                cells.append("n/a")
+            else:
+                ratio = alternatives.verdict(a, b, higher_better=higher_better)
+                cells.append(f"{b:.{digits}f} {unit} ({ratio})")
         print(
-            f"| {label} | {a:.{digits}f} {unit} | {b:.{digits}f} {unit} | {verdict} | "
-            f"{target} | {'yes' if ok(a) else 'NO'} |"
+            f"| {label} | {a:.{digits}f} {unit} | {' | '.join(cells)} | {target} | "
+            f"{'yes' if ok(a) else 'NO'} |"
         )
 
 
