@@ -277,8 +277,10 @@ BENCHMARKS = {
 
 @nox.session(python=OLDEST, default=False)
 def bench(session: nox.Session) -> None:
-    """The benchmark tables: conductor vs start-server-and-test, PostgreSQL ready with a
-    cold and a warm template cache, rollback isolation, and the E2E inner loop."""
+    """The benchmark tables: conductor vs start-server-and-test, Playwright's webServer,
+    mirakuru and pytest-xprocess; PostgreSQL ready with a cold and a warm template cache
+    vs pytest-postgresql; rollback isolation; and the E2E inner loop. The Python anchors
+    are the `bench` dependency group."""
     args = list(session.posargs)
     names = list(BENCHMARKS)
     if args and args[0] in BENCHMARKS:  # nox -s bench -- conductor --runs 9
@@ -286,7 +288,7 @@ def bench(session: nox.Session) -> None:
     elif args:
         session.error(f"pass a benchmark name before its options: one of {', '.join(BENCHMARKS)}")
     inner = "inner-loop" in names
-    install(session, "test", *(["e2e"] if inner else []))
+    install(session, "test", "bench", *(["e2e"] if inner else []))
     if inner:
         npm_ci(session)
     for name in names:

@@ -238,10 +238,10 @@ def test_command(postgresql_proc):
 """
 
 
-def pytest_postgresql(work: Path, command: list[str], port: int) -> Launch:
+def pytest_postgresql(work: Path, command: list[str], port: int, python: str) -> Launch:
     """`postgresql_proc` on PostgreSQL 15 (initdb, `pg_ctl start`, the template database),
-    around one test that runs COMMAND. initdb refuses root: as root, pytest runs as
-    `postgres` (conductor, as root, runs its server as that user too)."""
+    around one test that runs COMMAND, on `python` (see postgres_python). initdb refuses
+    root: as root, pytest runs as `postgres`, as conductor runs its server then."""
     (work / "test_postgresql_run.py").write_text(POSTGRESQL_TEST.format(command=command))
     launch = _pytest(
         work,
@@ -250,21 +250,61 @@ def pytest_postgresql(work: Path, command: list[str], port: int) -> Launch:
         f"--postgresql-exec={PG_BINDIR / 'pg_ctl'}",
         f"--postgresql-port={port}",
         f"--basetemp={work / 'pytest-tmp'}",
+        python=python,
     )
     if os.geteuid() != 0:
         return launch
     entry = pwd.getpwnam("postgres")
     for path in (work, *work.rglob("*")):
-        os.chown(path, entry.pw_uid, entry.pw_gid)
+        os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
     env = {**(launch.env or {}), "HOME": str(work)}
     return Launch(launch.argv, env, user="postgres")
 
 
-def _pytest(work: Path, test_file: str, plugin: str, *options: str) -> Launch:
+def postgres_python(where: Path) -> str:
+    """The interpreter for pytest-postgresql: this one, except as root.
+
+    As root, pytest must run as `postgres`, which cannot reach an interpreter under
+    /root (pyenv's, uv's): it gets a venv in `where` of the system's python3 with the
+    `bench` group's pins from uv.lock, compiled to bytecode as pip installs it."""
+    if os.geteuid() != 0 or _others_can_run(Path(sys.executable).resolve()):
+        return sys.executable
+    uv = shutil.which("uv")
+    system = shutil.which("python3", path="/usr/bin")
+    if uv is None or system is None:
+        raise SystemExit(
+            "as root, pytest-postgresql needs uv and /usr/bin/python3 to build an "
+            "interpreter the postgres user can run; install them or run as another user"
+        )
+    pins = subprocess.run(
+        [uv, "export", "--frozen", "--only-group", "bench", "--no-hashes", "--no-emit-project"],
+        cwd=HERE.parent,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    (where / "bench-pins.txt").write_text(pins)
+    venv = where / "pg-venv"
+    subprocess.run([uv, "venv", "-q", "--python", system, str(venv)], check=True, umask=0o022)
+    python = str(venv / "bin" / "python")
+    install = [uv, "pip", "install", "-q", "--python", python, "--link-mode=copy"]
+    install += ["--compile-bytecode", "-r", str(where / "bench-pins.txt")]
+    subprocess.run(install, check=True, umask=0o022)  # readable by the postgres user
+    return python
+
+
+def _pytest(
+    work: Path, test_file: str, plugin: str, *options: str, python: str = sys.executable
+) -> Launch:
     (work / "pytest.ini").write_text("[pytest]\n")
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", plugin, "-c", str(work / "pytest.ini")]
+    argv = [python, "-m", "pytest", "-q", "-p", plugin, "-c", str(work / "pytest.ini")]
     argv += ["--rootdir", str(work), *options, str(work / test_file)]
     return Launch(argv, {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+
+
+def _others_can_run(program: Path) -> bool:
+    """Whether a user other than its owner may execute `program` (and reach it)."""
+    return all(os.stat(p).st_mode & 0o001 for p in (program, *program.parents))
 
 
 def _shell(argv: Sequence[str]) -> str:
