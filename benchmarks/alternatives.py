@@ -47,16 +47,14 @@ class Launch:
 
     argv: list[str]
     env: dict[str, str] | None = None
-    user: str | None = None
+    user: str | None = None  # with `group` and without root's supplementary groups
+    group: str | None = None
 
-    def popen_kwargs(self) -> dict[str, object]:
-        kwargs: dict[str, object] = {}
-        if self.env:
-            kwargs["env"] = {**os.environ, **self.env}
-        if self.user:
-            entry = pwd.getpwnam(self.user)
-            kwargs.update(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
-        return kwargs
+    def environ(self) -> dict[str, str] | None:
+        return {**os.environ, **self.env} if self.env else None
+
+    def extra_groups(self) -> list[int] | None:
+        return [] if self.user else None
 
 
 def ensure_node_tools() -> None:
@@ -75,6 +73,20 @@ def ensure_node_tools() -> None:
         check=True,
         env={**os.environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"},
     )
+
+
+def compile_site_packages() -> None:
+    """Every installed module compiled to bytecode, as pip does at install (uv does not,
+    and this machine sets PYTHONDONTWRITEBYTECODE=1): otherwise whatever a run imports
+    lazily is compiled again on every run. compile_startup_modules covers what
+    `conductor run` loads before its first spawn; this covers the rest, for every tool:
+    aiohttp for conductor's HTTP probe, pytest, mirakuru, xprocess, pytest-postgresql.
+    Files already compiled are skipped, so only the first call takes a while."""
+    import compileall
+    import sysconfig
+
+    for where in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
+        compileall.compile_dir(where, quiet=1, workers=0)
 
 
 def start_server_and_test(work: Path, services: list[Service], command: list[str]) -> Launch:
@@ -258,7 +270,7 @@ def pytest_postgresql(work: Path, command: list[str], port: int, python: str) ->
     for path in (work, *work.rglob("*")):
         os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
     env = {**(launch.env or {}), "HOME": str(work)}
-    return Launch(launch.argv, env, user="postgres")
+    return Launch(launch.argv, env, user="postgres", group="postgres")
 
 
 def postgres_python(where: Path) -> str:

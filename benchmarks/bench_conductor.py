@@ -140,25 +140,27 @@ def run_once(tool: str, work: Path, delays: list[float], flood: int = 0) -> Run:
             "--",
             *command,
         ]
-        popen_kwargs: dict[str, object] = {}
+        launch = alternatives.Launch(argv)
     else:
-        services = [
+        specs = [
             (service_argv(d, p, stamps[i], flood), p)
             for i, (d, p) in enumerate(zip(delays, ports, strict=True))
         ]
-        launch = alternatives.LAUNCHERS[tool](work, services, command)
-        argv, popen_kwargs = launch.argv, launch.popen_kwargs()
+        launch = alternatives.LAUNCHERS[tool](work, specs, command)
     out = (work / "tool.out").open("wb")
     launched = time.time()
     started = time.perf_counter()
     proc = subprocess.Popen(
-        argv,
+        launch.argv,
         cwd=work,
         stdout=out,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
-        **popen_kwargs,  # type: ignore[arg-type]
+        env=launch.environ(),
+        user=launch.user,
+        group=launch.group,
+        extra_groups=launch.extra_groups(),
     )
     # A blocking wait, woken by the tool's exit. Popen.wait(timeout=...) polls with
     # sleeps of up to 50 ms, which the tool's teardown and overhead would absorb.
@@ -355,6 +357,7 @@ def main() -> None:
         )
     alternatives.ensure_node_tools()
     compile_startup_modules()
+    alternatives.compile_site_packages()
     ours = measure("conductor", args.runs)
     theirs = {tool: measure(tool, args.runs) for tool in anchors}
     print(

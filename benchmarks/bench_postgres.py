@@ -21,6 +21,7 @@ run's clusters, the anchor's too, elsewhere (a tmpfs, say) by setting TMPDIR.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -32,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,7 +117,10 @@ def pytest_postgresql_once(work: Path, python: str) -> Run:
         text=True,
         timeout=120,
         check=False,
-        **launch.popen_kwargs(),  # type: ignore[arg-type]
+        env=launch.environ(),
+        user=launch.user,
+        group=launch.group,
+        extra_groups=launch.extra_groups(),
     )
     exited = time.time()
     if proc.returncode != 0:
@@ -141,9 +145,13 @@ def measure(runs: int, tmpdir: str | None, *, anchor: bool) -> dict[str, list[Ru
         (work / "conductor.toml").write_text('logs_dir = "logs"\n' + config)
         warm = work / "warm"
         states: dict[str, list[Run]] = {"cold": [], "copied": [], "spare": []}
-        if anchor:
-            states[ANCHOR] = measure_anchor(runs, tmpdir)
-        states["cold"] = [run_once(work, work / f"cold-{i}", tmpdir) for i in range(runs)]
+        with contextlib.ExitStack() as stack:
+            # Taking turns with conductor's cold runs, so that both see the same load.
+            pytest_postgresql = stack.enter_context(anchor_runner(tmpdir)) if anchor else None
+            for i in range(runs):
+                states["cold"].append(run_once(work, work / f"cold-{i}", tmpdir))
+                if pytest_postgresql:
+                    states.setdefault(ANCHOR, []).append(pytest_postgresql())
         run_once(work, warm, tmpdir)  # fills the warm cache; not counted
         for _ in range(runs):
             for spare in warm.glob("conductor/postgres/*/spare"):
@@ -157,14 +165,15 @@ def measure(runs: int, tmpdir: str | None, *, anchor: bool) -> dict[str, list[Ru
     return states
 
 
-def measure_anchor(runs: int, tmpdir: str | None) -> list[Run]:
-    """pytest-postgresql's runs, its clusters where conductor's go (TMPDIR)."""
+@contextlib.contextmanager
+def anchor_runner(tmpdir: str | None) -> Iterator[Callable[[], Run]]:
+    """Runs of pytest-postgresql, its clusters where conductor's go (TMPDIR)."""
     base = tmpdir or tempfile.gettempdir()
     with tempfile.TemporaryDirectory(prefix="bench-pytest-postgresql-", dir=base) as tmp:
         Path(tmp).chmod(0o755)  # as root, pytest runs as postgres in a folder in it
         python = alternatives.postgres_python(Path(tmp))
         pytest_postgresql_once(Path(tmp), python)  # warms imports and initdb; not counted
-        return [pytest_postgresql_once(Path(tmp), python) for _ in range(runs)]
+        yield lambda: pytest_postgresql_once(Path(tmp), python)
 
 
 def cell(values: list[float]) -> str:
@@ -214,6 +223,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     compile_startup_modules()
+    alternatives.compile_site_packages()
     states = measure(args.runs, args.tmpdir, anchor=args.anchor)
     where = args.tmpdir or tempfile.gettempdir()
     print(
