@@ -269,7 +269,8 @@ def pytest_postgresql(work: Path, command: list[str], port: int, python: str) ->
     entry = pwd.getpwnam("postgres")
     for path in (work, *work.rglob("*")):
         os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
-    env = {**(launch.env or {}), "HOME": str(work)}
+    # Its venv holds its own compiled modules; a cache prefix (nox sets one) is root's.
+    env = {**(launch.env or {}), "HOME": str(work), "PYTHONPYCACHEPREFIX": ""}
     return Launch(launch.argv, env, user="postgres", group="postgres")
 
 
@@ -301,7 +302,9 @@ def postgres_python(where: Path) -> str:
     python = str(venv / "bin" / "python")
     install = [uv, "pip", "install", "-q", "--python", python, "--link-mode=copy"]
     install += ["--compile-bytecode", "-r", str(where / "bench-pins.txt")]
-    subprocess.run(install, check=True, umask=0o022)  # readable by the postgres user
+    # Compiled into the venv itself (not a cache prefix), readable by the postgres user.
+    beside = {**os.environ, "PYTHONPYCACHEPREFIX": ""}
+    subprocess.run(install, check=True, umask=0o022, env=beside)
     return python
 
 
