@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conductor import logs
-from conductor.stack import ECHO_DRAIN
+from conductor.service import ECHO_DRAIN
 from support import PY, fake, wait_for
 
 pytestmark = pytest.mark.conductor

@@ -220,3 +220,18 @@ def test_a_start_makes_one_plan(conductor, config, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["1", "['a',", "'b']"]
+
+
+# The Stack keeps the set of services, their order and the logs folder; each service's
+# own life (spawn, readiness race, watch, echo, stop) is service.ServiceLife's. The
+# limit keeps the one from growing back into the other.
+STACK_LINES = 450
+
+
+def test_the_stack_stays_within_its_line_limit():
+    lines = len((SOURCE / "stack.py").read_text().splitlines())
+    assert lines <= STACK_LINES, (
+        f"stack.py has {lines} lines, more than {STACK_LINES}: a service's own life "
+        "belongs in service.py (ServiceLife), the Stack keeps the set, the order and the "
+        "logs folder"
+    )

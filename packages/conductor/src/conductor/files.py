@@ -86,3 +86,15 @@ def read_plain(path: Path, limit: int) -> tuple[str, os.stat_result]:
     if len(data) > limit:
         raise NotPlain(f"it is larger than {limit} bytes")
     return data.decode("utf-8"), info
+
+
+def why_unusable(folder: Path, exc: OSError) -> str:
+    """Why `folder` cannot be made or written, as `exc` (from making or writing it)
+    says: a file where the folder, or one of its parents, should be; or the error."""
+    blocker = next(
+        (p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()),
+        None,
+    )
+    if blocker is not None:
+        return f"{blocker} is a file, not a folder"
+    return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")

@@ -15,9 +15,9 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from conductor import compat, owned
 from conductor.subreaper import Subreaper
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import psutil
 else:
     from conductor._lazy import psutil
+
+T = TypeVar("T")
 
 POLL = 0.005
 KILL_WAIT = 5.0  # after SIGKILL, how long to wait for the kernel to finish the job
@@ -186,3 +188,21 @@ def _signal_all(procs: Collection[psutil.Process], sig: int) -> None:
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             proc.send_signal(sig)
+
+
+async def shielded(awaitable: Awaitable[T]) -> T:
+    """Run `awaitable` to the end even if we are cancelled meanwhile, then re-raise the
+    cancellation: teardown must never be cut short."""
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conductor import lockfile, owned
+from conductor import lockfile, logs, owned
 from conductor.state import LOCK_NAME
 
 PREFIX = "run-"
@@ -90,6 +90,12 @@ def prune(logs_dir: Path, keep: int = KEEP) -> Pruned:
             finished += _finished(folder, out)
             continue
         _remove(folder, out)
+    if out.removed:
+        logs.logger.info(
+            "pruned %d finished run-PID subfolder(s): %s",
+            len(out.removed),
+            ", ".join(p.name for p in out.removed),
+        )
     return out
 
 

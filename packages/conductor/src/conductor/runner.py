@@ -19,9 +19,10 @@ from conductor import attach, errors, schema, summary
 from conductor.attach import AttachedStack, AttachMode
 from conductor.command import STOP_GRACE, Command, CommandNotRunnable, check_argv
 from conductor.config import Config
+from conductor.kill import shielded
 from conductor.report import Reporter, redact
 from conductor.signals import CaptureSignals
-from conductor.stack import Stack, shielded
+from conductor.stack import Stack
 from conductor.state import RunDir
 from conductor.subreaper import Subreaper
 

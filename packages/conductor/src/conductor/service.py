@@ -1,0 +1,450 @@
+"""One service's life in a run, from spawn to stop: its process, its log, its readiness
+race (the probe against the process exiting, a `fail.log` line and the deadline), the
+watch while COMMAND runs, the --show-logs echo, and its stop.
+
+A ServiceLife knows nothing of the other services: the Stack (stack.py) keeps the set,
+starts each once its dependencies are ready, and stops them in reverse order. What the
+services of a run share (its mark, record, reporter, and how far its teardown is) is
+one RunContext, made by the Stack once its logs folder is final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import time
+import typing
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from conductor import compat, environment, kill, listeners, logs, owned, postgres, probes, process
+from conductor.config import ReadySpec
+from conductor.errors import ServiceFailed
+from conductor.plan import PlannedService
+from conductor.report import Reporter, ServiceReport
+from conductor.state import RunDir
+
+FATAL = "fail.log"  # the name of a service's fail.log follower task
+FATAL_QUOTE = 300  # the most of a fatal line a failure quotes
+# After teardown, how long --show-logs may go on printing what services wrote before.
+ECHO_DRAIN = 2.0
+
+
+@dataclass
+class Teardown:
+    """How far the run's end has come. The Stack moves it on; a service reads it to
+    tell being stopped from dying, and its echo to know when the log is complete."""
+
+    stopping: bool = False  # stop() has begun: a service ending now is no death
+    killed: bool = False  # kill_now: every service got conductor's SIGKILL
+    over: bool = False  # every service is stopped
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What the services of one run share, fixed once its logs folder is."""
+
+    mark: owned.Mark
+    rundir: RunDir
+    reporter: Reporter
+    started_at: float  # the run's start (monotonic): ready_after_s counts from it
+    teardown: Teardown
+    spawned: Callable[[], None]  # called after each spawn (the Stack's preload)
+    died: Callable[[str], None]  # a ready service is gone or broken: wake the runner
+
+
+class Preload:
+    """Import aiohttp (~0.3 s, for HTTP probes) and psutil (for teardown) in a thread,
+    once the first service is spawned (called after each spawn): earlier, the import
+    would hold the GIL while we fork; later, a probe would wait for it."""
+
+    def __init__(self, *, http: bool) -> None:
+        self.http = http  # whether any service of the plan has an HTTP probe
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._begun = False
+
+    def __call__(self) -> None:
+        if self._begun:
+            return
+        self._begun = True
+        task = asyncio.create_task(asyncio.to_thread(self._load))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _load(self) -> None:
+        if self.http:
+            probes.preload_http()
+        process.preload()
+
+
+def _knocks_on_port(ready: ReadySpec) -> bool:
+    """Whether the probe passes only by connecting to the service's own port."""
+    if ready.kind == "tcp":
+        return True
+    return ready.kind == "http" and "://" not in str(ready.target or "")
+
+
+class ServiceLife:
+    """One planned service of a run: `start()` brings it up (or raises ServiceFailed),
+    `stop()` ends it and everything it became. `ready` is set once it is ready, reused
+    or completed, for the services that depend on it."""
+
+    def __init__(self, planned: PlannedService, run: RunContext) -> None:
+        self.planned = planned
+        self.run = run
+        self.report = ServiceReport(
+            name=planned.name,
+            host=planned.host,
+            port=planned.port,
+            url=planned.url,
+            log=str(planned.log_path),
+        )
+        self.ready = asyncio.Event()
+        self.proc: asyncio.subprocess.Process | None = None
+        self.started: float | None = None  # the start time, as compat.start_time gives it
+        self.log_fd: int | None = None
+        self.cluster: postgres.Cluster | None = None
+        self.dead = False  # failed after it was ready (said once)
+        self.watchers: set[asyncio.Task[None]] = set()
+        self.echo: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.planned.name
+
+    def leader(self) -> kill.Leader | None:
+        """Its process, as teardown and a second Ctrl-C signal it (with its group)."""
+        if self.proc is None:
+            return None
+        return kill.Leader(self.proc.pid, self.started, group=True, child=self.proc)
+
+    # start ----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Spawn it (after initdb, for PostgreSQL) and wait until it is ready; whatever
+        comes first instead is ServiceFailed. Its dependencies are ready already."""
+        p, report = self.planned, self.report
+        began = time.monotonic()
+        deadline = began + p.spec.ready_timeout
+        if p.reuse:
+            await self._reuse(deadline)
+            return
+        env, cwd = await self._spawn(deadline)
+        assert self.proc is not None
+        report.pid = self.proc.pid
+        self.started = compat.start_time(self.proc.pid)
+        self.run.rundir.add_process(
+            p.name, self.proc.pid, self.started, p.spec.stop_signal, p.spec.stop_timeout
+        )
+        self.run.spawned()
+        fatal = self._fatal_lines()
+        try:
+            if p.spec.kind == "task":
+                await self._finish_task(began, deadline, fatal)
+                return
+            await self._until_ready(env, cwd, deadline, fatal)
+            if self.cluster is not None:
+                await self._within(
+                    deadline,
+                    self.cluster.finish_start(self._log_fd(), env),
+                    f"init files did not finish within {p.spec.ready_timeout:g}s",
+                )
+        except BaseException:
+            if fatal is not None:
+                fatal.cancel()
+            raise
+        report.ready_after_s = time.monotonic() - self.run.started_at
+        self.run.reporter.event(p.name, "ready", f"{report.ready_after_s:.2f}s")
+        self.ready.set()
+        self._background(self._watch())
+        if fatal is not None:
+            self._background(self._watch_fatal(fatal))
+
+    def _log_fd(self) -> int:
+        assert self.log_fd is not None
+        return self.log_fd
+
+    async def _within(self, deadline: float, work: Awaitable[None], failure: str) -> None:
+        try:
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                await work
+        except TimeoutError:
+            raise ServiceFailed(self.planned.name, failure) from None
+
+    async def _spawn(self, deadline: float) -> tuple[dict[str, str], Path]:
+        """Open its log, make its cluster (initdb), start its process: the environment
+        and folder it runs with, for its probes."""
+        p = self.planned
+        try:
+            self.log_fd = logs.open_log(p.log_path)
+        except OSError as exc:
+            raise ServiceFailed(
+                p.name, f"could not be started: cannot write its log {p.log_path}: {exc.strerror}"
+            ) from None
+        env = environment.service(p, self.run.mark, os.environ)
+        command, cwd, run_as = list(p.command), p.cwd, None
+        self.run.reporter.event(p.name, "starting")
+        if p.pg is not None:
+            assert p.port is not None
+            self.cluster = postgres.Cluster(p.name, p.pg, p.host, p.port, self.run.mark)
+            self.run.rundir.add_folder(p.pg.folder)  # recorded first: a kill can come any time
+            self.cluster.make_folder()
+            await self._within(deadline, self.cluster.init(self.log_fd, env), "timed out in initdb")
+            command, cwd = self.cluster.command(), self.cluster.socket_dir
+            run_as = postgres.run_as()
+        try:
+            self.proc = await process.spawn(
+                command, env=env, cwd=cwd, log_fd=self.log_fd, run_as=run_as
+            )
+        except OSError as exc:
+            raise ServiceFailed(p.name, f"could not be started: {exc}") from None
+        return env, cwd
+
+    def _fatal_lines(self) -> asyncio.Task[bytes] | None:
+        """`fail.log`: the first line of the service's log that a fail regex finds, from
+        the log's start (so nothing written before this is missed); None without one."""
+        patterns = self.planned.spec.fail.patterns
+        if not patterns:
+            return None
+        compiled = [re.compile(pattern.encode()) for pattern in patterns]
+        return asyncio.create_task(logs.first_match(self.planned.log_path, compiled), name=FATAL)
+
+    def _fatal_reason(self, line: bytes) -> str:
+        """Which fail.log regex found which line, the line quoted (cut to one screen line)."""
+        patterns = self.planned.spec.fail.patterns
+        pattern = next((p for p in patterns if re.search(p.encode(), line)), patterns[0])
+        text = line.decode("utf-8", "replace").strip()
+        if len(text) > FATAL_QUOTE:
+            text = text[: FATAL_QUOTE - 1] + "…"
+        return f"printed a fatal line (fail.log {pattern!r}): {text!r}"
+
+    async def _race(
+        self, racers: set[asyncio.Task[object]], deadline: float
+    ) -> set[asyncio.Task[object]]:
+        """The racers done by `deadline` (all but a fail.log follower are cancelled)."""
+        try:
+            done, _ = await asyncio.wait(
+                racers,
+                timeout=max(deadline - time.monotonic(), 0.001),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            helpers = [task for task in racers if task.get_name() != FATAL]
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+        for task in done:
+            if task.get_name() == FATAL:
+                reason = self._fatal_reason(typing.cast(bytes, task.result()))
+                raise ServiceFailed(self.planned.name, reason)
+        return done
+
+    async def _until_ready(
+        self,
+        env: Mapping[str, str],
+        cwd: Path,
+        deadline: float,
+        fatal: asyncio.Task[bytes] | None,
+    ) -> None:
+        """The probe passes; the process exiting, a fail.log line or the deadline
+        coming first is ServiceFailed."""
+        p, report, proc = self.planned, self.report, self.proc
+        assert proc is not None
+        what = probes.describe(p.ready, p.host, p.port)
+        self.run.reporter.event(p.name, "started", f"pid {proc.pid}, waiting for {what}")
+        probe: asyncio.Task[object] = asyncio.create_task(self._wait_ready(env, cwd))
+        exited: asyncio.Task[object] = asyncio.create_task(proc.wait())
+        racers = {probe, exited, *([fatal] if fatal is not None else [])}
+        done = await self._race(racers, deadline)
+        if probe in done and not probe.cancelled() and probe.exception() is None:
+            return
+        if exited in done:
+            report.ended = time.monotonic()
+            report.exit_code = process.exit_status(proc.returncode)
+            raise ServiceFailed(
+                p.name, f"{process.describe_exit(proc.returncode)} before it was ready"
+            )
+        if probe in done:
+            error = probe.exception()
+            if isinstance(error, ServiceFailed):
+                raise error
+            raise ServiceFailed(p.name, f"readiness probe failed: {error!r}")
+        raise ServiceFailed(
+            p.name,
+            f"was not ready after {p.spec.ready_timeout:g}s (ready_timeout; waited for {what})",
+        )
+
+    async def _finish_task(
+        self, began: float, deadline: float, fatal: asyncio.Task[bytes] | None
+    ) -> None:
+        """kind = "task": ready once it exits 0. Its later absence is its success, so no
+        death watch; its fail.log lines are still watched."""
+        p, report, proc = self.planned, self.report, self.proc
+        assert proc is not None
+        self.run.reporter.event(p.name, "started", f"pid {proc.pid}, waiting for it to finish")
+        exited: asyncio.Task[object] = asyncio.create_task(proc.wait())
+        await self._race({exited, *([fatal] if fatal is not None else [])}, deadline)
+        if proc.returncode is None:
+            raise ServiceFailed(
+                p.name,
+                f"did not finish within {p.spec.ready_timeout:g}s (ready_timeout); stopped it",
+            )
+        report.ended = time.monotonic()
+        report.exit_code = process.exit_status(proc.returncode)
+        if proc.returncode != 0:
+            raise ServiceFailed(
+                p.name, f"{process.describe_exit(proc.returncode)} (a task must exit 0)"
+            )
+        now = time.monotonic()
+        report.duration_s = now - began
+        report.ready_after_s = now - self.run.started_at
+        self.run.reporter.event(p.name, "completed", f"in {report.duration_s:.2f}s")
+        self.run.rundir.forget_process(proc.pid)
+        self.ready.set()
+        if fatal is not None:
+            self._background(self._watch_fatal(fatal))
+
+    async def _wait_ready(self, env: Mapping[str, str], cwd: Path) -> None:
+        """The readiness probe, then proof that the server on the service's port is the
+        service's own: a port free when the plan was made can be taken by another
+        program before the service binds it, and the probe would get its answer."""
+        p = self.planned
+        assert self.proc is not None
+        leader = self.proc.pid
+        while True:
+            await probes.wait_ready(
+                p.ready, host=p.host, port=p.port, log_path=p.log_path, env=env, cwd=cwd
+            )
+            if p.port is None:
+                return
+            found = listeners.whose(
+                probes.probe_host(p.host),
+                p.port,
+                leader,
+                lambda: [proc.pid for proc in owned.marked(self.run.mark, p.name)],
+            )
+            if found.state == "foreign":
+                who = ", ".join(found.holders) or (
+                    "a process conductor cannot see (another user's, or another container's)"
+                )
+                raise ServiceFailed(
+                    p.name,
+                    f"was not the one answering on port {p.port}: {who} holds it, so COMMAND "
+                    "would have talked to that instead; stop it, or pass --auto-ports",
+                )
+            if found.state != "nobody" or not _knocks_on_port(p.ready):
+                return
+            # The listener went away between the probe's connection and our look.
+            await asyncio.sleep(probes.POLL)
+
+    async def _reuse(self, deadline: float) -> None:
+        p = self.planned
+        try:
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                await probes.wait_ready(
+                    p.ready,
+                    host=p.host,
+                    port=p.port,
+                    log_path=p.log_path,
+                    env=dict(os.environ),
+                    cwd=p.cwd,
+                )
+        except TimeoutError:
+            raise ServiceFailed(
+                p.name,
+                f"port {p.port} is taken (reuse_existing) but what holds it did not pass "
+                f"its readiness probe ({probes.describe(p.ready, p.host, p.port)})",
+            ) from None
+        self.report.status = "reused"
+        self.report.ready_after_s = time.monotonic() - self.run.started_at
+        self.run.reporter.event(p.name, "reused", f"already answering on port {p.port}")
+        self.ready.set()
+
+    # while COMMAND runs -----------------------------------------------------------
+    def _background(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.watchers.add(task)
+        task.add_done_callback(self.watchers.discard)
+
+    async def _watch(self) -> None:
+        assert self.proc is not None
+        await self.proc.wait()
+        self.report.ended = time.monotonic()
+        teardown = self.run.teardown
+        if teardown.stopping or teardown.killed or self.dead:
+            return
+        self.report.exit_code = process.exit_status(self.proc.returncode)
+        self._died(f"{process.describe_exit(self.proc.returncode)} while the command ran")
+
+    async def _watch_fatal(self, fatal: asyncio.Task[bytes]) -> None:
+        """fail.log after readiness: a matching line fails the run as a death does."""
+        try:
+            line = await fatal
+        finally:
+            fatal.cancel()
+        if not self.run.teardown.stopping and not self.dead:
+            self._died(self._fatal_reason(line))
+
+    def _died(self, reason: str) -> None:
+        """A ready service is gone or broken: say so with its log tail, and wake the
+        runner, which stops COMMAND (or, with --keep-going, lets it finish)."""
+        self.report.status = "failed"
+        self.dead = True
+        self.run.reporter.failure(self.planned.name, reason, self.planned.log_path)
+        self.run.died(self.planned.name)
+
+    def start_echo(self) -> None:
+        """--show-logs: its log on the console as it is written."""
+        self.echo = asyncio.ensure_future(self._echo())
+
+    async def _echo(self) -> None:
+        """Until teardown is over and its log is read to the end, or ECHO_DRAIN after
+        that (then it says where the rest is)."""
+        p = self.planned
+        follow = logs.follow(p.log_path, stop=lambda: self.run.teardown.over)
+        try:
+            async with contextlib.aclosing(follow) as batches:
+                async for batch in batches:
+                    self.run.reporter.log_lines(p.name, batch)
+        except asyncio.CancelledError:
+            self.run.reporter.info(
+                f"{p.name}: --show-logs stops here, {ECHO_DRAIN:g}s after teardown; "
+                f"the whole log is {p.log_path}"
+            )
+            raise
+
+    # stop -----------------------------------------------------------------------
+    async def stop(self) -> None:
+        """Its stop signal to its group and marked strays, SIGKILL after stop_timeout;
+        then its cluster folder and its log's descriptor go."""
+        p, report = self.planned, self.report
+        try:
+            if self.proc is None:
+                return
+            report.stop_began = time.monotonic()
+            result = await process.stop_service(
+                self.proc,
+                started=self.started,
+                mark=self.run.mark,
+                service=p.name,
+                stop_signal=p.spec.stop_signal,
+                timeout=p.spec.stop_timeout,
+                killed=self.run.teardown.killed,
+            )
+            report.record_stop(result)
+            if result.forced and not self.run.teardown.killed:
+                self.run.reporter.warning(
+                    f"service '{p.name}' ignored {p.spec.stop_signal.name} for "
+                    f"{p.spec.stop_timeout:g}s (stop_timeout) and was killed with SIGKILL"
+                )
+            else:
+                logs.logger.info("%s: %s in %.3fs", p.name, result.how, result.seconds)
+        finally:
+            if self.cluster is not None:
+                await self.cluster.remove()
+            if self.log_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self.log_fd)
+                self.log_fd = None
