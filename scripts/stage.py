@@ -25,7 +25,7 @@ def _fallback() -> list[str]:
     the database suites then use; otherwise none (the check asks for one)."""
     if any(os.environ.get(name) for name in ("TEST_DATABASE_URL", "DATABASE_URL")):
         return []
-    from conductor.postgres import find_bindir
+    from conductor import find_bindir
 
     if find_bindir() is not None:
         return []

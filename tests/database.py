@@ -30,8 +30,8 @@ from typing import Literal
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from conductor import find_bindir, quote_ident
 from conductor.held import HeldInThread
-from conductor.postgres import find_bindir, quote_ident
 from conductor.pytest_stack import ConductorStack
 from genesis.db import make_engine
 from genesis.migrate import upgrade_async

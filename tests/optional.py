@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conductor.postgres import find_bindir
+from conductor import find_bindir
 from tools.bare import MISSING  # every such skip starts with it; nox -s bare reads it
 
 

@@ -17,7 +17,7 @@ import sys
 
 def floor_held() -> bool:
     """Whether this machine runs every test of conductor's (the floor then holds)."""
-    from conductor.postgres import find_bindir
+    from conductor import find_bindir
 
     return find_bindir() is not None
 

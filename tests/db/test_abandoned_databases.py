@@ -8,7 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from conductor.postgres import quote_ident
+from conductor import quote_ident
 from genesis.db import make_engine
 from tests.database import (
     Provision,

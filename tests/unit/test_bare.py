@@ -23,7 +23,7 @@ hides = pytest.mark.skipif(CANNOT_HIDE is not None, reason=f"{CANNOT_HIDE}")
 SHOW = """
 import json, shutil
 from pathlib import Path
-from conductor.postgres import find_bindir
+from conductor import find_bindir
 folders = ["/usr/lib/postgresql", "/usr/lib/chromium"]
 print(json.dumps({
     "which": {n: shutil.which(n) for n in ("chromium", "redis-server", "initdb", "postgres")},
@@ -279,7 +279,7 @@ bin=/opt/homebrew/opt/postgresql@99/bin
 mkdir -p $bin
 for name in initdb postgres; do printf '#!/bin/sh\\n' > $bin/$name; chmod +x $bin/$name; done
 exec "$0" -m tools.absent postgres -- "$0" -c \\
-    'from conductor.postgres import find_bindir; print(find_bindir())'
+    'from conductor import find_bindir; print(find_bindir())'
 """
 
 
@@ -301,10 +301,10 @@ def test_postgres_is_hidden_wherever_conductor_looks_for_it() -> None:
 
 
 def test_absent_hides_every_folder_conductor_looks_in() -> None:
-    from conductor import pgbin
+    from conductor.postgres import binaries
 
     folders = absent.PROGRAMS["postgres"].folders
-    assert all(pattern.removesuffix("/bin") in folders for pattern in pgbin._VERSIONED)
+    assert all(pattern.removesuffix("/bin") in folders for pattern in binaries._VERSIONED)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conductor.postgres import find_bindir
+from conductor.postgres.binaries import find_bindir
 
 FAKES = Path(__file__).with_name("fakes.py")
 RECORD = ".conductor-run.json"

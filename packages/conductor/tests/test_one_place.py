@@ -49,8 +49,8 @@ _WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_APPEND")
 OPENS_TO_WRITE = {
     "files.py",
     "lockfile.py",  # the lock itself, with its own O_NOFOLLOW | O_NONBLOCK care
-    "pgcache.py",  # the cluster cache's copies, in the cache's own folder
-    "postgres.py",  # the password file, in the cluster's new 0700 folder
+    "postgres/template_cache.py",  # the cluster cache's copies, in the cache's own folder
+    "postgres/clusters.py",  # the password file, in the cluster's new 0700 folder
 }
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conductor import pgcache, postgres
-from conductor.postgres import find_bindir
+from conductor.postgres import clusters, template_cache
+from conductor.postgres.binaries import find_bindir
 from support import Result, needs_postgres
 
 pytestmark = [pytest.mark.conductor, pytest.mark.postgres]
@@ -31,13 +31,13 @@ def fake_cluster(folder: Path) -> Path:
 
 def stored(tmp_path: Path) -> Path:
     entries = tmp_path / "entries"
-    assert pgcache.store(fake_cluster(tmp_path / "made"), entries, "k1", threading.Event())
+    assert template_cache.store(fake_cluster(tmp_path / "made"), entries, "k1", threading.Event())
     return entries / "k1"
 
 
 def test_an_entry_copies_back_byte_for_byte(tmp_path):
     entry = stored(tmp_path)
-    pgcache.copy_out(entry, tmp_path / "copy", None, threading.Event())
+    template_cache.copy_out(entry, tmp_path / "copy", None, threading.Event())
     made, copy = tmp_path / "made", tmp_path / "copy"
     assert (copy / "pg_notify").is_dir()
     for name in ("PG_VERSION", "base/1/1255", "postgresql.conf"):
@@ -52,7 +52,7 @@ def test_an_entry_copies_back_byte_for_byte(tmp_path):
 )
 def test_a_damaged_entry_is_doubted(tmp_path, damage):
     entry = stored(tmp_path)
-    data = entry / pgcache.DATA
+    data = entry / template_cache.DATA
     if damage == "truncated file":
         os.truncate(data / "base/1/1255", 4096)
     elif damage == "missing file":
@@ -60,41 +60,44 @@ def test_a_damaged_entry_is_doubted(tmp_path, damage):
     elif damage == "missing PG_VERSION":
         (data / "PG_VERSION").unlink()
     elif damage == "no manifest":
-        (entry / pgcache.MANIFEST).unlink()
+        (entry / template_cache.MANIFEST).unlink()
     else:
-        (entry / pgcache.MANIFEST).write_text('{"format": 1, "key": "k1", "folders": [')
-    with pytest.raises(pgcache.CacheDoubt):
-        pgcache.copy_out(entry, tmp_path / "copy", None, threading.Event())
+        (entry / template_cache.MANIFEST).write_text('{"format": 1, "key": "k1", "folders": [')
+    with pytest.raises(template_cache.CacheDoubt):
+        template_cache.copy_out(entry, tmp_path / "copy", None, threading.Event())
 
 
 def test_a_manifest_cannot_reach_outside_its_entry(tmp_path):
     entry = stored(tmp_path)
-    manifest = json.loads((entry / pgcache.MANIFEST).read_text())
+    manifest = json.loads((entry / template_cache.MANIFEST).read_text())
     manifest["files"].append(["../../outside", 1])
-    (entry / pgcache.MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(pgcache.CacheDoubt, match="outside"):
-        pgcache.copy_out(entry, tmp_path / "copy", None, threading.Event())
+    (entry / template_cache.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(template_cache.CacheDoubt, match="outside"):
+        template_cache.copy_out(entry, tmp_path / "copy", None, threading.Event())
 
 
 def test_the_second_store_of_an_entry_keeps_the_first(tmp_path):
     entry = stored(tmp_path)
-    before = (entry / pgcache.MANIFEST).stat().st_ino
-    again = pgcache.store(tmp_path / "made", tmp_path / "entries", "k1", threading.Event())
+    before = (entry / template_cache.MANIFEST).stat().st_ino
+    again = template_cache.store(tmp_path / "made", tmp_path / "entries", "k1", threading.Event())
     assert again is False
-    assert (entry / pgcache.MANIFEST).stat().st_ino == before
+    assert (entry / template_cache.MANIFEST).stat().st_ino == before
     assert [p.name for p in (tmp_path / "entries").iterdir()] == ["k1"]
 
 
 def test_a_discarded_entry_is_gone_and_a_new_one_can_take_its_place(tmp_path):
     entry = stored(tmp_path)
-    pgcache.discard(entry)
+    template_cache.discard(entry)
     assert list((tmp_path / "entries").iterdir()) == []
-    assert pgcache.store(tmp_path / "made", tmp_path / "entries", "k1", threading.Event())
+    assert template_cache.store(tmp_path / "made", tmp_path / "entries", "k1", threading.Event())
 
 
 def test_cache_root_follows_xdg_and_ignores_a_relative_value(tmp_path):
-    assert pgcache.root({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "conductor/postgres"
-    assert pgcache.root({"XDG_CACHE_HOME": "relative"}) == Path.home() / ".cache/conductor/postgres"
+    assert template_cache.root({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "conductor/postgres"
+    assert (
+        template_cache.root({"XDG_CACHE_HOME": "relative"})
+        == Path.home() / ".cache/conductor/postgres"
+    )
 
 
 def test_only_a_marked_run_folder_of_that_run_is_removed(tmp_path):
@@ -104,8 +107,8 @@ def test_only_a_marked_run_folder_of_that_run_is_removed(tmp_path):
     from conductor import owned
 
     mark = owned.Mark("1" * 32, str(tmp_path / "logs"))
-    setup = postgres.Setup(Path("/nonexistent"), postgres.plan_folder(), "u", None, "d")
-    cluster = postgres.Cluster("db", setup, "127.0.0.1", 1, mark)
+    setup = clusters.Setup(Path("/nonexistent"), clusters.plan_folder(), "u", None, "d")
+    cluster = clusters.Cluster("db", setup, "127.0.0.1", 1, mark)
     home = cluster.make_folder()
     try:
         assert Path(tempfile.gettempdir()).resolve() == home.parent
@@ -181,7 +184,7 @@ def built_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.code == 0, result.text
     assert not builder.mine()
     shutil.rmtree(folder / "logs")
-    for spare in (folder / "cache").rglob(pgcache.SPARE):  # each test makes its own
+    for spare in (folder / "cache").rglob(template_cache.SPARE):  # each test makes its own
         shutil.rmtree(spare)
     return folder / "cache"
 
@@ -218,7 +221,7 @@ def test_first_run_builds_the_cache_and_the_next_copies_it(conductor, config, tm
     assert "initdb took" in log
     assert "cached the cluster in" in log
     [entry] = entries(cache)
-    assert (entry / pgcache.MANIFEST).is_file()
+    assert (entry / template_cache.MANIFEST).is_file()
     assert not run_folder(log).exists()  # the run's copy goes; the cache stays
 
     second, log = run_db(conductor, config, cache)
@@ -236,13 +239,13 @@ def test_a_warm_run_works_on_a_copy_not_on_the_cache(conductor, config, warm_cac
     cache = warm_cache
     assert run_db(conductor, config, cache)[0].code == 0
     [entry] = entries(cache)
-    manifest = (entry / pgcache.MANIFEST).read_text()
+    manifest = (entry / template_cache.MANIFEST).read_text()
     write = f'"{psql}" --no-psqlrc -At -d "$DB_URL" -c "create table written_by_a_run (x int)"'
     result = conductor.run("run", "--config", "conductor.toml", "--", "sh", "-c", write)
     assert result.code == 0, result.text
     again, _ = run_db(conductor, config, cache)
     assert again.code == 0, again.text
-    assert (entry / pgcache.MANIFEST).read_text() == manifest
+    assert (entry / template_cache.MANIFEST).read_text() == manifest
     check = f'"{psql}" --no-psqlrc -At -d "$DB_URL" -c "select to_regclass(\'written_by_a_run\')"'
     result = conductor.run("run", "--config", "conductor.toml", "--", "sh", "-c", check)
     assert result.code == 0, result.text
@@ -254,14 +257,14 @@ def test_a_warm_run_works_on_a_copy_not_on_the_cache(conductor, config, warm_cac
 def test_a_corrupt_cache_never_breaks_a_run_and_is_rebuilt(conductor, config, warm_cache, damage):
     cache = warm_cache
     [entry] = entries(cache)
-    data = entry / pgcache.DATA
+    data = entry / template_cache.DATA
     if damage == "truncated file":
         biggest = max((p for p in data.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
         os.truncate(biggest, biggest.stat().st_size // 2)
     elif damage == "no PG_VERSION":
         (data / "PG_VERSION").unlink()
     else:
-        (entry / pgcache.MANIFEST).unlink()
+        (entry / template_cache.MANIFEST).unlink()
     result, log = run_db(conductor, config, cache)
     assert result.code == 0, result.text
     assert result.out.strip() == "cached"
@@ -269,7 +272,7 @@ def test_a_corrupt_cache_never_breaks_a_run_and_is_rebuilt(conductor, config, wa
     assert "initdb took" in log
     assert "cached the cluster in" in log
     [rebuilt] = entries(cache)
-    assert (rebuilt / pgcache.MANIFEST).is_file()
+    assert (rebuilt / template_cache.MANIFEST).is_file()
     warm, log = run_db(conductor, config, cache)
     assert warm.code == 0, warm.text
     assert from_cache(log)
@@ -297,7 +300,7 @@ def test_two_runs_building_the_cache_at_once_both_succeed(conductor, config, tmp
     assert sum("cached the cluster in" in log for log in logs) == 1
     assert sum("another run cached the same cluster" in log for log in logs) == 1
     [entry] = entries(cache)  # no .build- folder is left either
-    assert (entry / pgcache.MANIFEST).is_file()
+    assert (entry / template_cache.MANIFEST).is_file()
 
 
 @needs_postgres
@@ -313,37 +316,41 @@ def test_a_cache_that_cannot_be_written_only_costs_time(conductor, config, tmp_p
 def test_a_spare_is_taken_once_and_only_when_complete(tmp_path):
     entry = stored(tmp_path)
     me = os.geteuid()
-    assert pgcache.make_spare(entry, None, threading.Event())
-    assert not pgcache.make_spare(entry, None, threading.Event())  # one is there
-    assert pgcache.claim_spare(entry, tmp_path / "run1", me)
+    assert template_cache.make_spare(entry, None, threading.Event())
+    assert not template_cache.make_spare(entry, None, threading.Event())  # one is there
+    assert template_cache.claim_spare(entry, tmp_path / "run1", me)
     assert (tmp_path / "run1" / "base/1/1255").read_bytes() == (
         tmp_path / "made" / "base/1/1255"
     ).read_bytes()
-    assert not pgcache.claim_spare(entry, tmp_path / "run2", me)  # taken
-    assert not (entry / pgcache.SPARE).exists()  # no shell left behind
-    assert pgcache.make_spare(entry, None, threading.Event())
-    (entry / pgcache.SPARE / pgcache.SPARE_MARKER).unlink()  # as if never finished
-    assert not pgcache.claim_spare(entry, tmp_path / "run3", me)
+    assert not template_cache.claim_spare(entry, tmp_path / "run2", me)  # taken
+    assert not (entry / template_cache.SPARE).exists()  # no shell left behind
+    assert template_cache.make_spare(entry, None, threading.Event())
+    (entry / template_cache.SPARE / template_cache.SPARE_MARKER).unlink()  # as if never finished
+    assert not template_cache.claim_spare(entry, tmp_path / "run3", me)
     assert not (tmp_path / "run3").exists()
-    assert not (entry / pgcache.SPARE).exists()  # dropped, so a new one can be made
-    assert pgcache.make_spare(entry, None, threading.Event())
-    assert not pgcache.claim_spare(entry, tmp_path / "run4", me + 1)  # not its owner's
-    assert sorted(p.name for p in entry.iterdir()) == sorted([pgcache.DATA, pgcache.MANIFEST])
+    assert not (entry / template_cache.SPARE).exists()  # dropped, so a new one can be made
+    assert template_cache.make_spare(entry, None, threading.Event())
+    assert not template_cache.claim_spare(entry, tmp_path / "run4", me + 1)  # not its owner's
+    assert sorted(p.name for p in entry.iterdir()) == sorted(
+        [template_cache.DATA, template_cache.MANIFEST]
+    )
 
 
 def test_a_cancelled_spare_leaves_nothing(tmp_path):
     entry = stored(tmp_path)
     cancel = threading.Event()
     cancel.set()
-    with pytest.raises(pgcache.Cancelled):
-        pgcache.make_spare(entry, None, cancel)
-    assert sorted(p.name for p in entry.iterdir()) == sorted([pgcache.DATA, pgcache.MANIFEST])
+    with pytest.raises(template_cache.Cancelled):
+        template_cache.make_spare(entry, None, cancel)
+    assert sorted(p.name for p in entry.iterdir()) == sorted(
+        [template_cache.DATA, template_cache.MANIFEST]
+    )
 
 
 @needs_postgres
 def test_a_run_leaves_a_spare_and_the_next_run_takes_it(conductor, config, warm_cache):
     [entry] = entries(warm_cache)
-    marker = entry / pgcache.SPARE / pgcache.SPARE_MARKER
+    marker = entry / template_cache.SPARE / template_cache.SPARE_MARKER
     config({"db": {"kind": "postgres", "database": "cached"}})
     conductor.env["XDG_CACHE_HOME"] = str(warm_cache)
     # COMMAND waits (60 s at most) for the spare this run makes once db is ready.

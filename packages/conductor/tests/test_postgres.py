@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conductor.postgres import find_bindir
+from conductor.postgres.binaries import find_bindir
 from support import PY, gone, kill_conductor_and_its_watchdog, needs_postgres, wait_for
 
 pytestmark = [pytest.mark.conductor, pytest.mark.postgres]
@@ -65,7 +65,7 @@ def test_missing_binaries_say_what_to_install(config, monkeypatch):
     from conductor.errors import ConfigError
 
     path = config({"db": {"kind": "postgres"}})
-    monkeypatch.setattr(plan.pgbin, "find_bindir", lambda version=None: None)
+    monkeypatch.setattr(plan.binaries, "find_bindir", lambda version=None: None)
     with pytest.raises(ConfigError) as info:
         plan.make_plan(load_config(path), check_ports=False)
     message = str(info.value)
@@ -79,7 +79,7 @@ def test_optional_postgres_without_binaries_is_skipped(config, monkeypatch):
     from conductor.config import load_config
 
     path = config({"db": {"kind": "postgres", "optional": True}})
-    monkeypatch.setattr(plan.pgbin, "find_bindir", lambda version=None: None)
+    monkeypatch.setattr(plan.binaries, "find_bindir", lambda version=None: None)
     result = plan.make_plan(load_config(path), check_ports=False)
     assert "db" in result.skipped
 
@@ -219,13 +219,13 @@ def test_a_missing_init_file_is_a_configuration_error(conductor, config, tmp_pat
 
 @needs_postgres
 def test_a_version_that_is_not_installed_lists_those_that_are(conductor, config, tmp_path):
-    from conductor import pgbin
+    from conductor.postgres import binaries
 
     config({"db": {"kind": "postgres", "version": "99"}})
     result = conductor.run("run", "--config", "conductor.toml", "--", "true")
     assert result.code == 2, result.text
     assert "service 'db', key 'version'" in result.err
-    installed = ", ".join(pgbin.installed())
+    installed = ", ".join(binaries.installed())
     assert f"PostgreSQL 99 is not installed here (installed: {installed})" in result.err
     assert not (tmp_path / "logs").exists()
 

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
     from conductor.config import Config, ServiceSpec, load_config
     from conductor.errors import ConductorError, ConfigError, ServiceFailed
+    from conductor.postgres.binaries import find_bindir
+    from conductor.postgres.clusters import quote_ident
     from conductor.runner import Options
     from conductor.stack import Stack
 
@@ -34,6 +36,8 @@ _LAZY = {
     "ConductorError": "conductor.errors",
     "ConfigError": "conductor.errors",
     "ServiceFailed": "conductor.errors",
+    "find_bindir": "conductor.postgres.binaries",
+    "quote_ident": "conductor.postgres.clusters",
     "Options": "conductor.runner",
     "Stack": "conductor.stack",
 }
@@ -55,7 +59,9 @@ __all__ = [
     "ServiceSpec",
     "Stack",
     "__version__",
+    "find_bindir",
     "load_config",
+    "quote_ident",
     "run_command",
 ]
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
-from conductor import environment, masking, pgbin, ports, postgres, schema, templates
+from conductor import environment, masking, ports, schema, templates
 from conductor.config import Config, ReadySpec, ServiceSpec
 from conductor.errors import ConfigError
+from conductor.postgres import binaries, clusters
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class PlannedService:
     depends_on: tuple[str, ...]
     reuse: bool
     log_path: Path
-    pg: postgres.Setup | None = None  # kind = "postgres" only
+    pg: clusters.Setup | None = None  # kind = "postgres" only
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def _addresses(
     running: Mapping[str, ServiceSpec],
     context: templates.Context,
     port_of: Mapping[str, int | None],
-    setups: Mapping[str, postgres.Setup],
+    setups: Mapping[str, clusters.Setup],
 ) -> dict[str, str | None]:
     """Each service's url, with every service's host and port (which urls may use) and
     then its url given to templates."""
@@ -195,7 +196,7 @@ def _missing_program(
     config: Config, spec: ServiceSpec, context: templates.Context, environ: Mapping[str, str]
 ) -> str | None:
     if spec.kind == "postgres":
-        return pgbin.missing(typing.cast(str | None, spec.version))
+        return binaries.missing(typing.cast(str | None, spec.version))
     try:
         program = context.render(spec.command[0])
     except templates.TemplateError:
@@ -293,10 +294,10 @@ def _check_port(config: Config, name: str, spec: ServiceSpec, port: int | None) 
 
 def _postgres_setups(
     config: Config, running: Mapping[str, ServiceSpec], context: templates.Context
-) -> dict[str, postgres.Setup]:
+) -> dict[str, clusters.Setup]:
     """Each postgres service's setup, its values given to templates and its password
     to the mask, before anything can print it."""
-    setups: dict[str, postgres.Setup] = {}
+    setups: dict[str, clusters.Setup] = {}
     for name, spec in running.items():
         if spec.kind != "postgres":
             continue
@@ -315,7 +316,7 @@ def _postgres_setups(
 
 def _postgres_setup(
     config: Config, name: str, spec: ServiceSpec, context: templates.Context
-) -> postgres.Setup:
+) -> clusters.Setup:
     """user, password and database filled ({env...}), init files found, settings as -c
     values, and the folder this run's cluster will have."""
 
@@ -335,7 +336,7 @@ def _postgres_setup(
             )
         return value
 
-    bindir = pgbin.find_bindir(typing.cast(str | None, spec.version))
+    bindir = binaries.find_bindir(typing.cast(str | None, spec.version))
     assert bindir is not None, "checked by _skipped"
     init: list[tuple[str, Path]] = []
     for i, written in enumerate(spec.init):
@@ -353,14 +354,14 @@ def _postgres_setup(
             service=name,
             key="init",
         )
-    return postgres.Setup(
+    return clusters.Setup(
         bindir=bindir,
-        folder=postgres.plan_folder(),
+        folder=clusters.plan_folder(),
         user=fill("user") or "postgres",
         password=fill("password"),
         database=fill("database") or "postgres",
         init=tuple(init),
-        settings=tuple((k, postgres.setting_value(v)) for k, v in spec.settings.items()),
+        settings=tuple((k, clusters.setting_value(v)) for k, v in spec.settings.items()),
     )
 
 
@@ -370,7 +371,7 @@ def _url(
     spec: ServiceSpec,
     context: templates.Context,
     port: int | None,
-    setup: postgres.Setup | None,
+    setup: clusters.Setup | None,
 ) -> str | None:
     if spec.url is not None:
         with templates.config_error(file=config.file, service=name, key="url"):

@@ -20,10 +20,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from conductor import compat, environment, kill, listeners, logs, owned, postgres, probes, process
+from conductor import compat, environment, kill, listeners, logs, owned, probes, process
 from conductor.config import ReadySpec
 from conductor.errors import ServiceFailed
 from conductor.plan import PlannedService
+from conductor.postgres import clusters
 from conductor.report import Reporter, ServiceReport
 from conductor.state import RunDir
 
@@ -106,7 +107,7 @@ class ServiceLife:
         self.proc: asyncio.subprocess.Process | None = None
         self.started: float | None = None  # the start time, as compat.start_time gives it
         self.log_fd: int | None = None
-        self.cluster: postgres.Cluster | None = None
+        self.cluster: clusters.Cluster | None = None
         self.dead = False  # failed after it was ready (said once)
         self.watchers: set[asyncio.Task[None]] = set()
         self.echo: asyncio.Task[None] | None = None
@@ -188,12 +189,12 @@ class ServiceLife:
         self.run.reporter.event(p.name, "starting")
         if p.pg is not None:
             assert p.port is not None
-            self.cluster = postgres.Cluster(p.name, p.pg, p.host, p.port, self.run.mark)
+            self.cluster = clusters.Cluster(p.name, p.pg, p.host, p.port, self.run.mark)
             self.run.rundir.add_folder(p.pg.folder)  # recorded first: a kill can come any time
             self.cluster.make_folder()
             await self._within(deadline, self.cluster.init(self.log_fd, env), "timed out in initdb")
             command, cwd = self.cluster.command(), self.cluster.socket_dir
-            run_as = postgres.run_as()
+            run_as = clusters.run_as()
         try:
             self.proc = await process.spawn(
                 command, env=env, cwd=cwd, log_fd=self.log_fd, run_as=run_as

@@ -2,7 +2,7 @@
 
 Each run gets its own folder in the temp dir (`conductor-pg-*`, made and removed
 through owned.py, so only ever with conductor's marker file): the cluster in `data/`,
-copied from the template cache (pgcache) or made by initdb when there is no
+copied from the template cache (template_cache.py) or made by initdb when there is no
 trustworthy entry, and the server's Unix socket. The server runs without fsync and
 listens only on the configured host; the folder is removed at teardown. As root the
 server binaries run as the `postgres` user, because PostgreSQL refuses to run as root.
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from conductor import compat, owned, pgcache, reaper
+from conductor import compat, owned, reaper
 from conductor.errors import ServiceFailed
 from conductor.logs import logger
-from conductor.pgbin import find_bindir as find_bindir  # where the project's tests ask
+from conductor.postgres import template_cache
 
 T = TypeVar("T")
 
@@ -119,9 +119,9 @@ class Cluster:
         """Fill data/: the spare an earlier run left, else a copy of the cache entry when
         it is trustworthy, else initdb plus the database, stored in the cache."""
         began = time.monotonic()
-        entries = pgcache.root()
+        entries = template_cache.root()
         try:
-            name = pgcache.key(
+            name = template_cache.key(
                 self.bindir, user=self.user, database=self.database, password=self.password
             )
         except OSError:
@@ -130,7 +130,7 @@ class Cluster:
         if entries is not None:
             self.entry = entries / name
         uid = (_owner() or (os.geteuid(),))[0]
-        if entries is not None and pgcache.claim_spare(entries / name, self.datadir, uid):
+        if entries is not None and template_cache.claim_spare(entries / name, self.datadir, uid):
             logger.info(
                 "%s: cluster taken from the spare copy in %s in %.3fs",
                 self.service,
@@ -158,11 +158,11 @@ class Cluster:
         try:
             # An entry is renamed into place whole, so one without its manifest is
             # damaged, never still being built (that happens under a .build- name).
-            if not (entry / pgcache.MANIFEST).is_file():
-                raise pgcache.CacheDoubt("it has no manifest")
-            await self._in_thread(pgcache.copy_out, entry, self.datadir, _owner())
+            if not (entry / template_cache.MANIFEST).is_file():
+                raise template_cache.CacheDoubt("it has no manifest")
+            await self._in_thread(template_cache.copy_out, entry, self.datadir, _owner())
             return True
-        except pgcache.CacheDoubt as exc:
+        except template_cache.CacheDoubt as exc:
             logger.warning(
                 "%s: the cached cluster %s cannot be trusted (%s); it is dropped, and this "
                 "run makes a fresh one",
@@ -170,7 +170,7 @@ class Cluster:
                 entry,
                 exc,
             )
-            await asyncio.to_thread(pgcache.discard, entry)
+            await asyncio.to_thread(template_cache.discard, entry)
         except OSError as exc:
             logger.warning(
                 "%s: could not copy the cached cluster %s (%s); running initdb",
@@ -184,8 +184,8 @@ class Cluster:
     async def _store(self, entries: Path, name: str) -> None:
         began = time.monotonic()
         try:
-            stored = await self._in_thread(pgcache.store, self.datadir, entries, name)
-        except (OSError, pgcache.CacheDoubt) as exc:
+            stored = await self._in_thread(template_cache.store, self.datadir, entries, name)
+        except (OSError, template_cache.CacheDoubt) as exc:
             logger.warning("%s: could not cache the cluster in %s: %s", self.service, entries, exc)
             return
         logger.info(
@@ -204,7 +204,7 @@ class Cluster:
         def guarded() -> T:
             with self._busy:
                 if self._cancel.is_set():
-                    raise pgcache.Cancelled
+                    raise template_cache.Cancelled
                 return work(*args, self._cancel)
 
         return await asyncio.to_thread(guarded)
@@ -343,11 +343,11 @@ class Cluster:
     async def _make_spare(self, entry: Path) -> None:
         began = time.monotonic()
         try:
-            made = await self._in_thread(pgcache.make_spare, entry, _owner())
-        except pgcache.Cancelled:
+            made = await self._in_thread(template_cache.make_spare, entry, _owner())
+        except template_cache.Cancelled:
             logger.info("%s: the run ended before the spare copy was done", self.service)
             return
-        except (OSError, pgcache.CacheDoubt) as exc:
+        except (OSError, template_cache.CacheDoubt) as exc:
             logger.warning("%s: could not make a spare copy in %s: %s", self.service, entry, exc)
             return
         if made:
