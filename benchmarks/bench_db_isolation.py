@@ -110,8 +110,7 @@ async def main(tests: int) -> None:
         url = os.environ.get("TEST_DATABASE_URL")
         where = "TEST_DATABASE_URL"
         if not url:
-            from conductor import Stack, load_config
-            from conductor.report import Reporter
+            from conductor import Reporter, Stack, load_config
 
             logs = Path(tempfile.mkdtemp(prefix="bench-db-"))
             services = await stack.enter_async_context(

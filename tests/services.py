@@ -6,8 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from conductor import Stack, load_config
-from conductor.report import Reporter
+from conductor import Reporter, Stack, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conductor import Stack, load_config
-from conductor.report import Reporter
+from conductor import Reporter, Stack, load_config
 from tests.optional import POSTGRES
 
 ROOT = Path(__file__).resolve().parents[2]

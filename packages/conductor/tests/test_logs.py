@@ -125,7 +125,7 @@ def test_failure_tail_is_capped_in_bytes_and_says_so(conductor, config, tmp_path
 SLOW_CONSOLE = """
 import asyncio, sys, time
 from conductor import Stack, load_config
-from conductor.report import Reporter
+from conductor.report.console import Reporter
 
 class SlowConsole:  # 10 ms a write: --show-logs falls far behind a flooding service
     def __init__(self):

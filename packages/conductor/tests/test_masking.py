@@ -9,8 +9,9 @@ from urllib.parse import quote
 
 import pytest
 
-from conductor import logs, masking, summary
-from conductor.report import Reporter, ServiceReport
+from conductor import logs, masking
+from conductor.report import summary
+from conductor.report.console import Reporter, ServiceReport
 
 pytestmark = pytest.mark.conductor
 

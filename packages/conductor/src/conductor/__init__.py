@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from conductor.errors import ConductorError, ConfigError, ServiceFailed
     from conductor.postgres.binaries import find_bindir
     from conductor.postgres.clusters import quote_ident
+    from conductor.report.console import Reporter
     from conductor.runner import Options
     from conductor.stack import Stack
 
@@ -38,6 +39,7 @@ _LAZY = {
     "ServiceFailed": "conductor.errors",
     "find_bindir": "conductor.postgres.binaries",
     "quote_ident": "conductor.postgres.clusters",
+    "Reporter": "conductor.report.console",
     "Options": "conductor.runner",
     "Stack": "conductor.stack",
 }
@@ -55,6 +57,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Options",
+    "Reporter",
     "ServiceFailed",
     "ServiceSpec",
     "Stack",

@@ -33,7 +33,7 @@ from conductor.config import Config
 from conductor.environment import Address
 from conductor.errors import EXIT_SERVICE_FAILED, ConductorError
 from conductor.plan import make_plan
-from conductor.report import ServiceReport
+from conductor.report.console import ServiceReport
 from conductor.state import BadRecord, RunDir
 
 if TYPE_CHECKING:

@@ -28,14 +28,15 @@ from typing import IO, Any
 
 import pytest
 
-from conductor import attach, environment, owned, summary
+from conductor import attach, environment, owned
 from conductor.attach import AttachMode, LiveStack
 from conductor.config import Config, find_config, load_config
 from conductor.environment import LOGS_DIR_ENV, Address
 from conductor.errors import EXIT_SIGTERM, ConductorError
 from conductor.held import HeldInThread
 from conductor.pytest_stack import ConductorStack
-from conductor.report import Reporter
+from conductor.report import summary
+from conductor.report.console import Reporter
 from conductor.stack import Stack
 
 

@@ -15,12 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conductor import attach, errors, schema, summary
+from conductor import attach, errors, schema
 from conductor.attach import AttachedStack, AttachMode
 from conductor.command import STOP_GRACE, Command, CommandNotRunnable, check_argv
 from conductor.config import Config
 from conductor.kill import shielded
-from conductor.report import Reporter, redact
+from conductor.report import summary
+from conductor.report.console import Reporter, redact
 from conductor.signals import CaptureSignals
 from conductor.stack import Stack
 from conductor.state import RunDir

@@ -25,7 +25,7 @@ from conductor.config import ReadySpec
 from conductor.errors import ServiceFailed
 from conductor.plan import PlannedService
 from conductor.postgres import clusters
-from conductor.report import Reporter, ServiceReport
+from conductor.report.console import Reporter, ServiceReport
 from conductor.state import RunDir
 
 FATAL = "fail.log"  # the name of a service's fail.log follower task

@@ -30,7 +30,7 @@ from conductor.environment import Address
 from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
 from conductor.kill import shielded
 from conductor.plan import Plan, check_ports, make_plan
-from conductor.report import Reporter, ServiceReport
+from conductor.report.console import Reporter, ServiceReport
 from conductor.service import ECHO_DRAIN, Preload, RunContext, ServiceLife, Teardown
 from conductor.state import RunDir
 from conductor.subreaper import Subreaper

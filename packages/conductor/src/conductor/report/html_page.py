@@ -21,8 +21,8 @@ from urllib.parse import quote
 
 from conductor import files, masking
 from conductor.logs import tail
-from conductor.report import Outcome
-from conductor.summary import Phase, ServiceSummary, Summary
+from conductor.report.console import Outcome
+from conductor.report.summary import Phase, ServiceSummary, Summary
 
 TAIL_LINES = 20
 TAIL_LINE_CHARS = 400

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from conductor import files, masking
-from conductor.report import ENDED_BADLY, Outcome, ServiceReport, Status, redact
+from conductor.report.console import ENDED_BADLY, Outcome, ServiceReport, Status, redact
 
 if TYPE_CHECKING:
     from conductor.stack import Stack
@@ -172,9 +172,9 @@ def save(logs_dir: Path, summary: Summary) -> None:
     record = to_builtins(summary)
     logs_dir.mkdir(parents=True, exist_ok=True)
     files.replace(logs_dir / "summary.json", json.dumps(record, indent=2) + "\n")
-    from conductor import htmlreport  # only now: a run that never ends never needs it
+    from conductor.report import html_page  # only now: a run that never ends never needs it
 
-    htmlreport.write(logs_dir, msgspec.convert(record, Summary))
+    html_page.write(logs_dir, msgspec.convert(record, Summary))
 
 
 def to_builtins(summary: Summary) -> dict[str, typing.Any]:
