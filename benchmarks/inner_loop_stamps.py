@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-import conductor.pytest_plugin as conductor_plugin
+import conductor.pytest_plugin.plugin as conductor_plugin
 
 
 def _stamp(name: str, value: float) -> None:

@@ -20,7 +20,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from conductor.pytest_plugin import stack_of
+from conductor import stack_of
 from genesis.db import get_session, make_engine
 from genesis.main import create_app
 from genesis.settings import Settings

@@ -30,9 +30,7 @@ from typing import Literal
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from conductor import find_bindir, quote_ident
-from conductor.held import HeldInThread
-from conductor.pytest_stack import ConductorStack
+from conductor import ConductorStack, HeldInThread, find_bindir, quote_ident
 from genesis.db import make_engine
 from genesis.migrate import upgrade_async
 from genesis.settings import async_url

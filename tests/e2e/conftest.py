@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from conductor.pytest_stack import ConductorStack
+from conductor import ConductorStack
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conductor.pytest_stack import ConductorStack
+from conductor import ConductorStack
 from tests import database
 from tests.database import DatabaseServer, DatabaseUnavailable
 from tests.suites import DB_URL_ENV

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conductor.config import load_config
-from conductor.held import HeldInThread
+from conductor.pytest_plugin.in_thread import HeldInThread
 from conductor.stack import Stack
 from support import PY, write_config
 

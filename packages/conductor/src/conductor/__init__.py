@@ -23,11 +23,14 @@ if TYPE_CHECKING:
     from conductor.errors import ConductorError, ConfigError, ServiceFailed
     from conductor.postgres.binaries import find_bindir
     from conductor.postgres.clusters import quote_ident
+    from conductor.pytest_plugin.fixture import ConductorStack
+    from conductor.pytest_plugin.in_thread import HeldInThread
+    from conductor.pytest_plugin.plugin import stack_of
     from conductor.report.console import Reporter
     from conductor.runner import Options
     from conductor.stack import Stack
 
-# Imported on first use, not with the package: the pytest plugin (conductor.pytest_plugin)
+# Imported on first use, not with the package: the pytest plugin (conductor.pytest_plugin.plugin)
 # is loaded by every pytest run in an environment that has conductor, and must cost
 # nothing there until a stack is asked for.
 _LAZY = {
@@ -40,6 +43,9 @@ _LAZY = {
     "find_bindir": "conductor.postgres.binaries",
     "quote_ident": "conductor.postgres.clusters",
     "Reporter": "conductor.report.console",
+    "ConductorStack": "conductor.pytest_plugin.fixture",
+    "HeldInThread": "conductor.pytest_plugin.in_thread",
+    "stack_of": "conductor.pytest_plugin.plugin",
     "Options": "conductor.runner",
     "Stack": "conductor.stack",
 }
@@ -54,8 +60,10 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ConductorError",
+    "ConductorStack",
     "Config",
     "ConfigError",
+    "HeldInThread",
     "Options",
     "Reporter",
     "ServiceFailed",
@@ -66,6 +74,7 @@ __all__ = [
     "load_config",
     "quote_ident",
     "run_command",
+    "stack_of",
 ]
 
 

@@ -33,8 +33,8 @@ from conductor.attach import AttachMode, LiveStack
 from conductor.config import Config, find_config, load_config
 from conductor.environment import LOGS_DIR_ENV, Address
 from conductor.errors import EXIT_SIGTERM, ConductorError
-from conductor.held import HeldInThread
-from conductor.pytest_stack import ConductorStack
+from conductor.pytest_plugin.fixture import ConductorStack
+from conductor.pytest_plugin.in_thread import HeldInThread
 from conductor.report import summary
 from conductor.report.console import Reporter
 from conductor.stack import Stack

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from conductor.pytest_stack import ConductorStack
+from conductor.pytest_plugin.fixture import ConductorStack
 
 if TYPE_CHECKING:
-    from conductor.pytest_session import OwnedRun, Request
+    from conductor.pytest_plugin.controller import OwnedRun, Request
 
 WORKER_KEY = "conductor_stack"
 STACK_KEY = pytest.StashKey[ConductorStack]()
@@ -35,9 +35,9 @@ ATTACH_MODES = ("auto", "never", "require")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from conductor import pytest_hooks
+    from conductor.pytest_plugin import hookspecs
 
-    pluginmanager.add_hookspecs(pytest_hooks)
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -110,7 +110,7 @@ def _request(config: pytest.Config) -> Request | None:
         services += [name for name in _names(list(extra or [])) if name not in services]
     if not services:
         return None
-    from conductor import pytest_session
+    from conductor.pytest_plugin import controller
 
     env: dict[str, str] = {}
     for item in [*config.getini("conductor_env"), *config.getoption("conductor_env")]:
@@ -127,7 +127,7 @@ def _request(config: pytest.Config) -> Request | None:
         raise pytest.UsageError(
             f"conductor: conductor_attach must be one of {', '.join(ATTACH_MODES)}, not {attach!r}"
         )
-    return pytest_session.Request(
+    return controller.Request(
         services=services,
         env=env,
         config_file=Path(cli_config) if cli_config else _ini_path(config, "conductor_config"),
@@ -160,9 +160,9 @@ def pytest_configure(config: pytest.Config) -> None:
     request = _request(config)
     if request is None:
         return
-    from conductor import pytest_session
+    from conductor.pytest_plugin import controller
 
-    run = pytest_session.OwnedRun(request, verbosity=config.get_verbosity())
+    run = controller.OwnedRun(request, verbosity=config.get_verbosity())
     config.stash[_RUN_KEY] = run
     config.stash[STACK_KEY] = run.start()
 
