@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conductor import logs
+from conductor.files import logs
 from conductor.service import ECHO_DRAIN
 from support import PY, fake, wait_for
 

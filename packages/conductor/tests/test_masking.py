@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from conductor import logs, masking
+from conductor.files import logs, masking
 from conductor.report import summary
 from conductor.report.console import Reporter, ServiceReport
 

@@ -42,12 +42,12 @@ def _dotted(node: ast.AST) -> str:
     return ast.unparse(node) if isinstance(node, ast.Name | ast.Attribute) else ""
 
 
-# Writing a file: files.py makes every file conductor writes where others may write
+# Writing a file: files/safe_io.py makes every file conductor writes where others may write
 # too (the logs folder): a link planted there is never written through. The others
 # open a file of their own, each in a folder only conductor writes to.
 _WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_APPEND")
 OPENS_TO_WRITE = {
-    "files.py",
+    "files/safe_io.py",
     "lockfile.py",  # the lock itself, with its own O_NOFOLLOW | O_NONBLOCK care
     "postgres/template_cache.py",  # the cluster cache's copies, in the cache's own folder
     "postgres/clusters.py",  # the password file, in the cluster's new 0700 folder

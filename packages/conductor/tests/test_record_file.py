@@ -66,8 +66,8 @@ def test_appending_to_a_fifo_planted_as_conductor_log_fails_at_once(tmp_path: Pa
     fifo = tmp_path / "conductor.log"
     os.mkfifo(fifo)
     code = (
-        "import sys; from pathlib import Path; from conductor import files\n"
-        "try:\n    files.append_to(Path(sys.argv[1]))\nexcept OSError:\n    print('refused')"
+        "import sys; from pathlib import Path; from conductor.files import safe_io\n"
+        "try:\n    safe_io.append_to(Path(sys.argv[1]))\nexcept OSError:\n    print('refused')"
     )
     result = subprocess.run(
         [PY, "-c", code, str(fifo)], capture_output=True, text=True, timeout=30, check=False

@@ -136,7 +136,7 @@ def test_a_normal_run_leaves_no_watchdog_and_does_not_take_it_for_a_stray(
 
 @pytest.mark.parametrize("kind", ["symlink", "fifo"])
 def test_the_watchdog_never_writes_through_what_is_planted_at_conductor_log(tmp_path, kind):
-    """It adds to the run's own conductor.log as the event log does (files.append_to):
+    """It adds to the run's own conductor.log as the event log does (safe_io.append_to):
     a link there is not written through, and a FIFO fails at once instead of blocking
     the run's start for good (before, its own open followed the link and, on a FIFO,
     waited for a reader)."""

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conductor import compat, files
+from conductor import compat
+from conductor.files import safe_io
 
 if TYPE_CHECKING:
     import psutil
@@ -134,7 +135,7 @@ def make_folder(mark: Mark, folder: Path) -> Path:
     ours) with the marker file that lets a later `clean` prove conductor made it for
     this run. OSError when it cannot be made."""
     os.mkdir(folder, 0o700)
-    with os.fdopen(files.create(folder / FOLDER_MARK), "w", encoding="utf-8") as out:
+    with os.fdopen(safe_io.create(folder / FOLDER_MARK), "w", encoding="utf-8") as out:
         out.write(json.dumps({"run_id": mark.run_id, "logs_dir": mark.logs_dir}))
     return folder
 
@@ -190,7 +191,7 @@ def delete_tree(folder: Path) -> bool:
     own: temporary folders, and run-PID subfolders when they are pruned.
 
     A folder with a mount point at or below it raises NotOurs and is left whole: what
-    is mounted there (a bind mount of someone's files) is another filesystem's, and
+    is mounted there (a bind mount of someone's safe_io) is another filesystem's, and
     the walk would delete through it; a mount on the same filesystem shares its device
     number, so only the system's mount table tells."""
     _refuse_mount_points(folder)
@@ -232,7 +233,7 @@ def mark_run_folder(folder: Path, run_id: str, *, ended: float | None = None) ->
     mark: dict[str, object] = {"run_id": run_id, "logs_dir": str(folder)}
     if ended is not None:
         mark["ended"] = ended
-    files.replace(folder / FOLDER_MARK, json.dumps(mark))
+    safe_io.replace(folder / FOLDER_MARK, json.dumps(mark))
 
 
 def folder_mark(folder: Path) -> FolderMark | None:
@@ -240,7 +241,7 @@ def folder_mark(folder: Path) -> FolderMark | None:
     plain file (not a link, never a FIFO's endless wait, no more than a marker's size)
     of this user's, naming a run and a logs folder; None for anything else."""
     try:
-        text, info = files.read_plain(folder / FOLDER_MARK, _MARK_BYTES)
+        text, info = safe_io.read_plain(folder / FOLDER_MARK, _MARK_BYTES)
         if not compat.WINDOWS and info.st_uid != os.geteuid():
             return None
         written = json.loads(text)

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from conductor import logs, reaper
+from conductor import reaper
 from conductor.config import ReadySpec
+from conductor.files import logs
 
 if TYPE_CHECKING:
     import aiohttp

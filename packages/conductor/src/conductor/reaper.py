@@ -28,7 +28,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from conductor import logs, procfs
+from conductor import procfs
+from conductor.files import logs
 from conductor.signals import child_mask
 
 _active: Reaper | None = None

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conductor import lockfile, logs, owned
+from conductor import lockfile, owned
+from conductor.files import logs
 from conductor.state import LOCK_NAME
 
 PREFIX = "run-"

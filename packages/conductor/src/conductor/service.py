@@ -20,9 +20,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from conductor import compat, environment, kill, listeners, logs, owned, probes, process
+from conductor import compat, environment, kill, listeners, owned, probes, process
 from conductor.config import ReadySpec
 from conductor.errors import ServiceFailed
+from conductor.files import logs
 from conductor.plan import PlannedService
 from conductor.postgres import clusters
 from conductor.report.console import Reporter, ServiceReport

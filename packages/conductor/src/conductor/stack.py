@@ -14,20 +14,11 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from conductor import (
-    compat,
-    environment,
-    files,
-    kill,
-    logs,
-    owned,
-    reaper,
-    runfolders,
-    watchdog,
-)
+from conductor import compat, environment, kill, owned, reaper, runfolders, watchdog
 from conductor.config import Config
 from conductor.environment import Address
 from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
+from conductor.files import logs, safe_io
 from conductor.kill import shielded
 from conductor.plan import Plan, check_ports, make_plan
 from conductor.report.console import Reporter, ServiceReport
@@ -176,7 +167,7 @@ class Stack:
         writable: which folder, what is wrong, and where it was configured."""
         message = (
             f"cannot use {self.logs_dir} as the logs folder "
-            f"({files.why_unusable(self.logs_dir, exc)}); "
+            f"({safe_io.why_unusable(self.logs_dir, exc)}); "
             "point it at a folder conductor can create and write"
         )
         if self._logs_dir_given:

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from conductor import compat, files, kill, lockfile, owned
+from conductor import compat, kill, lockfile, owned
 from conductor.command import STOP_GRACE
 from conductor.errors import LogsDirBusy
+from conductor.files import safe_io
 
 LOCK_NAME = ".conductor.lock"
 RECORD_NAME = ".conductor-run.json"
@@ -138,10 +139,10 @@ def read_record(path: Path) -> Record:
     FileNotFoundError when there is none, and BadRecord (`str()` says why) when what is
     there is no run record at all."""
     try:
-        data = json.loads(files.read_text(path, _RECORD_BYTES))
+        data = json.loads(safe_io.read_text(path, _RECORD_BYTES))
     except FileNotFoundError:
         raise
-    except files.NotPlain as exc:
+    except safe_io.NotPlain as exc:
         raise BadRecord(str(exc)) from None
     except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply
         raise BadRecord("it is not readable JSON") from None
@@ -344,7 +345,7 @@ class RunDir:
     def _save(self) -> None:
         """Owner-only: an `up`'s record holds the values `--attach` renders, passwords
         included."""
-        files.replace(self.record_path, json.dumps(self._record, indent=2), 0o600)
+        safe_io.replace(self.record_path, json.dumps(self._record, indent=2), 0o600)
 
     def _forget(self) -> None:
         """Remove the record (something else in its place is left alone)."""

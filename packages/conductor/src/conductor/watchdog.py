@@ -31,7 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-from conductor import compat, files, logs, reaper
+from conductor import compat, reaper
+from conductor.files import logs, safe_io
 from conductor.process import describe_exit
 
 DONE = b"done"
@@ -101,7 +102,7 @@ def start(logs_dir: Path, run_id: str, lock_fd: int) -> Watchdog | None:
     try:
         # The run's own conductor.log, through files (never a link's target, never a
         # FIFO's open that blocks): the watchdog's crash, if any, ends up there.
-        log = files.append_to(logs_dir / "conductor.log")
+        log = safe_io.append_to(logs_dir / "conductor.log")
     except OSError:
         return None
     read_end, write_end = os.pipe()  # neither is inherited by anything else we start

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from conductor import compat, owned, reaper
 from conductor.errors import ServiceFailed
-from conductor.logs import logger
+from conductor.files.logs import logger
 from conductor.postgres import template_cache
 
 T = TypeVar("T")

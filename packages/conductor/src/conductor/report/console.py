@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from conductor import masking
-from conductor.logs import TAIL_BYTES, TAIL_LINE_BYTES, Piece, Tail, logger, tail
+from conductor.files import masking
+from conductor.files.logs import TAIL_BYTES, TAIL_LINE_BYTES, Piece, Tail, logger, tail
 from conductor.process import Ending, StopResult
 
 if TYPE_CHECKING:  # rich is imported only on a terminal: it costs ~0.1 s of start-up

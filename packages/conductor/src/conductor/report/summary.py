@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from conductor import files, masking
+from conductor.files import masking, safe_io
 from conductor.report.console import ENDED_BADLY, Outcome, ServiceReport, Status, redact
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ def save(logs_dir: Path, summary: Summary) -> None:
     """summary.json, then report.html drawn from the very data it holds (masked)."""
     record = to_builtins(summary)
     logs_dir.mkdir(parents=True, exist_ok=True)
-    files.replace(logs_dir / "summary.json", json.dumps(record, indent=2) + "\n")
+    safe_io.replace(logs_dir / "summary.json", json.dumps(record, indent=2) + "\n")
     from conductor.report import html_page  # only now: a run that never ends never needs it
 
     html_page.write(logs_dir, msgspec.convert(record, Summary))

@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from conductor import files
+from conductor.files import safe_io
 
 FOLLOW_POLL = 0.005
 _CHUNK = 1 << 16
@@ -35,7 +35,7 @@ logger.addHandler(logging.NullHandler())
 def open_log(path: Path) -> int:
     """A fresh log file for one service; O_APPEND keeps stdout and stderr interleaved."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return files.create(path, append=True)
+    return safe_io.create(path, append=True)
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ def setup_event_log(logs_dir: Path, *, append: bool = False) -> logging.Handler:
     fresh one per run; the watchdog appends to the run's own)."""
     logs_dir.mkdir(parents=True, exist_ok=True)
     path = logs_dir / "conductor.log"
-    fd = files.append_to(path) if append else files.create(path, append=True)
+    fd = safe_io.append_to(path) if append else safe_io.create(path, append=True)
     handler = logging.FileHandler(path, encoding="utf-8", delay=True)
     handler.stream = open(fd, "a", encoding="utf-8")  # noqa: SIM115 (the handler closes it)
     handler.setFormatter(
@@ -228,7 +228,7 @@ def setup_event_log(logs_dir: Path, *, append: bool = False) -> logging.Handler:
 
 def _mask_record(record: logging.LogRecord) -> bool:
     """conductor.log never holds a password (see masking)."""
-    from conductor import masking
+    from conductor.files import masking
 
     record.msg, record.args = masking.mask(record.getMessage()), None
     return True
