@@ -206,7 +206,7 @@ class Conductor:
     def mine(self) -> list[psutil.Process]:
         """Live processes carrying this test's marker (never anything else).
 
-        psutil on purpose, not conductor's own /proc scan (compat.pids_with_environ):
+        psutil on purpose, not conductor's own /proc scan (portable.pids_with_environ):
         the check that nothing is left must not share the code it checks."""
         found = []
         for proc in psutil.process_iter():

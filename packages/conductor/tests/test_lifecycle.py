@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conductor import process
+from conductor.process import start_stop
 from support import PY, fake
 
 
@@ -291,5 +291,5 @@ def test_an_up_with_a_completed_task_can_be_attached_to(conductor, config, up, t
     ],
 )
 def test_who_ended_a_process_is_told_by_facts(returncode, gone, forced, expected):
-    got = process.ending(returncode, gone=gone, forced=forced, stop_signal=signal.SIGTERM)
+    got = start_stop.ending(returncode, gone=gone, forced=forced, stop_signal=signal.SIGTERM)
     assert got == expected

@@ -89,7 +89,7 @@ def test_only_templates_turns_a_template_error_into_a_config_error():
     assert offenders(_template_to_config_error, {"templates.py"}) == []
 
 
-# A folder's marker is read by owned.folder_mark only (the others that name it write it).
+# A folder's marker is read by ownership.folder_mark only (the others that name it write it).
 _READS = {"read_plain", "read_text", "read_bytes", "open", "loads", "lstat", "stat"}
 
 
@@ -100,11 +100,11 @@ def _reads_folder_mark(node: ast.AST) -> str | None:
     texts = {n.value for n in ast.walk(node) if isinstance(n, ast.Constant)}
     calls = {_dotted(n.func).rsplit(".", 1)[-1] for n in ast.walk(node) if isinstance(n, ast.Call)}
     if ("FOLDER_MARK" in names or ".conductor-made" in texts) and calls & _READS:
-        return f"{node.name}() reads a folder's marker (use owned.folder_mark)"
+        return f"{node.name}() reads a folder's marker (use ownership.folder_mark)"
     return None
 
 
-def test_only_owned_folder_mark_reads_a_folder_marker():
+def test_only_ownership_folder_mark_reads_a_folder_marker():
     assert offenders(_reads_folder_mark, set()) == []
 
 
@@ -126,8 +126,8 @@ def test_only_state_read_record_reads_the_run_record():
     assert offenders(_reads_run_record, set()) == []
 
 
-# /proc is read and parsed in procfs.py only; a process group is looked up there, or
-# in compat.py (which chooses between procfs and psutil).
+# /proc is read and parsed in process/procfs.py only; a process group is looked up there, or
+# in process/portable.py (which chooses between procfs and psutil).
 def _reads_proc(node: ast.AST) -> str | None:
     if isinstance(node, ast.JoinedStr) and node.values:
         first = node.values[0]
@@ -140,16 +140,16 @@ def _reads_proc(node: ast.AST) -> str | None:
 
 def _looks_up_a_group(node: ast.AST) -> str | None:
     if isinstance(node, ast.Call) and _dotted(node.func) == "os.getpgid":
-        return "looks up a process group (use procfs.group or compat.leads_group)"
+        return "looks up a process group (use procfs.group or portable.leads_group)"
     return None
 
 
 def test_only_procfs_reads_proc():
-    assert offenders(_reads_proc, {"procfs.py"}) == []
+    assert offenders(_reads_proc, {"process/procfs.py"}) == []
 
 
 def test_only_procfs_and_compat_look_up_a_process_group():
-    assert offenders(_looks_up_a_group, {"procfs.py", "compat.py"}) == []
+    assert offenders(_looks_up_a_group, {"process/procfs.py", "process/portable.py"}) == []
 
 
 @pytest.mark.parametrize(

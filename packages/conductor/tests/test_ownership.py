@@ -33,7 +33,7 @@ for _ in range(6000):
 
 def mark_env(folder: Path, run_id: str = RUN_ID) -> dict[str, str]:
     """The mark of a process conductor started for a run logging to `folder`. (Spelt
-    out, not taken from conductor.owned, so these tests also run against older code.)"""
+    out, not taken from conductor.process.ownership, so these tests also run against older code.)"""
     return {
         "CONDUCTOR_RUN_ID": run_id,
         "CONDUCTOR_LOGS_DIR": str(folder.resolve()),
@@ -286,12 +286,14 @@ def test_clean_never_deletes_a_folder_conductor_did_not_make(conductor, tmp_path
 
 
 def test_clean_removes_a_folder_conductor_made_for_that_run_only(conductor, tmp_path):
-    from conductor import owned
+    from conductor.process import ownership
 
     logs = tmp_path / "logs"
 
     def made(run_id: str, folder: Path) -> Path:
-        return owned.make_folder(owned.Mark(run_id, str(folder)), owned.plan_folder("test"))
+        return ownership.make_folder(
+            ownership.Mark(run_id, str(folder)), ownership.plan_folder("test")
+        )
 
     ours = made(RUN_ID, logs.resolve())
     other_run = made("f" * 32, logs.resolve())

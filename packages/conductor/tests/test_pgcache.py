@@ -104,22 +104,22 @@ def test_only_a_marked_run_folder_of_that_run_is_removed(tmp_path):
     import asyncio
     import tempfile
 
-    from conductor import owned
+    from conductor.process import ownership
 
-    mark = owned.Mark("1" * 32, str(tmp_path / "logs"))
+    mark = ownership.Mark("1" * 32, str(tmp_path / "logs"))
     setup = clusters.Setup(Path("/nonexistent"), clusters.plan_folder(), "u", None, "d")
     cluster = clusters.Cluster("db", setup, "127.0.0.1", 1, mark)
     home = cluster.make_folder()
     try:
         assert Path(tempfile.gettempdir()).resolve() == home.parent
-        with pytest.raises(owned.NotOurs):
-            owned.remove_folder(str(home), owned.Mark("2" * 32, mark.logs_dir))
+        with pytest.raises(ownership.NotOurs):
+            ownership.remove_folder(str(home), ownership.Mark("2" * 32, mark.logs_dir))
         unmarked = tmp_path / "conductor-pg-someone-else"
         unmarked.mkdir()
-        with pytest.raises(owned.NotOurs):
-            owned.remove_folder(str(unmarked), mark)
+        with pytest.raises(ownership.NotOurs):
+            ownership.remove_folder(str(unmarked), mark)
         assert unmarked.exists()
-        assert owned.remove_folder(str(home), mark)
+        assert ownership.remove_folder(str(home), mark)
         assert not home.exists()
     finally:
         asyncio.run(cluster.remove())

@@ -105,7 +105,8 @@ def test_adopted_orphans_are_reaped_while_the_command_runs(conductor, config, tm
 # Run in a process of its own: becoming a subreaper lasts for the process's lifetime.
 NEVER_STEALS = """
 import asyncio, os, subprocess, sys, time
-from conductor import compat, reaper
+from conductor.process import portable
+from conductor.process import reaper
 
 def state(pid):
     try:
@@ -115,7 +116,7 @@ def state(pid):
         return None
 
 async def main():
-    assert compat.set_subreaper(True)
+    assert portable.set_subreaper(True)
     r = reaper.Reaper()
     assert r.install(asyncio.get_running_loop())
     own = reaper.popen([sys.executable, "-c", "raise SystemExit(5)"])

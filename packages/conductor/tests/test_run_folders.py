@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conductor import lockfile, owned, runfolders
+from conductor import lockfile, runfolders
 from conductor.errors import LogsDirBusy
+from conductor.process import ownership
 from conductor.state import LOCK_NAME, RunDir
 from support import PY, fake, plant_link
 
@@ -27,7 +28,7 @@ pytestmark = [
 ]
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
-MARK = owned.FOLDER_MARK
+MARK = ownership.FOLDER_MARK
 
 # Holds an flock on argv[1] (created if missing) until stdin closes: another run's lock.
 HOLDER = """
@@ -72,7 +73,7 @@ def finished(logs: Path, name: str, ended: float, *, files: int = 1) -> Path:
     folder.mkdir(parents=True)
     for i in range(files):
         (folder / f"svc{i}.log").write_text("a finished run's log\n")
-    owned.mark_run_folder(folder, RUN_ID, ended=ended)
+    ownership.mark_run_folder(folder, RUN_ID, ended=ended)
     return folder
 
 
@@ -159,7 +160,7 @@ def test_a_run_that_went_to_a_subfolder_prunes_the_parent(conductor, config, tmp
     assert subfolders(logs) == {*mine, *(p.name for p in newest_first[:5])}
     own = logs / mine.pop()
     # The run's own subfolder is conductor's, stamped with its end, and holds no lock.
-    mark = owned.run_folder_mark(own)
+    mark = ownership.run_folder_mark(own)
     assert mark is not None
     assert mark.ended is not None
     assert mark.run_id == json.loads((own / "summary.json").read_text())["run_id"]
@@ -179,7 +180,7 @@ def test_a_run_pid_folder_a_user_made_is_used_but_never_marked(tmp_path):
     shutil.rmtree(mine)
     folder, made = runfolders.subfolder(logs)
     runfolders.claim(folder, RUN_ID, made=made)
-    assert owned.run_folder_mark(folder) is not None
+    assert ownership.run_folder_mark(folder) is not None
 
 
 def test_a_folder_that_cannot_be_deleted_is_one_warning_and_the_run_goes_on(
@@ -318,7 +319,7 @@ def test_a_run_that_opened_the_lock_as_the_last_run_ended_gets_the_current_one(
     assert a.stdin is not None
     assert a.stdout is not None
     assert a.stdout.readline().strip() == "locked"
-    real = lockfile.compat.try_lock
+    real = lockfile.portable.try_lock
     opened: list[int] = []
 
     def a_ends_first(handle):  # B has opened the lock file, not yet flocked it
@@ -331,10 +332,10 @@ def test_a_run_that_opened_the_lock_as_the_last_run_ended_gets_the_current_one(
             assert not (logs / LOCK_NAME).exists()  # A removed it, holding the lock
         return real(handle)
 
-    monkeypatch.setattr(lockfile.compat, "try_lock", a_ends_first)
+    monkeypatch.setattr(lockfile.portable, "try_lock", a_ends_first)
     b = RunDir(logs)
     assert b.lock()
-    monkeypatch.setattr(lockfile.compat, "try_lock", real)
+    monkeypatch.setattr(lockfile.portable, "try_lock", real)
     try:
         assert os.fstat(b.lock_fd).st_ino == os.stat(logs / LOCK_NAME).st_ino
         assert (logs / LOCK_NAME).read_text() == str(os.getpid())

@@ -208,7 +208,7 @@ def test_recycled_pid_in_record_is_not_touched(conductor, config, tmp_path):
 
 
 def test_marker_scan_matches_whole_entries_only(tmp_path):
-    from conductor import compat
+    from conductor.process import portable
 
     marker = f"CONDUCTOR_TEST_SCAN={os.getpid()}-{tmp_path.name}"
     child = psutil.Popen(
@@ -219,11 +219,11 @@ def test_marker_scan_matches_whole_entries_only(tmp_path):
     try:
         # Until exec, /proc/PID/environ is still ours, not the environment we gave.
         assert child.stdout.readline() == b"up\n"
-        assert compat.pids_with_environ([marker]) == [child.pid]
-        assert compat.pids_with_environ([marker, "X_FIRST=1"]) == [child.pid]
-        assert compat.pids_with_environ([marker[:-1]]) == []
-        assert compat.pids_with_environ([marker + "0"]) == []
-        assert compat.pids_with_environ([marker, "X_FIRST=2"]) == []
+        assert portable.pids_with_environ([marker]) == [child.pid]
+        assert portable.pids_with_environ([marker, "X_FIRST=1"]) == [child.pid]
+        assert portable.pids_with_environ([marker[:-1]]) == []
+        assert portable.pids_with_environ([marker + "0"]) == []
+        assert portable.pids_with_environ([marker, "X_FIRST=2"]) == []
     finally:
         child.kill()
         child.wait()

@@ -76,7 +76,7 @@ def test_a_listener_held_by_the_services_own_descendant_counts(conductor, config
 
 def test_netlink_and_proc_net_list_the_same_listeners():
     """The fast path (sock_diag netlink) and the fallback (/proc/net/tcp*) agree."""
-    from conductor import listeners
+    from conductor.process import listeners
 
     with socket.socket() as v4, socket.socket(socket.AF_INET6) as v6:
         v4.bind(("127.0.0.1", 0))
@@ -94,7 +94,7 @@ def test_netlink_and_proc_net_list_the_same_listeners():
 
 
 def test_the_listener_a_connection_reaches_is_the_most_specific_one():
-    from conductor.listeners import Socket, reached
+    from conductor.process.listeners import Socket, reached
 
     v4, v6 = socket.AF_INET, socket.AF_INET6
     loop = socket.inet_pton(v4, "127.0.0.1")

@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from conductor import compat, environment, lockfile, owned, templates
+from conductor import environment, lockfile, templates
 from conductor.config import Config
 from conductor.environment import Address
 from conductor.errors import EXIT_SERVICE_FAILED, ConductorError
 from conductor.plan import make_plan
+from conductor.process import ownership, portable
 from conductor.report.console import ServiceReport
 from conductor.state import BadRecord, RunDir
 
@@ -41,13 +42,13 @@ if TYPE_CHECKING:
 
     from conductor.stack import Stack
 else:
-    from conductor._lazy import psutil
+    from conductor.process.lazy_psutil import psutil
 
 AttachMode = Literal["auto", "never", "require"]
 ATTACH_MODES: tuple[AttachMode, ...] = ("auto", "never", "require")
 RECORD_KEY = "stack"
 # The record's start times and /proc's agree to a clock tick; a recycled pid is seconds off.
-_SAME_START = owned.START_SLACK
+_SAME_START = ownership.START_SLACK
 
 
 class NotAttachable(ConductorError):
@@ -123,7 +124,7 @@ def publish(stack: Stack) -> None:
                 "config_file": mark.config_file,
                 "services": list(mark.services),
                 "logs_dir": str(stack.logs_dir),
-                "conductor_started": compat.start_time(os.getpid()),
+                "conductor_started": portable.start_time(os.getpid()),
                 "addresses": {n: a.as_json() for n, a in stack.addresses.items()},
                 "values": stack.template_values(),
                 "skipped": dict(stack.plan.skipped) if stack.plan else {},
@@ -204,7 +205,7 @@ def find(config: Config, names: list[str] | None, logs_dir: Path) -> LiveStack:
             "`conductor clean` stops what it left"
         )
     for entry in record.processes:
-        why = _not_ours(entry.pid, entry.started, owned.Mark(run_id, str(recorded_dir)), pid)
+        why = _not_ours(entry.pid, entry.started, ownership.Mark(run_id, str(recorded_dir)), pid)
         if why is not None:
             raise NotAttachable(
                 f"service '{entry.service}' of the `conductor up` in {where} is not the one "
@@ -221,20 +222,20 @@ def find(config: Config, names: list[str] | None, logs_dir: Path) -> LiveStack:
 
 
 def _same_process(pid: int, created: float) -> bool:
-    started = compat.start_time(pid)
+    started = portable.start_time(pid)
     return started is not None and abs(started - created) < _SAME_START
 
 
-def _not_ours(pid: int, created: float, mark: owned.Mark, up_pid: int) -> str | None:
+def _not_ours(pid: int, created: float, mark: ownership.Mark, up_pid: int) -> str | None:
     """Why `pid` is not the process the run started (None when it is): the same proof
-    `clean` asks for (owned.process). A program that writes its title over its
+    `clean` asks for (ownership.process). A program that writes its title over its
     environment (redis-server does) no longer shows the mark; it is still the up's when
     it started at the recorded time, is the verified `up` process's own child, and leads
     the process group conductor gave it."""
     try:
-        if owned.process(pid, created, mark) is None:
+        if ownership.process(pid, created, mark) is None:
             return f"pid {pid} is not running"
-    except owned.NotOurs as exc:
+    except ownership.NotOurs as exc:
         if _child_of_up(pid, created, up_pid):
             return None
         return f"{exc} and is no child of the up"
@@ -248,7 +249,7 @@ def _child_of_up(pid: int, created: float, up_pid: int) -> bool:
         proc = psutil.Process(pid)
         return (
             proc.ppid() == up_pid
-            and compat.leads_group(pid)
+            and portable.leads_group(pid)
             and proc.status() != psutil.STATUS_ZOMBIE
         )
     except psutil.Error:
@@ -312,13 +313,13 @@ class AttachedStack:
         return command_env(self.config, self.live, self.request_env, run=self.mark)
 
     @property
-    def mark(self) -> owned.Mark:
+    def mark(self) -> ownership.Mark:
         """The command's own mark (its own run id, in the `up`'s logs folder)."""
-        return owned.Mark(self.run_id, str(self.logs_dir))
+        return ownership.Mark(self.run_id, str(self.logs_dir))
 
 
 def command_env(
-    config: Config, live: LiveStack, request: Mapping[str, str], *, run: owned.Mark | Path
+    config: Config, live: LiveStack, request: Mapping[str, str], *, run: ownership.Mark | Path
 ) -> environment.Environment:
     """What a process attached to `live` gets: COMMAND (`run` its own mark) or the pytest
     process (`run` the logs folder): its templates filled from the `up`'s services."""

@@ -18,8 +18,8 @@ from conductor.config import Config, load_config
 from conductor.environment import Address, address_env
 from conductor.plan import make_plan
 from conductor.probes import describe
+from conductor.process.subreaper import Subreaper
 from conductor.report.console import Reporter, redact
-from conductor.subreaper import Subreaper
 
 USAGE_RUN = "conductor run [options] [SERVICE ...] -- COMMAND [ARG ...]"
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conductor import owned, templates
+from conductor import templates
+from conductor.process import ownership
 from conductor.schema import env_name
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 # A command learns its run's logs folder from this (a pytest run inside `conductor run`
 # fills {logs_dir} in its own templates with it); it is part of the run's mark.
-LOGS_DIR_ENV = owned.MARKER_LOGS
+LOGS_DIR_ENV = ownership.MARKER_LOGS
 # Python services flush each line, so that a `ready = { log = ... }` probe and
 # `fail.log` see it when it is printed, not when a buffer fills.
 UNBUFFERED = {"PYTHONUNBUFFERED": "1"}
@@ -166,7 +167,7 @@ def template_environ(top_files: Mapping[str, str], inherited: Mapping[str, str])
 
 
 def service(
-    planned: PlannedService, mark: owned.Mark, inherited: Mapping[str, str]
+    planned: PlannedService, mark: ownership.Mark, inherited: Mapping[str, str]
 ) -> dict[str, str]:
     """A started service's environment: the layers its plan filled (env_file, the
     top-level env, its own env) with the inherited environment and the run's mark. It
@@ -252,7 +253,7 @@ def command(
     context: templates.Context,
     running: Mapping[str, Address],
     *,
-    run: owned.Mark | Path | None,
+    run: ownership.Mark | Path | None,
     inherited: Mapping[str, str],
     addresses: bool = True,
 ) -> Environment:
@@ -276,7 +277,7 @@ def command(
     )
 
 
-def _run_layer(run: owned.Mark | Path | None) -> dict[str, str]:
-    if isinstance(run, owned.Mark):
-        return run.env(owned.COMMAND)
+def _run_layer(run: ownership.Mark | Path | None) -> dict[str, str]:
+    if isinstance(run, ownership.Mark):
+        return run.env(ownership.COMMAND)
     return {} if run is None else {LOGS_DIR_ENV: str(run)}

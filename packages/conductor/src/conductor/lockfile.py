@@ -23,7 +23,7 @@ import stat
 from pathlib import Path
 from typing import IO
 
-from conductor import compat
+from conductor.process import portable
 
 # How often a taker starts over because the file changed under it: each time means
 # another run ended or began in that very instant, so a few suffice.
@@ -68,7 +68,7 @@ def take(path: Path) -> IO[str]:
             raise
         handle = os.fdopen(fd, "r+", encoding="utf-8", errors="replace")
         try:
-            if not compat.try_lock(handle):
+            if not portable.try_lock(handle):
                 handle.seek(0)
                 raise Busy(handle.read(_HOLDER_CHARS).strip() or "unknown")
             if not _is_at(fd, path):
@@ -98,7 +98,7 @@ def holder(path: Path) -> str | None:
     except OSError:
         return None
     with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode) or compat.try_lock(handle):
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or portable.try_lock(handle):
             return None  # closing the file lets go of a lock taken just now
         return handle.read(_HOLDER_CHARS).strip()
 
@@ -107,7 +107,7 @@ def unlink(fd: int, path: Path) -> None:
     """Remove the lock file, by its holder, at the end of its run: only while `fd` still
     holds the lock and only when `path` is still that very file. Errors are ignored: a
     file left behind is only untidy (the next run takes it as usual)."""
-    if compat.WINDOWS:  # an open file cannot be unlinked there; it stays
+    if portable.WINDOWS:  # an open file cannot be unlinked there; it stays
         return
     try:
         if _is_at(fd, path):

@@ -12,7 +12,7 @@ from conductor.probes import probe_host
 if TYPE_CHECKING:
     import psutil
 else:
-    from conductor._lazy import psutil
+    from conductor.process.lazy_psutil import psutil
 
 
 def _family(host: str) -> socket.AddressFamily:

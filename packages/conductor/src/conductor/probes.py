@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from conductor import reaper
 from conductor.config import ReadySpec
 from conductor.files import logs
+from conductor.process import reaper
 
 if TYPE_CHECKING:
     import aiohttp

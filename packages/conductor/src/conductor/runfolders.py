@@ -1,7 +1,7 @@
 """run-PID subfolders: where a run logs when its logs folder is busy (`--if-busy
 subfolder`), and how they are kept from piling up.
 
-A run that creates its subfolder writes conductor's marker in it (owned.py), and stamps
+A run that creates its subfolder writes conductor's marker in it (process/ownership.py), and stamps
 the marker with the time it ended when it lets go of the folder (the watchdog does so
 for a run that was killed). At the start of every run, the logs folder's finished
 subfolders beyond the newest KEEP are deleted: only those conductor provably made, each
@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conductor import lockfile, owned
+from conductor import lockfile
 from conductor.files import logs
+from conductor.process import ownership
 from conductor.state import LOCK_NAME
 
 PREFIX = "run-"
@@ -40,19 +41,19 @@ def claim(folder: Path, run_id: str, *, made: bool) -> None:
     """Mark `folder` as this run's (its lock held): when this run created it, or an
     earlier run of conductor did. A marker that cannot be written only means the folder
     is never pruned."""
-    if made or owned.run_folder_mark(folder) is not None:
+    if made or ownership.run_folder_mark(folder) is not None:
         with contextlib.suppress(OSError):
-            owned.mark_run_folder(folder, run_id)
+            ownership.mark_run_folder(folder, run_id)
 
 
 def finish(folder: Path, run_id: str) -> None:
     """Stamp the end of this run in its subfolder's marker, with the lock still held; a
     folder whose marker is not this run's (the logs folder itself, a user's folder) is
     left as it is."""
-    mark = owned.run_folder_mark(folder)
+    mark = ownership.run_folder_mark(folder)
     if mark is not None and mark.run_id == run_id:
         with contextlib.suppress(OSError):
-            owned.mark_run_folder(folder, run_id, ended=time.time())
+            ownership.mark_run_folder(folder, run_id, ended=time.time())
 
 
 @dataclass
@@ -80,7 +81,7 @@ def prune(logs_dir: Path, keep: int = KEEP) -> Pruned:
     ours: list[tuple[float, Path]] = []
     for name in names:
         folder = logs_dir / name
-        mark = owned.run_folder_mark(folder)
+        mark = ownership.run_folder_mark(folder)
         if mark is not None:
             ours.append((mark.ended if mark.ended is not None else mark.written, folder))
     ours.sort(key=lambda item: item[0], reverse=True)
@@ -128,13 +129,13 @@ def _remove(folder: Path, out: Pruned) -> None:
         out.problems.append(f"{folder}: {exc.strerror or exc}")
         return
     try:
-        if owned.run_folder_mark(folder) is None:
+        if ownership.run_folder_mark(folder) is None:
             return
-        if owned.delete_tree(folder):
+        if ownership.delete_tree(folder):
             out.removed.append(folder)
         else:
             out.problems.append(f"{folder} could not be deleted whole")
-    except owned.NotOurs as exc:
+    except ownership.NotOurs as exc:
         out.problems.append(str(exc))
     finally:
         lockfile.unlink(handle.fileno(), path)

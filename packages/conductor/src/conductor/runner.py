@@ -17,15 +17,15 @@ from pathlib import Path
 
 from conductor import attach, errors, schema
 from conductor.attach import AttachedStack, AttachMode
-from conductor.command import STOP_GRACE, Command, CommandNotRunnable, check_argv
 from conductor.config import Config
-from conductor.kill import shielded
+from conductor.process.command import STOP_GRACE, Command, CommandNotRunnable, check_argv
+from conductor.process.kill import shielded
+from conductor.process.signals import CaptureSignals
+from conductor.process.subreaper import Subreaper
 from conductor.report import summary
 from conductor.report.console import Reporter, redact
-from conductor.signals import CaptureSignals
 from conductor.stack import Stack
 from conductor.state import RunDir
-from conductor.subreaper import Subreaper
 
 COMMAND_GRACE = 10.0  # how long COMMAND may take to finish after a forwarded signal
 TIMEOUT_GRACE = STOP_GRACE  # SIGTERM to SIGKILL for COMMAND when --timeout expires

@@ -1,4 +1,4 @@
-"""One service's life in a run, from spawn to stop: its process, its log, its readiness
+"""One service's life in a run, from spawn to stop: its start_stop, its log, its readiness
 race (the probe against the process exiting, a `fail.log` line and the deadline), the
 watch while COMMAND runs, the --show-logs echo, and its stop.
 
@@ -20,12 +20,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from conductor import compat, environment, kill, listeners, owned, probes, process
+from conductor import environment, probes
 from conductor.config import ReadySpec
 from conductor.errors import ServiceFailed
 from conductor.files import logs
 from conductor.plan import PlannedService
 from conductor.postgres import clusters
+from conductor.process import kill, listeners, ownership, portable, start_stop
 from conductor.report.console import Reporter, ServiceReport
 from conductor.state import RunDir
 
@@ -49,7 +50,7 @@ class Teardown:
 class RunContext:
     """What the services of one run share, fixed once its logs folder is."""
 
-    mark: owned.Mark
+    mark: ownership.Mark
     rundir: RunDir
     reporter: Reporter
     started_at: float  # the run's start (monotonic): ready_after_s counts from it
@@ -79,7 +80,7 @@ class Preload:
     def _load(self) -> None:
         if self.http:
             probes.preload_http()
-        process.preload()
+        start_stop.preload()
 
 
 def _knocks_on_port(ready: ReadySpec) -> bool:
@@ -106,7 +107,7 @@ class ServiceLife:
         )
         self.ready = asyncio.Event()
         self.proc: asyncio.subprocess.Process | None = None
-        self.started: float | None = None  # the start time, as compat.start_time gives it
+        self.started: float | None = None  # the start time, as portable.start_time gives it
         self.log_fd: int | None = None
         self.cluster: clusters.Cluster | None = None
         self.dead = False  # failed after it was ready (said once)
@@ -118,7 +119,7 @@ class ServiceLife:
         return self.planned.name
 
     def leader(self) -> kill.Leader | None:
-        """Its process, as teardown and a second Ctrl-C signal it (with its group)."""
+        """Its start_stop, as teardown and a second Ctrl-C signal it (with its group)."""
         if self.proc is None:
             return None
         return kill.Leader(self.proc.pid, self.started, group=True, child=self.proc)
@@ -136,7 +137,7 @@ class ServiceLife:
         env, cwd = await self._spawn(deadline)
         assert self.proc is not None
         report.pid = self.proc.pid
-        self.started = compat.start_time(self.proc.pid)
+        self.started = portable.start_time(self.proc.pid)
         self.run.rundir.add_process(
             p.name, self.proc.pid, self.started, p.spec.stop_signal, p.spec.stop_timeout
         )
@@ -197,7 +198,7 @@ class ServiceLife:
             command, cwd = self.cluster.command(), self.cluster.socket_dir
             run_as = clusters.run_as()
         try:
-            self.proc = await process.spawn(
+            self.proc = await start_stop.spawn(
                 command, env=env, cwd=cwd, log_fd=self.log_fd, run_as=run_as
             )
         except OSError as exc:
@@ -264,9 +265,9 @@ class ServiceLife:
             return
         if exited in done:
             report.ended = time.monotonic()
-            report.exit_code = process.exit_status(proc.returncode)
+            report.exit_code = start_stop.exit_status(proc.returncode)
             raise ServiceFailed(
-                p.name, f"{process.describe_exit(proc.returncode)} before it was ready"
+                p.name, f"{start_stop.describe_exit(proc.returncode)} before it was ready"
             )
         if probe in done:
             error = probe.exception()
@@ -294,10 +295,10 @@ class ServiceLife:
                 f"did not finish within {p.spec.ready_timeout:g}s (ready_timeout); stopped it",
             )
         report.ended = time.monotonic()
-        report.exit_code = process.exit_status(proc.returncode)
+        report.exit_code = start_stop.exit_status(proc.returncode)
         if proc.returncode != 0:
             raise ServiceFailed(
-                p.name, f"{process.describe_exit(proc.returncode)} (a task must exit 0)"
+                p.name, f"{start_stop.describe_exit(proc.returncode)} (a task must exit 0)"
             )
         now = time.monotonic()
         report.duration_s = now - began
@@ -325,7 +326,7 @@ class ServiceLife:
                 probes.probe_host(p.host),
                 p.port,
                 leader,
-                lambda: [proc.pid for proc in owned.marked(self.run.mark, p.name)],
+                lambda: [proc.pid for proc in ownership.marked(self.run.mark, p.name)],
             )
             if found.state == "foreign":
                 who = ", ".join(found.holders) or (
@@ -377,8 +378,8 @@ class ServiceLife:
         teardown = self.run.teardown
         if teardown.stopping or teardown.killed or self.dead:
             return
-        self.report.exit_code = process.exit_status(self.proc.returncode)
-        self._died(f"{process.describe_exit(self.proc.returncode)} while the command ran")
+        self.report.exit_code = start_stop.exit_status(self.proc.returncode)
+        self._died(f"{start_stop.describe_exit(self.proc.returncode)} while the command ran")
 
     async def _watch_fatal(self, fatal: asyncio.Task[bytes]) -> None:
         """fail.log after readiness: a matching line fails the run as a death does."""
@@ -426,7 +427,7 @@ class ServiceLife:
             if self.proc is None:
                 return
             report.stop_began = time.monotonic()
-            result = await process.stop_service(
+            result = await start_stop.stop_service(
                 self.proc,
                 started=self.started,
                 mark=self.run.mark,

@@ -14,17 +14,18 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from conductor import compat, environment, kill, owned, reaper, runfolders, watchdog
+from conductor import environment, runfolders, watchdog
 from conductor.config import Config
 from conductor.environment import Address
 from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
 from conductor.files import logs, safe_io
-from conductor.kill import shielded
 from conductor.plan import Plan, check_ports, make_plan
+from conductor.process import kill, ownership, portable, reaper
+from conductor.process.kill import shielded
+from conductor.process.subreaper import Subreaper
 from conductor.report.console import Reporter, ServiceReport
 from conductor.service import ECHO_DRAIN, Preload, RunContext, ServiceLife, Teardown
 from conductor.state import RunDir
-from conductor.subreaper import Subreaper
 
 
 class Stack:
@@ -109,16 +110,16 @@ class Stack:
         return self._rundir
 
     @property
-    def mark(self) -> owned.Mark:
+    def mark(self) -> ownership.Mark:
         """What every process of this run carries (the logs folder is final once locked)."""
-        return owned.Mark(self.run_id, str(self.logs_dir))
+        return ownership.Mark(self.run_id, str(self.logs_dir))
 
     def exported_env(self) -> dict[str, str]:
         """What the pytest process's environment gets over its own (no mark: it is
         not one of the run's processes), for its workers to inherit."""
         return self._command_env(self.logs_dir).added()
 
-    def _command_env(self, run: owned.Mark | Path) -> environment.Environment:
+    def _command_env(self, run: ownership.Mark | Path) -> environment.Environment:
         context = (
             self.plan.context
             if self.plan
@@ -188,7 +189,7 @@ class Stack:
 
     async def run(self, command: list[str]) -> int:
         """Run COMMAND in the stack's environment with our stdio; its exit status."""
-        from conductor.command import Command
+        from conductor.process.command import Command
 
         env = self.command_env()
         for notice in env.notices():
@@ -312,7 +313,7 @@ class Stack:
         self._watchdog = watchdog.start(self.logs_dir, self.run_id, self._rundir.lock_fd)
         if self._watchdog is not None:
             logs.logger.debug("watchdog: pid %d", self._watchdog.pid)
-        elif not compat.WINDOWS:
+        elif not portable.WINDOWS:
             logs.logger.warning("watchdog: could not be started; if conductor dies, run clean")
 
     async def _bring_all_up(self) -> None:

@@ -4,7 +4,7 @@ cleaned up.
 
 The OS releases the lock when its holder dies, so "record present, lock free" means the
 previous conductor died without tearing down. The record is only a hint: each entry is
-acted on once owned.py proves it (start time and mark for a process, marker file for a
+acted on once process/ownership.py proves it (start time and mark for a process, marker file for a
 folder); whatever cannot be proven is left alone, and said so in one warning line.
 """
 
@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from conductor import compat, kill, lockfile, owned
-from conductor.command import STOP_GRACE
+from conductor import lockfile
 from conductor.errors import LogsDirBusy
 from conductor.files import safe_io
+from conductor.process import kill, ownership, portable
+from conductor.process.command import STOP_GRACE
 
 LOCK_NAME = ".conductor.lock"
 RECORD_NAME = ".conductor-run.json"
@@ -249,25 +250,25 @@ class RunDir:
         if run_id is not None and record.run_id != run_id:
             return out
         out.ignored += record.problems
-        mark = owned.Mark(record.run_id, str(self.logs_dir))
+        mark = ownership.Mark(record.run_id, str(self.logs_dir))
         stops: dict[str, tuple[kill.Targets, Rule]] = {}
         for entry in record.processes:
             try:
-                proc = owned.process(entry.pid, entry.started, mark)
-            except owned.NotOurs as exc:
+                proc = ownership.process(entry.pid, entry.started, mark)
+            except ownership.NotOurs as exc:
                 out.ignored.append(str(exc))
                 continue
             targets, _ = stops.setdefault(
                 entry.service, (kill.Targets(mark, entry.service), entry.rule)
             )
             if proc is not None:
-                group = compat.leads_group(entry.pid)
+                group = portable.leads_group(entry.pid)
                 targets.leaders.append(kill.Leader(entry.pid, entry.started, group=group))
         # COMMAND (and whatever else is marked but not recorded): SIGTERM, then SIGKILL
         # after its teardown grace, never later than the slowest service.
         graces = [rule.grace for _, rule in stops.values()]
         fallback = Rule(signal.SIGTERM, min(STOP_GRACE, max(graces, default=STOP_GRACE)))
-        stops.setdefault(owned.COMMAND, (kill.Targets(mark, owned.COMMAND), fallback))
+        stops.setdefault(ownership.COMMAND, (kill.Targets(mark, ownership.COMMAND), fallback))
         done = await asyncio.gather(
             *(
                 kill.stop(targets, rule.signal, rule.grace, describe=True)
@@ -278,14 +279,14 @@ class RunDir:
         out.stopped = [name for stopped in (*done, rest) for name in stopped.found]
         for folder in record.folders:
             try:
-                if owned.remove_folder(folder, mark):
+                if ownership.remove_folder(folder, mark):
                     out.removed.append(str(folder))
-            except owned.NotOurs as exc:
+            except ownership.NotOurs as exc:
                 out.ignored.append(str(exc))
         self._forget()
         return out
 
-    def begin(self, mark: owned.Mark) -> None:
+    def begin(self, mark: ownership.Mark) -> None:
         self._record = {
             "conductor_pid": os.getpid(),
             "run_id": mark.run_id,

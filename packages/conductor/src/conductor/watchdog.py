@@ -31,9 +31,9 @@ import sys
 import time
 from pathlib import Path
 
-from conductor import compat, reaper
 from conductor.files import logs, safe_io
-from conductor.process import describe_exit
+from conductor.process import portable, reaper
+from conductor.process.start_stop import describe_exit
 
 DONE = b"done"
 _DISMISS_WAIT = 1.0  # after SIGKILL, how long to wait for the kernel to end it
@@ -96,7 +96,7 @@ class Watchdog:
 
 def start(logs_dir: Path, run_id: str, lock_fd: int) -> Watchdog | None:
     """Start the watchdog for a run whose record is in `logs_dir`; None off POSIX."""
-    if compat.WINDOWS:
+    if portable.WINDOWS:
         return None
     root = str(Path(__file__).resolve().parent.parent)
     try:

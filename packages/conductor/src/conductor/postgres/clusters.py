@@ -1,7 +1,7 @@
 """`kind = "postgres"`: a throwaway PostgreSQL cluster that lives exactly as long as the run.
 
 Each run gets its own folder in the temp dir (`conductor-pg-*`, made and removed
-through owned.py, so only ever with conductor's marker file): the cluster in `data/`,
+through process/ownership.py, so only ever with conductor's marker file): the cluster in `data/`,
 copied from the template cache (template_cache.py) or made by initdb when there is no
 trustworthy entry, and the server's Unix socket. The server runs without fsync and
 listens only on the configured host; the folder is removed at teardown. As root the
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from conductor import compat, owned, reaper
 from conductor.errors import ServiceFailed
 from conductor.files.logs import logger
 from conductor.postgres import template_cache
+from conductor.process import ownership, portable, reaper
 
 T = TypeVar("T")
 
@@ -44,7 +44,7 @@ class Setup:
 def plan_folder() -> Path:
     """A fresh name for a run's folder in the temp dir. Chosen when the plan is made,
     so that {services.NAME.socket_dir} can be filled; created (exclusively) at start."""
-    return owned.plan_folder("pg")
+    return ownership.plan_folder("pg")
 
 
 def setting_value(value: str | float | bool) -> str:
@@ -56,7 +56,7 @@ def setting_value(value: str | float | bool) -> str:
 
 def run_as() -> str | None:
     """The user to run the server as: `postgres` when we are root, else ourselves."""
-    return "postgres" if not compat.WINDOWS and os.geteuid() == 0 else None
+    return "postgres" if not portable.WINDOWS and os.geteuid() == 0 else None
 
 
 def _owner() -> tuple[int, int] | None:
@@ -78,7 +78,9 @@ def quote_ident(name: str) -> str:
 class Cluster:
     """One throwaway cluster: its run folder, its server command, its database."""
 
-    def __init__(self, service: str, setup: Setup, host: str, port: int, mark: owned.Mark) -> None:
+    def __init__(
+        self, service: str, setup: Setup, host: str, port: int, mark: ownership.Mark
+    ) -> None:
         self.service = service
         self.setup = setup
         self.bindir = setup.bindir
@@ -101,9 +103,9 @@ class Cluster:
 
     def make_folder(self) -> Path:
         """The run's folder (the socket's too), owned by the user the server runs as,
-        with the marker (owned.make_folder) that lets teardown prove conductor made it."""
+        with the marker (ownership.make_folder) that lets teardown prove conductor made it."""
         try:
-            owned.make_folder(self.mark, self.setup.folder)
+            ownership.make_folder(self.mark, self.setup.folder)
         except OSError as exc:
             raise ServiceFailed(
                 self.service, f"could not create its folder {self.setup.folder}: {exc.strerror}"
@@ -316,7 +318,7 @@ class Cluster:
             stderr=log_fd,
             cwd=self.folder,
             env=env,
-            **(compat.run_as_kwargs(user) if user else {}),
+            **(portable.run_as_kwargs(user) if user else {}),
         )
         try:
             await proc.communicate(stdin)
@@ -423,7 +425,7 @@ class Cluster:
             pass
         if self.folder is not None:
             try:
-                owned.remove_folder(str(self.folder), self.mark)
-            except owned.NotOurs as exc:  # made by this run: should not happen, so say it
+                ownership.remove_folder(str(self.folder), self.mark)
+            except ownership.NotOurs as exc:  # made by this run: should not happen, so say it
                 logger.warning("%s: run folder left in place: %s", self.service, exc)
             self.folder = None

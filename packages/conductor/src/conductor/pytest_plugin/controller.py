@@ -28,11 +28,12 @@ from typing import IO, Any
 
 import pytest
 
-from conductor import attach, environment, owned
+from conductor import attach, environment
 from conductor.attach import AttachMode, LiveStack
 from conductor.config import Config, find_config, load_config
 from conductor.environment import LOGS_DIR_ENV, Address
 from conductor.errors import EXIT_SIGTERM, ConductorError
+from conductor.process import ownership
 from conductor.pytest_plugin.fixture import ConductorStack
 from conductor.pytest_plugin.in_thread import HeldInThread
 from conductor.report import summary
@@ -55,8 +56,8 @@ class Request:
 
 def surrounding_run(environ: Mapping[str, str]) -> str | None:
     """The run id of the `conductor run` whose COMMAND this process is, if it is one."""
-    if environ.get(owned.MARKER_SERVICE) == owned.COMMAND:
-        return environ.get(owned.MARKER_RUN) or None
+    if environ.get(ownership.MARKER_SERVICE) == ownership.COMMAND:
+        return environ.get(ownership.MARKER_RUN) or None
     return None
 
 

@@ -20,7 +20,7 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Generic, TypeVar
 
-from conductor.signals import leave_to_main_thread
+from conductor.process.signals import leave_to_main_thread
 
 T = TypeVar("T")
 

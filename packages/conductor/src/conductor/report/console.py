@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from conductor.files import masking
 from conductor.files.logs import TAIL_BYTES, TAIL_LINE_BYTES, Piece, Tail, logger, tail
-from conductor.process import Ending, StopResult
+from conductor.process.start_stop import Ending, StopResult
 
 if TYPE_CHECKING:  # rich is imported only on a terminal: it costs ~0.1 s of start-up
     from rich.console import Console, RenderableType

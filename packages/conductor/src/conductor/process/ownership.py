@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conductor import compat
 from conductor.files import safe_io
+from conductor.process import portable
 
 if TYPE_CHECKING:
     import psutil
 else:
-    from conductor._lazy import psutil
+    from conductor.process.lazy_psutil import psutil
 
 MARKER_RUN = "CONDUCTOR_RUN_ID"
 MARKER_LOGS = "CONDUCTOR_LOGS_DIR"
@@ -78,7 +78,7 @@ def marked(
     the start time before every signal, so a pid recycled meanwhile is never hit."""
     me = os.getpid()
     found = []
-    for pid in compat.pids_with_environ(mark.entries(service)):
+    for pid in portable.pids_with_environ(mark.entries(service)):
         if pid == me or pid in exclude:
             continue
         try:
@@ -98,7 +98,7 @@ def marked(
 def process(pid: int, started: float, mark: Mark) -> psutil.Process | None:
     """The recorded process `pid` as a handle, when it is the run's; None when it is
     gone. Raises NotOurs when the pid now names something else."""
-    now = compat.start_time(pid)
+    now = portable.start_time(pid)
     if now is None:
         return None
     if abs(now - started) > START_SLACK:
@@ -242,7 +242,7 @@ def folder_mark(folder: Path) -> FolderMark | None:
     of this user's, naming a run and a logs folder; None for anything else."""
     try:
         text, info = safe_io.read_plain(folder / FOLDER_MARK, _MARK_BYTES)
-        if not compat.WINDOWS and info.st_uid != os.geteuid():
+        if not portable.WINDOWS and info.st_uid != os.geteuid():
             return None
         written = json.loads(text)
     except (OSError, ValueError):  # NotPlain and UnicodeDecodeError are ValueErrors

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from conductor import compat, kill, owned, reaper
+from conductor.process import kill, ownership, portable, reaper
 
 # How a service's process ended, as summary.json's `outcome` says it: stopped by the
 # stop signal conductor sent; forced (conductor's SIGKILL: stop_timeout ran out, or a
@@ -55,7 +55,7 @@ async def spawn(
     run_as: str | None = None,
 ) -> asyncio.subprocess.Process:
     """Start `argv` (never through a shell) with stdout and stderr going to `log_fd`."""
-    extra = compat.run_as_kwargs(run_as) if run_as else {}
+    extra = portable.run_as_kwargs(run_as) if run_as else {}
     program, *args = argv
     return await reaper.create_subprocess_exec(
         program,
@@ -65,7 +65,7 @@ async def spawn(
         stderr=log_fd,
         cwd=cwd,
         env=dict(env),
-        **compat.new_group_kwargs(),
+        **portable.new_group_kwargs(),
         **extra,
     )
 
@@ -113,7 +113,7 @@ async def stop_service(
     proc: asyncio.subprocess.Process,
     *,
     started: float | None,
-    mark: owned.Mark,
+    mark: ownership.Mark,
     service: str,
     stop_signal: signal.Signals,
     timeout: float,

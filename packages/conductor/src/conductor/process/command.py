@@ -11,10 +11,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from conductor import compat, kill, owned, process, reaper
 from conductor.errors import ConductorError
+from conductor.process import kill, ownership, portable, reaper, start_stop
 
-SERVICE = owned.COMMAND
+SERVICE = ownership.COMMAND
 
 
 # SIGTERM to SIGKILL for COMMAND in teardown: after --timeout, at the end of a run, and
@@ -33,7 +33,7 @@ class CommandNotRunnable(ConductorError):
 def _shares_terminal() -> bool:
     """True when we run in the terminal's foreground group, so the terminal's Ctrl-C
     signals COMMAND itself; forwarding would deliver it twice."""
-    if compat.WINDOWS:
+    if portable.WINDOWS:
         return False
     try:
         return os.isatty(sys.stdin.fileno()) and os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
@@ -58,7 +58,7 @@ class Command:
         self,
         argv: list[str],
         env: Mapping[str, str],
-        mark: owned.Mark,
+        mark: ownership.Mark,
         *,
         cwd: Path | None = None,
     ) -> None:
@@ -76,7 +76,7 @@ class Command:
         return self.proc is not None and self.proc.returncode is None
 
     async def start(self) -> None:
-        group = {} if self.shares_terminal else compat.child_group_kwargs()
+        group = {} if self.shares_terminal else portable.child_group_kwargs()
         try:
             self.proc = await reaper.create_subprocess_exec(
                 *self.argv, env=self.env, cwd=self.cwd, **group
@@ -98,12 +98,12 @@ class Command:
             raise CommandNotRunnable(
                 f"command cannot be executed: {self.argv[0]!r} ({exc.strerror}){hint}", 126
             ) from None
-        self._started = compat.start_time(self.proc.pid)
+        self._started = portable.start_time(self.proc.pid)
 
     async def wait(self) -> int:
         assert self.proc is not None
         code = await self.proc.wait()
-        status = process.exit_status(code)
+        status = start_stop.exit_status(code)
         assert status is not None
         return status
 

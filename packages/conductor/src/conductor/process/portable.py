@@ -15,12 +15,12 @@ import subprocess
 import sys
 from typing import IO, TYPE_CHECKING, Any
 
-from conductor import procfs
+from conductor.process import procfs
 
 if TYPE_CHECKING:
     import psutil
 else:
-    from conductor._lazy import psutil
+    from conductor.process.lazy_psutil import psutil
 
 
 WINDOWS = sys.platform == "win32"

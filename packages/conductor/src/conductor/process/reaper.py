@@ -28,9 +28,9 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from conductor import procfs
 from conductor.files import logs
-from conductor.signals import child_mask
+from conductor.process import procfs
+from conductor.process.signals import child_mask
 
 _active: Reaper | None = None
 

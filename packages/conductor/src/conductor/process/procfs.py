@@ -4,7 +4,7 @@ tests/test_one_place.py fails if another opens a /proc path).
 Each function reads what conductor asks of a process (its state, parent, group and
 start time; its children; its environment; its open sockets; its command line) directly,
 with no psutil import: that is quicker at every start and every teardown, and what
-psutil itself would read. Linux only: compat.py chooses between these and psutil.
+psutil itself would read. Linux only: portable.py chooses between these and psutil.
 A process that is gone (or another user's, where the kernel says so) reads as None or
 as nothing, never as an error: it may end at any moment between two reads.
 """

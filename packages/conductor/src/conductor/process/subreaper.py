@@ -14,12 +14,12 @@ import os
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
-from conductor import compat
+from conductor.process import portable
 
 if TYPE_CHECKING:
     import psutil
 else:
-    from conductor._lazy import psutil
+    from conductor.process.lazy_psutil import psutil
 
 
 class Subreaper:
@@ -34,9 +34,9 @@ class Subreaper:
 
     @classmethod
     def claim(cls) -> Subreaper:
-        was = compat.is_subreaper()
-        active = was or compat.set_subreaper(True)
-        alone = not compat.child_pids(os.getpid())
+        was = portable.is_subreaper()
+        active = was or portable.set_subreaper(True)
+        alone = not portable.child_pids(os.getpid())
         return cls(active=active, was=was, sweeps_unmarked=active and alone)
 
     def adopted(self, exclude: Collection[int] = ()) -> list[psutil.Process]:
@@ -54,5 +54,5 @@ class Subreaper:
 
     def release(self) -> None:
         if self.active and not self.was:
-            compat.set_subreaper(False)
+            portable.set_subreaper(False)
             self.active = False

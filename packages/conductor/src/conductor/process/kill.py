@@ -1,8 +1,8 @@
 """The one way conductor stops processes.
 
 A service's teardown, COMMAND's stop, the second Ctrl-C, the final sweep and `clean`
-each build a `Targets` (what to stop, every part of it proven the run's by owned.py)
-and hand it to `stop()` or `kill_now()`. What differs on Windows stays in compat.py.
+each build a `Targets` (what to stop, every part of it proven the run's by ownership.py)
+and hand it to `stop()` or `kill_now()`. What differs on Windows stays in portable.py.
 
 `stop()`: the stop signal to every group and marked stray, SIGKILL to whatever is left
 after the grace period (the caller warns), and a wait until all of it is gone and
@@ -19,13 +19,13 @@ from collections.abc import Awaitable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from conductor import compat, owned
-from conductor.subreaper import Subreaper
+from conductor.process import ownership, portable
+from conductor.process.subreaper import Subreaper
 
 if TYPE_CHECKING:
     import psutil
 else:
-    from conductor._lazy import psutil
+    from conductor.process.lazy_psutil import psutil
 
 T = TypeVar("T")
 
@@ -47,22 +47,22 @@ class Leader:
         """The pid still names this process and it has not exited."""
         if self.child is not None and self.child.returncode is not None:
             return False
-        return compat.process_alive(self.pid, self.started, owned.START_SLACK)
+        return portable.process_alive(self.pid, self.started, ownership.START_SLACK)
 
     def send(self, sig: int) -> None:
         if not self.group:
             if self.alive():
-                compat.signal_process(self.pid, sig)
+                portable.signal_process(self.pid, sig)
         elif self.alive():
-            compat.signal_group(self.pid, sig)
+            portable.signal_group(self.pid, sig)
         else:
             # The leader is gone: the group's number might in time name a stranger's
             # group, so signal its members one by one, each checked by start time.
-            _signal_all(compat.group_members(self.pid), sig)
+            _signal_all(portable.group_members(self.pid), sig)
 
     def remaining(self) -> bool:
         """Anything of this leader (itself, or its group) is still alive."""
-        return self.alive() or (self.group and compat.group_alive(self.pid))
+        return self.alive() or (self.group and portable.group_alive(self.pid))
 
 
 @dataclass
@@ -72,7 +72,7 @@ class Targets:
     final sweep, adopted orphans. `exclude`: pids that are none of this stop's business
     (conductor's own children that asyncio reaps)."""
 
-    mark: owned.Mark
+    mark: ownership.Mark
     service: str | None = None
     leaders: list[Leader] = field(default_factory=list)
     subreaper: Subreaper | None = None
@@ -83,7 +83,7 @@ class Targets:
     def scan(self) -> None:
         """Look for what carries the mark (and for adopted orphans) now."""
         skip = {*self.exclude, *(leader.pid for leader in self.leaders)}
-        for proc in owned.marked(self.mark, self.service, skip):
+        for proc in ownership.marked(self.mark, self.service, skip):
             self.strays.setdefault(proc.pid, proc)
         if self.subreaper is not None:
             for proc in self.subreaper.adopted(skip):
@@ -137,7 +137,7 @@ class Targets:
         """Collect adopted orphans, so none lingers as a zombie; conductor's own children
         are asyncio's to collect and never in `adopted`."""
         for pid in self.adopted:
-            compat.reap(pid)
+            portable.reap(pid)
 
 
 @dataclass(frozen=True)
