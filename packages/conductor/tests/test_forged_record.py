@@ -138,7 +138,7 @@ def test_clean_says_a_live_run_in_a_subfolder_is_still_going(
 ) -> None:
     """A run-PID subfolder held by a live run: clean must not say 'nothing left behind'
     and exit 0 (a later `invoke clean` then deleted the live run's folder)."""
-    from conductor.state import RunDir
+    from conductor.rundir.run_record import RunDir
 
     live = RunDir(tmp_path / "logs" / "run-1")
     live.lock()  # this test is the live run

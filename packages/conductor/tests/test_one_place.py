@@ -48,7 +48,7 @@ def _dotted(node: ast.AST) -> str:
 _WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_APPEND")
 OPENS_TO_WRITE = {
     "files/safe_io.py",
-    "lockfile.py",  # the lock itself, with its own O_NOFOLLOW | O_NONBLOCK care
+    "rundir/lockfile.py",  # the lock itself, with its own O_NOFOLLOW | O_NONBLOCK care
     "postgres/template_cache.py",  # the cluster cache's copies, in the cache's own folder
     "postgres/clusters.py",  # the password file, in the cluster's new 0700 folder
 }
@@ -108,7 +108,7 @@ def test_only_ownership_folder_mark_reads_a_folder_marker():
     assert offenders(_reads_folder_mark, set()) == []
 
 
-# The run record is read by state.read_record only: clean, the watchdog and --attach
+# The run record is read by run_record.read_record only: clean, the watchdog and --attach
 # all get its typed Record.
 def _reads_run_record(node: ast.AST) -> str | None:
     if not isinstance(node, ast.FunctionDef) or node.name == "read_record":
@@ -118,7 +118,7 @@ def _reads_run_record(node: ast.AST) -> str | None:
     calls = {_dotted(n.func).rsplit(".", 1)[-1] for n in ast.walk(node) if isinstance(n, ast.Call)}
     named = names & {"RECORD_NAME", "record_path"} or ".conductor-run.json" in texts
     if named and calls & (_READS - {"lstat", "stat"}):
-        return f"{node.name}() reads the run record (use state.read_record)"
+        return f"{node.name}() reads the run record (use run_record.read_record)"
     return None
 
 

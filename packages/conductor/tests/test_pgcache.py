@@ -129,7 +129,7 @@ def test_a_killed_runs_record_cannot_make_conductor_delete_a_folder(tmp_path):
     """The record is only a file: a folder it names without conductor's marker stays."""
     import asyncio
 
-    from conductor.state import RECORD_NAME, RunDir
+    from conductor.rundir.run_record import RECORD_NAME, RunDir
 
     victim = tmp_path / "conductor-pg-precious"
     victim.mkdir()

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conductor import lockfile, runfolders
 from conductor.errors import LogsDirBusy
 from conductor.process import ownership
-from conductor.state import LOCK_NAME, RunDir
+from conductor.rundir import lockfile, runfolders
+from conductor.rundir.run_record import LOCK_NAME, RunDir
 from support import PY, fake, plant_link
 
 pytestmark = [
@@ -296,7 +296,7 @@ def test_no_lock_file_is_left_after_up_or_clean(conductor, config, tmp_path, up)
 LOCKER = """
 import sys
 from pathlib import Path
-from conductor.state import RunDir
+from conductor.rundir.run_record import RunDir
 run = RunDir(Path(sys.argv[1]))
 run.lock()
 print("locked", flush=True)
@@ -352,7 +352,7 @@ CONTENDER = """
 import os, sys, time
 from pathlib import Path
 from conductor.errors import LogsDirBusy
-from conductor.state import RunDir
+from conductor.rundir.run_record import RunDir
 logs, owner, rounds = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 me, done, overlaps = str(os.getpid()), 0, 0
 deadline = time.monotonic() + 60

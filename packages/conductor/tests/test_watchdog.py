@@ -140,7 +140,7 @@ def test_the_watchdog_never_writes_through_what_is_planted_at_conductor_log(tmp_
     a link there is not written through, and a FIFO fails at once instead of blocking
     the run's start for good (before, its own open followed the link and, on a FIFO,
     waited for a reader)."""
-    from conductor import watchdog
+    from conductor.rundir import watchdog
 
     logs = tmp_path / "logs"
     logs.mkdir()

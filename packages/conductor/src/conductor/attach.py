@@ -28,14 +28,15 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from conductor import environment, lockfile, templates
+from conductor import environment, templates
 from conductor.config import Config
 from conductor.environment import Address
 from conductor.errors import EXIT_SERVICE_FAILED, ConductorError
 from conductor.plan import make_plan
 from conductor.process import ownership, portable
 from conductor.report.console import ServiceReport
-from conductor.state import BadRecord, RunDir
+from conductor.rundir import lockfile
+from conductor.rundir.run_record import BadRecord, RunDir
 
 if TYPE_CHECKING:
     import psutil

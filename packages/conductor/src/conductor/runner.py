@@ -24,8 +24,8 @@ from conductor.process.signals import CaptureSignals
 from conductor.process.subreaper import Subreaper
 from conductor.report import summary
 from conductor.report.console import Reporter, redact
+from conductor.rundir.run_record import RunDir
 from conductor.stack import Stack
-from conductor.state import RunDir
 
 COMMAND_GRACE = 10.0  # how long COMMAND may take to finish after a forwarded signal
 TIMEOUT_GRACE = STOP_GRACE  # SIGTERM to SIGKILL for COMMAND when --timeout expires

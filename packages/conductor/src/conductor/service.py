@@ -28,7 +28,7 @@ from conductor.plan import PlannedService
 from conductor.postgres import clusters
 from conductor.process import kill, listeners, ownership, portable, start_stop
 from conductor.report.console import Reporter, ServiceReport
-from conductor.state import RunDir
+from conductor.rundir.run_record import RunDir
 
 FATAL = "fail.log"  # the name of a service's fail.log follower task
 FATAL_QUOTE = 300  # the most of a fatal line a failure quotes

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from conductor import environment, runfolders, watchdog
+from conductor import environment
 from conductor.config import Config
 from conductor.environment import Address
 from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
@@ -24,8 +24,9 @@ from conductor.process import kill, ownership, portable, reaper
 from conductor.process.kill import shielded
 from conductor.process.subreaper import Subreaper
 from conductor.report.console import Reporter, ServiceReport
+from conductor.rundir import runfolders, watchdog
+from conductor.rundir.run_record import RunDir
 from conductor.service import ECHO_DRAIN, Preload, RunContext, ServiceLife, Teardown
-from conductor.state import RunDir
 
 
 class Stack:

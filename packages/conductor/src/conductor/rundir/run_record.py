@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from conductor import lockfile
 from conductor.errors import LogsDirBusy
 from conductor.files import safe_io
 from conductor.process import kill, ownership, portable
 from conductor.process.command import STOP_GRACE
+from conductor.rundir import lockfile
 
 LOCK_NAME = ".conductor.lock"
 RECORD_NAME = ".conductor-run.json"

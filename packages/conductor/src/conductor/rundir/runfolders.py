@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conductor import lockfile
 from conductor.files import logs
 from conductor.process import ownership
-from conductor.state import LOCK_NAME
+from conductor.rundir import lockfile
+from conductor.rundir.run_record import LOCK_NAME
 
 PREFIX = "run-"
 KEEP = 5  # finished run-PID subfolders kept in a logs folder

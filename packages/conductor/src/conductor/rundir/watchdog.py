@@ -45,18 +45,18 @@ _DISMISS_WAIT = 1.0  # after SIGKILL, how long to wait for the kernel to end it
 # Not sooner: at 1 s the import fell while services were getting ready, on 2 cores.
 PREPARE_AFTER = 3.0
 BOOT = f"""\
-# conductor's watchdog (conductor/watchdog.py): waits for "done" from conductor
+# conductor's watchdog (conductor/rundir/watchdog.py): waits for "done" from conductor
 import os, select, sys
 sys.path.insert(0, sys.argv[1])
 if not select.select([0], [], [], {PREPARE_AFTER})[0]:
-    import conductor.watchdog
-    conductor.watchdog.prepare()
+    import conductor.rundir.watchdog
+    conductor.rundir.watchdog.prepare()
 try:
     said = os.read(0, 16)
 except OSError:
     said = b""
 if said != b"done":
-    from conductor.watchdog import main
+    from conductor.rundir.watchdog import main
     sys.exit(main(sys.argv[2:]))
 """
 
@@ -98,7 +98,7 @@ def start(logs_dir: Path, run_id: str, lock_fd: int) -> Watchdog | None:
     """Start the watchdog for a run whose record is in `logs_dir`; None off POSIX."""
     if portable.WINDOWS:
         return None
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding conductor/
     try:
         # The run's own conductor.log, through files (never a link's target, never a
         # FIFO's open that blocks): the watchdog's crash, if any, ends up there.
@@ -138,13 +138,15 @@ def prepare() -> None:
     """Import what main() needs, while there is time to spare."""
     import psutil  # noqa: F401  (into sys.modules, where conductor's lazy import finds it)
 
-    from conductor import runfolders, state  # noqa: F401
+    from conductor.rundir import (
+        run_record,  # noqa: F401
+    )
 
 
 def main(argv: list[str]) -> int:
     """In the watchdog, once conductor has died: stop what its run left, and say so."""
-    from conductor import lockfile, runfolders
-    from conductor.state import LOCK_NAME, RunDir
+    from conductor.rundir import lockfile, runfolders
+    from conductor.rundir.run_record import LOCK_NAME, RunDir
 
     logs_dir, run_id, conductor_pid, lock_fd = Path(argv[0]), argv[1], argv[2], int(argv[3])
     # The lock is ours alone now: say who holds it, for the next run's "busy" message.
