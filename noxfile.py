@@ -119,7 +119,8 @@ def run_suite(
 @nox.session(python=OLDEST, tags=["full"])
 def lint(session: nox.Session) -> None:
     """Ruff (lint and format) on everything; mypy --strict on conductor and src/genesis;
-    no function of conductor's graded worse than C by radon (xenon)."""
+    no function of conductor's graded worse than C by radon (xenon); conductor's layers and
+    one-owner rules (import-linter)."""
     install(session, "lint")
     for argv in lint_commands("python", list(session.posargs)):
         session.run(*argv)

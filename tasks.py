@@ -214,7 +214,7 @@ def bare(c: Context) -> None:
 
 @task
 def lint(c: Context) -> None:
-    """Ruff (lint and format), mypy --strict and xenon: the checks of `nox -s lint`."""
+    """Ruff (lint and format), mypy --strict, xenon and import-linter: `nox -s lint`'s checks."""
     ok = True
     for argv in lint_commands(PY):
         ok = _run(c, argv) and ok

@@ -192,13 +192,15 @@ LINTED = (
 
 def lint_commands(python: str, mypy_args: list[str] | None = None) -> list[list[str]]:
     """Every lint check, for `nox -s lint` and `invoke lint` alike: ruff's lint and
-    format, mypy --strict (its files are in pyproject.toml), and xenon: no function of
-    conductor's graded worse than C by radon."""
+    format, mypy --strict (its files are in pyproject.toml), xenon: no function of
+    conductor's graded worse than C by radon, and import-linter: conductor's layers and
+    one-owner rules ([tool.importlinter] in pyproject.toml; it has no `python -m`)."""
     return [
         [python, "-m", "ruff", "check", *LINTED],
         [python, "-m", "ruff", "format", "--check", *LINTED],
         [python, "-m", "mypy", *(mypy_args or [])],
         [python, "-m", "xenon", "--max-absolute", "C", "packages/conductor/src/conductor"],
+        [python, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()"],
     ]
 
 

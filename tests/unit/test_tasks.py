@@ -93,3 +93,4 @@ def test_invoke_lint_runs_the_checks_of_nox_lint() -> None:
     tasks.lint(Recording())
     assert ran == [shlex.join(argv) for argv in suites.lint_commands(tasks.PY)]
     assert any(" xenon " in c for c in ran)
+    assert any("importlinter" in c for c in ran)  # lint-imports: the layers
