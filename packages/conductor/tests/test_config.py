@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conductor import templates
-from conductor.config import load_config
+from conductor.config import templates
+from conductor.config.loading import load_config
 from conductor.errors import ConfigError
 from support import PY, fake
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conductor.config import Config, load_config
+from conductor.config.loading import Config, load_config
 from conductor.errors import ConfigError
 from support import toml_key, toml_value
 

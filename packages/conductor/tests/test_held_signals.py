@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conductor.config import load_config
+from conductor.config.loading import load_config
 from conductor.pytest_plugin.in_thread import HeldInThread
 from conductor.stack import Stack
 from support import PY, write_config

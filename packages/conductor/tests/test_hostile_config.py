@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conductor.config import load_config
+from conductor.config.loading import load_config
 from conductor.errors import ConfigError
 from support import Conductor
 

@@ -86,7 +86,7 @@ def _template_to_config_error(node: ast.AST) -> str | None:
 
 
 def test_only_templates_turns_a_template_error_into_a_config_error():
-    assert offenders(_template_to_config_error, {"templates.py"}) == []
+    assert offenders(_template_to_config_error, {"config/templates.py"}) == []
 
 
 # A folder's marker is read by ownership.folder_mark only (the others that name it write it).

@@ -61,7 +61,7 @@ def test_throwaway_cluster_serves_a_database_and_is_removed(conductor, config, t
 
 def test_missing_binaries_say_what_to_install(config, monkeypatch):
     from conductor import plan
-    from conductor.config import load_config
+    from conductor.config.loading import load_config
     from conductor.errors import ConfigError
 
     path = config({"db": {"kind": "postgres"}})
@@ -76,7 +76,7 @@ def test_missing_binaries_say_what_to_install(config, monkeypatch):
 
 def test_optional_postgres_without_binaries_is_skipped(config, monkeypatch):
     from conductor import plan
-    from conductor.config import load_config
+    from conductor.config.loading import load_config
 
     path = config({"db": {"kind": "postgres", "optional": True}})
     monkeypatch.setattr(plan.binaries, "find_bindir", lambda version=None: None)

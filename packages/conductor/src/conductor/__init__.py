@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from conductor.config import Config, ServiceSpec, load_config
+    from conductor.config.loading import Config, ServiceSpec, load_config
     from conductor.errors import ConductorError, ConfigError, ServiceFailed
     from conductor.postgres.binaries import find_bindir
     from conductor.postgres.clusters import quote_ident
@@ -34,9 +34,9 @@ if TYPE_CHECKING:
 # is loaded by every pytest run in an environment that has conductor, and must cost
 # nothing there until a stack is asked for.
 _LAZY = {
-    "Config": "conductor.config",
-    "ServiceSpec": "conductor.config",
-    "load_config": "conductor.config",
+    "Config": "conductor.config.loading",
+    "ServiceSpec": "conductor.config.loading",
+    "load_config": "conductor.config.loading",
     "ConductorError": "conductor.errors",
     "ConfigError": "conductor.errors",
     "ServiceFailed": "conductor.errors",
@@ -97,7 +97,7 @@ def run_command(
     import asyncio
 
     from conductor import runner
-    from conductor.config import load_config
+    from conductor.config.loading import load_config
     from conductor.runner import Options
 
     options = Options(

@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from conductor import environment, templates
-from conductor.config import Config
+from conductor import environment
+from conductor.config import templates
+from conductor.config.loading import Config
 from conductor.environment import Address
 from conductor.errors import EXIT_SERVICE_FAILED, ConductorError
 from conductor.plan import make_plan

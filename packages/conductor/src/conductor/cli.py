@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from conductor import errors, runner
 from conductor.attach import ATTACH_MODES
-from conductor.config import Config, load_config
+from conductor.config.loading import Config, load_config
 from conductor.environment import Address, address_env
 from conductor.plan import make_plan
 from conductor.probes import describe

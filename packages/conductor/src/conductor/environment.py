@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conductor import templates
+from conductor.config import templates
+from conductor.config.schema import env_name
 from conductor.process import ownership
-from conductor.schema import env_name
 
 if TYPE_CHECKING:
-    from conductor.config import Config
+    from conductor.config.loading import Config
     from conductor.plan import PlannedService
 
 # A command learns its run's logs folder from this (a pytest run inside `conductor run`

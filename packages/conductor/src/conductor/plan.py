@@ -12,8 +12,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
-from conductor import environment, ports, schema, templates
-from conductor.config import Config, ReadySpec, ServiceSpec
+from conductor import environment, ports
+from conductor.config import schema, templates
+from conductor.config.loading import Config, ReadySpec, ServiceSpec
 from conductor.errors import ConfigError
 from conductor.files import masking
 from conductor.postgres import binaries, clusters

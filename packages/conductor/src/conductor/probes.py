@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from conductor.config import ReadySpec
+from conductor.config.loading import ReadySpec
 from conductor.files import logs
 from conductor.process import reaper
 

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conductor import attach, errors, schema
+from conductor import attach, errors
 from conductor.attach import AttachedStack, AttachMode
-from conductor.config import Config
+from conductor.config import schema
+from conductor.config.loading import Config
 from conductor.process.command import STOP_GRACE, Command, CommandNotRunnable, check_argv
 from conductor.process.kill import shielded
 from conductor.process.signals import CaptureSignals

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conductor import environment, probes
-from conductor.config import ReadySpec
+from conductor.config.loading import ReadySpec
 from conductor.errors import ServiceFailed
 from conductor.files import logs
 from conductor.plan import PlannedService

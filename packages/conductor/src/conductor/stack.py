@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 
 from conductor import environment
-from conductor.config import Config
+from conductor.config.loading import Config
 from conductor.environment import Address
 from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
 from conductor.files import logs, safe_io

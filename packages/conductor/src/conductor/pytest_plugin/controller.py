@@ -30,7 +30,7 @@ import pytest
 
 from conductor import attach, environment
 from conductor.attach import AttachMode, LiveStack
-from conductor.config import Config, find_config, load_config
+from conductor.config.loading import Config, find_config, load_config
 from conductor.environment import LOGS_DIR_ENV, Address
 from conductor.errors import EXIT_SIGTERM, ConductorError
 from conductor.process import ownership

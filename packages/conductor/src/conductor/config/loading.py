@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conductor import envfile, environment, schema, templates
+from conductor import environment
+from conductor.config import envfile, schema, templates
+from conductor.config.schema import ReadyKind, ReadySpec, ServiceKind, ServiceSpec
 from conductor.errors import ConfigError
-from conductor.schema import ReadyKind, ReadySpec, ServiceKind, ServiceSpec
 
 __all__ = [
     "Config",
