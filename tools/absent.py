@@ -52,7 +52,7 @@ class Hidden:
 PROGRAMS: dict[str, Hidden] = {
     "chromium": Hidden(("chromium", "chromium-browser"), ("/usr/lib/chromium",), ("CHROMIUM",)),
     "redis-server": Hidden(("redis-server", "redis-check-rdb", "redis-check-aof")),
-    # Every folder conductor's find_bindir looks in (postgres.binaries._VERSIONED less "/bin"; a
+    # Every folder conductor's find_bindir looks in (conductor.POSTGRES_BIN_FOLDERS less "/bin"; a
     # test holds them equal): this file runs on a Python without conductor.
     "postgres": Hidden(
         ("initdb", "pg_ctl", "postgres", "pg_config", "pg_ctlcluster"),

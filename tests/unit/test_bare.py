@@ -301,10 +301,10 @@ def test_postgres_is_hidden_wherever_conductor_looks_for_it() -> None:
 
 
 def test_absent_hides_every_folder_conductor_looks_in() -> None:
-    from conductor.postgres import binaries
+    from conductor import POSTGRES_BIN_FOLDERS
 
     folders = absent.PROGRAMS["postgres"].folders
-    assert all(pattern.removesuffix("/bin") in folders for pattern in binaries._VERSIONED)
+    assert all(pattern.removesuffix("/bin") in folders for pattern in POSTGRES_BIN_FOLDERS)
 
 
 @pytest.mark.parametrize(

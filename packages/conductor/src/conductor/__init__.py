@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from conductor.config.loading import Config, ServiceSpec, load_config
     from conductor.errors import ConductorError, ConfigError, ServiceFailed
-    from conductor.postgres.binaries import find_bindir
+    from conductor.postgres.binaries import POSTGRES_BIN_FOLDERS, find_bindir
     from conductor.postgres.clusters import quote_ident
     from conductor.pytest_plugin.fixture import ConductorStack
     from conductor.pytest_plugin.in_thread import HeldInThread
@@ -41,6 +41,7 @@ _LAZY = {
     "ConfigError": "conductor.errors",
     "ServiceFailed": "conductor.errors",
     "find_bindir": "conductor.postgres.binaries",
+    "POSTGRES_BIN_FOLDERS": "conductor.postgres.binaries",
     "quote_ident": "conductor.postgres.clusters",
     "Reporter": "conductor.report.console",
     "ConductorStack": "conductor.pytest_plugin.fixture",
@@ -59,6 +60,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "POSTGRES_BIN_FOLDERS",
     "ConductorError",
     "ConductorStack",
     "Config",

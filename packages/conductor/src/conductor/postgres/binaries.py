@@ -16,7 +16,7 @@ from pathlib import Path
 
 SERVER_BINARIES = ("initdb", "postgres")
 # Where packages put each version's binaries: Debian/Ubuntu, PGDG on RHEL, Homebrew.
-_VERSIONED = (
+POSTGRES_BIN_FOLDERS = (
     "/usr/lib/postgresql/*/bin",
     "/usr/pgsql-*/bin",
     "/opt/homebrew/opt/postgresql@*/bin",
@@ -56,7 +56,7 @@ def candidates() -> tuple[Path, ...]:
             found.append(Path(out))
         except (OSError, subprocess.SubprocessError):
             pass
-    for pattern in _VERSIONED:
+    for pattern in POSTGRES_BIN_FOLDERS:
         found += sorted(Path("/").glob(pattern.lstrip("/")), key=_number_in, reverse=True)
     return tuple(_usable(found))
 
