@@ -4,8 +4,10 @@ Chromium (found by the adversarial review of issue 16)."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import inspect
 import re
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -65,3 +67,19 @@ def test_conductors_own_skip_for_postgresql_is_worded_as_the_bare_check_reads() 
     reasons = re.findall(r'reason="([^"]*)"', support)
     assert reasons, "needs_postgres's reason was not found in support.py"
     assert all(r.startswith(MISSING) for r in reasons)
+
+
+def test_conductors_own_skip_for_podman_is_worded_as_the_bare_check_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The container tests' skip (packages/conductor/tests/images.py) is in that wording too."""
+    path = Path(__file__).parents[2] / "packages/conductor/tests/images.py"
+    spec = importlib.util.spec_from_file_location("conductor_test_images", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    reason = module.NEEDS_ENGINE
+    assert reason.startswith(MISSING)
+    assert reason.endswith("podman (apt-get install podman runc mmdebstrap)")

@@ -13,7 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from support import PY, Conductor, Up, write_config
+import images
+from support import PY, Conductor, Containers, Up, write_config
 
 # pytest's own fixture for testing plugins: conductor's pytest plugin is tested with it.
 pytest_plugins = ["pytester"]
@@ -94,3 +95,34 @@ def bystander() -> Iterator[Callable[..., psutil.Popen]]:
         proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def _image(recipe: images.Recipe) -> str:
+    """The tests' image for `recipe`, built here once per machine; without an engine
+    that can run it, the test skips in the missing-program wording (under CI, where
+    .ci/run sets the machine up, it fails instead)."""
+    images.use_test_engine()
+    try:
+        return images.ensure(recipe)
+    except images.Unavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc} (under CI the machine setup in .ci/run provides it)")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def redis_image() -> str:
+    return _image(images.REDIS)
+
+
+@pytest.fixture(scope="session")
+def postgres_image() -> str:
+    return _image(images.POSTGRES)
+
+
+@pytest.fixture
+def containers() -> Iterator[Containers]:
+    """The containers this test makes, removed at its end (tracked by id and run label)."""
+    tracked = Containers()
+    yield tracked
+    tracked.remove_all()

@@ -277,3 +277,43 @@ def kill_conductor_and_its_watchdog(proc: subprocess.Popen[str], logs: Path) -> 
     for pipe in (proc.stdout, proc.stderr):
         if pipe is not None:
             pipe.close()
+
+
+class Containers:
+    """The containers one test made, tracked by id or by a run's label (never by a name
+    or a broad filter), and removed at its end, with their anonymous volumes."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.run_ids: list[str] = []
+
+    def engine(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["podman", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=check,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def foreign(self, *args: str) -> str:
+        """`podman run --detach ARGS`: a container conductor did not make; its id."""
+        found = self.engine("run", "--detach", *args).stdout.strip()
+        self.ids.append(found)
+        return found
+
+    def of_run(self, run_id: str) -> list[str]:
+        """Ids of the containers, running or not, labelled with this run's id."""
+        listed = self.engine(
+            "ps", "--all", "--quiet", "--no-trunc", "--filter", f"label=conductor.run-id={run_id}"
+        )
+        return listed.stdout.split()
+
+    def exists(self, ref: str) -> bool:
+        return self.engine("container", "exists", ref, check=False).returncode == 0
+
+    def remove_all(self) -> None:
+        left = [*self.ids, *(found for run in self.run_ids for found in self.of_run(run))]
+        if left:
+            self.engine("rm", "--force", "--volumes", "--ignore", *left, check=False)
