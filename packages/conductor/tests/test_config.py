@@ -171,6 +171,47 @@ BAD = {
     "name-not-ascii": ({"café": OK}, "service name 'café'", "may hold only"),
     "name-too-long": ({"a" * 64: OK}, "may hold only 1 to 63"),
     "same-variables": ({"a-b": OK, "a_b": OK}, "'a-b' and 'a_b'", "A_B_URL"),
+    # kind = "container" (issue 20 item 4)
+    "container-without-image": (
+        {"c": {"kind": "container"}},
+        'is required for kind = "container"',
+        "key 'image'",
+    ),
+    "container-port-without-port": (
+        {"c": {"kind": "container", "image": "x:1", "container_port": 6379}},
+        "needs port",
+        "key 'container_port'",
+    ),
+    "port-without-container-port": (
+        {"c": {"kind": "container", "image": "x:1", "port": "auto"}},
+        "published from container_port",
+        "key 'port'",
+    ),
+    "unknown-engine": (
+        {"c": {"kind": "container", "image": "x:1", "engine": "lxc"}},
+        """must be "podman" or "docker", not 'lxc'""",
+        "key 'engine'",
+    ),
+    "bad-pull": (
+        {"c": {"kind": "container", "image": "x:1", "pull": "sometimes"}},
+        'must be one of "missing", "never", "always"',
+        "key 'pull'",
+    ),
+    "image-on-a-process": (
+        {"svc": {**OK, "image": "x:1"}},
+        'is only for kind = "container"',
+        "key 'image'",
+    ),
+    "pull-on-a-process": (
+        {"svc": {**OK, "pull": "never"}},
+        'is only for kind = "container"',
+        "key 'pull'",
+    ),
+    "container-with-cwd": (
+        {"c": {"kind": "container", "image": "x:1", "cwd": "."}},
+        "its image's working directory",
+        "key 'cwd'",
+    ),
 }
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
-from conductor import environment, ports
+from conductor import container, environment, ports
 from conductor.config import schema, templates
 from conductor.config.loading import Config, ReadySpec, ServiceSpec
 from conductor.errors import ConfigError
@@ -70,6 +70,7 @@ def make_plan(
     )
     skipped = _skipped(config, specs, context, environ)
     running = {n: spec for n, spec in specs.items() if n not in skipped}
+    _refuse_containers(config, running)
     if any(spec.port is not None for spec in running.values()):
         _check_host(config)
     port_of = _ports(config, running, auto_ports)
@@ -178,10 +179,7 @@ def _skipped(
         if spec.optional:
             skipped[name] = missing
         else:
-            key = "command[0]"
-            if spec.kind == "postgres":
-                key = "version" if spec.version is not None else "kind"
-            raise ConfigError(missing, file=config.file, service=name, key=key)
+            raise ConfigError(missing, file=config.file, service=name, key=_program_key(spec))
     for name, spec in specs.items():
         for dep in spec.depends_on:
             if dep in skipped and name not in skipped and not specs[dep].optional:
@@ -194,11 +192,40 @@ def _skipped(
     return skipped
 
 
+def _refuse_containers(config: Config, running: Mapping[str, ServiceSpec]) -> None:
+    """A container service is checked (its keys, its engine) but not run yet: the
+    per-service life cycle does not start one (issue 20's next slice)."""
+    for name, spec in running.items():
+        if spec.kind == "container":
+            raise ConfigError(
+                'kind = "container" is checked but not started by this version of conductor '
+                "yet; run the service as a process for now",
+                file=config.file,
+                service=name,
+                key="kind",
+            )
+
+
+def _program_key(spec: ServiceSpec) -> str:
+    """The key to fix when a service's program is missing."""
+    if spec.kind == "postgres":
+        return "version" if spec.version is not None else "kind"
+    if spec.kind == "container":
+        return "engine" if spec.engine is not None else "kind"
+    return "command[0]"
+
+
 def _missing_program(
     config: Config, spec: ServiceSpec, context: templates.Context, environ: Mapping[str, str]
 ) -> str | None:
     if spec.kind == "postgres":
         return binaries.missing(typing.cast(str | None, spec.version))
+    if spec.kind == "container":
+        try:
+            container.find_engine(spec.engine, environ)
+        except container.NoEngine as exc:
+            return str(exc)
+        return None
     try:
         program = context.render(spec.command[0])
     except templates.TemplateError:

@@ -27,7 +27,9 @@ from conductor.errors import ConfigError
 S = TypeVar("S", bound=Struct)
 
 ReadyKind = Literal["http", "tcp", "log", "cmd", "started"]
-ServiceKind = Literal["process", "postgres", "task"]
+ServiceKind = Literal["process", "postgres", "task", "container"]
+EngineName = Literal["podman", "docker"]
+PullPolicy = Literal["missing", "never", "always"]
 
 
 def expect(what: str) -> Meta:
@@ -245,7 +247,9 @@ class ServiceSpec(Struct, frozen=True, forbid_unknown_fields=True):
     )
     stop_timeout: Seconds = 5.0
     reuse_existing: Flag = False
-    kind: Annotated[ServiceKind, expect('one of "process", "postgres", "task"')] = "process"
+    kind: Annotated[ServiceKind, expect('one of "process", "postgres", "task", "container"')] = (
+        "process"
+    )
     user: Text | None = None
     password: Text | None = None
     database: Text | None = None
@@ -254,10 +258,26 @@ class ServiceSpec(Struct, frozen=True, forbid_unknown_fields=True):
     version: Version | None = None
     optional: Flag = False
     env_file: EnvFiles = ()
+    image: (
+        Annotated[str, Meta(min_length=1, description='an image name such as "redis:7"')] | None
+    ) = None
+    container_port: (
+        Annotated[int, Meta(ge=1, le=65535), expect("an integer from 1 to 65535")] | None
+    ) = None
+    engine: Annotated[EngineName, expect('"podman" or "docker"')] | None = None
+    options: Annotated[
+        tuple[str, ...],
+        expect('a list of arguments for the engine\'s run, e.g. ["--shm-size", "256m"]'),
+    ] = ()
+    pull: Annotated[PullPolicy, expect('one of "missing", "never", "always"')] | None = None
 
     # Keys that only one kind of service may have.
     ONLY_FOR: ClassVar[Mapping[str, str]] = {
-        key: "postgres" for key in ("user", "password", "database", "init", "settings", "version")
+        **{
+            key: "postgres"
+            for key in ("user", "password", "database", "init", "settings", "version")
+        },
+        **{key: "container" for key in ("image", "container_port", "engine", "options", "pull")},
     }
 
     # Keys a task may not have: it runs to its end and serves nothing.
@@ -272,6 +292,8 @@ class ServiceSpec(Struct, frozen=True, forbid_unknown_fields=True):
                 raise Invalid(key, f'is only for kind = "{kind}"; remove it')
         if self.kind == "postgres":
             self._settle_postgres()
+        elif self.kind == "container":
+            self._settle_container()
         elif not self.command:
             raise Invalid("command", 'has no command; add command = ["program", "arg", ...]')
         if self.password == "":
@@ -313,6 +335,26 @@ class ServiceSpec(Struct, frozen=True, forbid_unknown_fields=True):
             if not version.isdigit():
                 raise Invalid("version", f'must be a major version such as "15", not {version!r}')
             force_setattr(self, "version", version)
+
+    def _settle_container(self) -> None:
+        """An image is required; `command` (optional) replaces its CMD. The host port and
+        the port inside are published together, so one without the other is refused."""
+        if self.image is None:
+            raise Invalid("image", 'is required for kind = "container"; add image = "NAME:TAG"')
+        if self.container_port is not None and self.port is None:
+            raise Invalid(
+                "container_port",
+                'needs port, the host port it is published on; add port = "auto" or a number',
+            )
+        if self.port is not None and self.container_port is None:
+            raise Invalid(
+                "port",
+                "a container's port is published from container_port; add container_port = "
+                "the port the image listens on",
+            )
+        if self.cwd is not None:
+            raise Invalid("cwd", "a container runs in its image's working directory; remove it")
+        force_setattr(self, "pull", "missing" if self.pull is None else self.pull)
 
     def _settle_ready(self) -> ReadySpec:
         """A port and no `ready`: tcp; neither: ready once started."""
