@@ -312,7 +312,7 @@ async def call(
 
 async def inspect(engine: Engine, ref: str) -> Container | None:
     """The container `ref` (id or name) as the engine reports it; None if there is none."""
-    answer = await call(engine, "container", "inspect", ref)
+    answer = await call(engine, "container", "inspect", "--", ref)
     try:
         found = msgspec.json.decode(answer.stdout or b"[]", type=list[_Inspect])
     except msgspec.DecodeError:
@@ -368,7 +368,7 @@ async def wait_exit(engine: Engine, container_id: str, seconds: float) -> bool:
     """Whether the container has exited within `seconds` (the engine's own `wait`,
     cut off at the deadline)."""
     try:
-        await call(engine, "wait", container_id, seconds=seconds)
+        await call(engine, "wait", "--", container_id, seconds=seconds)
     except EngineFailed:
         return False
     found = await inspect(engine, container_id)
@@ -400,7 +400,7 @@ async def stop(
 
 
 async def _kill(engine: Engine, container_id: str, signal_name: str) -> None:
-    answer = await call(engine, "kill", f"--signal={signal_name}", container_id)
+    answer = await call(engine, "kill", f"--signal={signal_name}", "--", container_id)
     # It may have exited meanwhile; that is not a failure of the stop.
     if answer.returncode != 0 and "not running" not in answer.stderr.lower():
         found = await inspect(engine, container_id)
@@ -410,6 +410,6 @@ async def _kill(engine: Engine, container_id: str, signal_name: str) -> None:
 
 async def remove(engine: Engine, container_id: str) -> None:
     """Remove the container (by id, already proven the run's) and its anonymous volumes."""
-    answer = await call(engine, "rm", "--force", "--volumes", container_id)
+    answer = await call(engine, "rm", "--force", "--volumes", "--", container_id)
     if answer.returncode != 0 and await inspect(engine, container_id) is not None:
         raise EngineFailed(f"`{engine.name} rm` failed: {last_line(answer.stderr)}")

@@ -52,6 +52,22 @@ class Entry:
     rule: Rule
 
 
+@dataclass(frozen=True)
+class ContainerEntry:
+    """A service's container: recorded by name before `ENGINE run`, so that a run killed
+    that very instant still names it. The engine is a name, looked up on PATH when it
+    is used: a record never says which program to run."""
+
+    service: str
+    engine: str
+    ref: str
+    rule: Rule
+
+
+# A container's name or id as engines write them; never an option ("--all").
+_CONTAINER_REF = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}")
+
+
 def _rule(entry: dict[str, Any]) -> Rule:
     """A recorded service's stop signal and stop_timeout; clean's defaults for a record
     that lacks them (an older conductor's) or holds something else there."""
@@ -73,9 +89,10 @@ class Record:
     problems: list[str]
     conductor_pid: int | None = None
     annotations: dict[str, object] = field(default_factory=dict)
+    containers: list[ContainerEntry] = field(default_factory=list)
 
 
-_WRITTEN = {"conductor_pid", "run_id", "started", "processes", "folders"}  # RunDir.begin's
+_WRITTEN = {"conductor_pid", "run_id", "started", "processes", "folders", "containers"}
 
 
 class BadRecord(ValueError):
@@ -131,7 +148,23 @@ def parse_record(data: object) -> Record:
     if isinstance(conductor_pid, bool) or not isinstance(conductor_pid, int):
         conductor_pid = None
     annotations = {str(k): v for k, v in data.items() if k not in _WRITTEN}
-    return Record(run_id, entries, list(folders), problems, conductor_pid, annotations)
+    containers = _containers(data.get("containers", []), problems)
+    return Record(run_id, entries, list(folders), problems, conductor_pid, annotations, containers)
+
+
+def _containers(items: object, problems: list[str]) -> list[ContainerEntry]:
+    if not isinstance(items, list):
+        problems.append("'containers' is not a list")
+        return []
+    found = []
+    for item in items:
+        fields = item if isinstance(item, dict) else {}
+        ref, engine = fields.get("container"), fields.get("engine")
+        if not (isinstance(ref, str) and _CONTAINER_REF.fullmatch(ref) and isinstance(engine, str)):
+            problems.append(f"container entry {_short(item)} is malformed")
+            continue
+        found.append(ContainerEntry(str(fields.get("service", "?")), engine, ref, _rule(fields)))
+    return found
 
 
 def read_record(path: Path) -> Record:
@@ -182,6 +215,41 @@ class Leftovers:
             f"{self.record}: left alone what conductor cannot prove it started ({shown}); "
             "if that is yours, stop it yourself"
         )
+
+
+async def _stop_containers(
+    entries: list[ContainerEntry], mark: ownership.Mark, out: Leftovers
+) -> list[str]:
+    """Stop and remove a dead run's recorded containers, all at once, each only once
+    the engine's inspect shows this run's labels on it; the rest is left alone, said in
+    `out.ignored`. (The engine layer is imported only when there are any.)"""
+    if not entries:
+        return []
+    from conductor import container
+
+    async def one(entry: ContainerEntry) -> str | None:
+        try:
+            # The recorded name, checked as $CONDUCTOR_CONTAINER_ENGINE would be.
+            named = {**os.environ, container.ENGINE_VARIABLE: entry.engine}
+            engine = container.find_engine(None, named)
+            stopped = await container.stop(
+                engine,
+                entry.ref,
+                mark,
+                entry.service,
+                stop_signal=entry.rule.signal.name,
+                stop_timeout=entry.rule.grace,
+            )
+        except ownership.NotOurs as exc:
+            out.ignored.append(str(exc))
+            return None
+        except (container.NoEngine, container.EngineFailed) as exc:
+            out.ignored.append(f"container {entry.ref}: {exc}")
+            return None
+        return None if stopped.outcome == "gone" else f"{entry.service} (container {entry.ref})"
+
+    done = await asyncio.gather(*(one(entry) for entry in entries))
+    return [name for name in done if name is not None]
 
 
 class RunDir:
@@ -277,6 +345,7 @@ class RunDir:
         )
         rest = await kill.stop(kill.Targets(mark), fallback.signal, fallback.grace, describe=True)
         out.stopped = [name for stopped in (*done, rest) for name in stopped.found]
+        out.stopped += await _stop_containers(record.containers, mark, out)
         for folder in record.folders:
             try:
                 if ownership.remove_folder(folder, mark):
@@ -293,7 +362,37 @@ class RunDir:
             "started": time.time(),
             "processes": [],
             "folders": [],
+            "containers": [],
         }
+        self._save()
+
+    def add_container(
+        self,
+        service: str,
+        engine: str,
+        ref: str,
+        stop_signal: signal.Signals,
+        stop_timeout: float,
+    ) -> None:
+        """Record a service's container (by name, before it is run), and how teardown
+        stops it, for the watchdog and `clean`; they act on it only once the engine's
+        inspect shows the run's labels on it."""
+        self._record["containers"].append(
+            {
+                "service": service,
+                "engine": engine,
+                "container": ref,
+                "stop_signal": stop_signal.name,
+                "stop_timeout": stop_timeout,
+            }
+        )
+        self._save()
+
+    def forget_container(self, ref: str) -> None:
+        """A container teardown removed: no longer the run's to stop."""
+        self._record["containers"] = [
+            c for c in self._record["containers"] if c["container"] != ref
+        ]
         self._save()
 
     def add_process(

@@ -1,0 +1,112 @@
+"""`conductor clean` (and the watchdog, which stops leftovers the same way) on a dead
+run's containers: those whose inspected labels carry the run's mark are stopped and
+removed; a look-alike name, a forged entry or a live run's container is left alone."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conductor import container
+from conductor.process.ownership import Mark
+from support import Conductor, Containers, write_record
+
+pytestmark = pytest.mark.conductor
+
+
+def dead_runs_record(logs: Path, run_id: str, *refs: str, **extra: object) -> None:
+    """A record as a conductor killed mid-run leaves it: its containers by name."""
+    entries = [
+        {
+            "service": "cache",
+            "engine": "podman",
+            "container": ref,
+            "stop_signal": "SIGTERM",
+            "stop_timeout": 5,
+        }
+        for ref in refs
+    ]
+    write_record(logs, {"run_id": run_id, "processes": [], "containers": entries, **extra})
+
+
+def start_marked(containers: Containers, mark: Mark, image: str) -> str:
+    """A container as conductor's run starts one (named and labelled for the run)."""
+    request = container.RunRequest(
+        mark=mark,
+        service="cache",
+        image=image,
+        command=("redis-server", "--protected-mode", "no"),
+        options=("--detach",),
+        pull="never",
+    )
+    argv = container.run_argv(container.find_engine("podman", {"PATH": "/usr/bin"}), request)
+    return containers.engine(*argv[1:]).stdout.strip()
+
+
+@pytest.fixture
+def run_id(containers: Containers) -> str:
+    found = uuid.uuid4().hex
+    containers.run_ids.append(found)
+    return found
+
+
+def test_clean_removes_a_dead_runs_container(
+    conductor: Conductor, tmp_path: Path, containers: Containers, redis_image: str, run_id: str
+) -> None:
+    logs = tmp_path / "logs"
+    made = start_marked(containers, Mark(run_id, str(logs.resolve())), redis_image)
+    dead_runs_record(logs, run_id, container.container_name(Mark(run_id, ""), "cache"))
+    result = conductor.run("clean", "--logs-dir", "logs")
+    assert result.code == 0, result.text
+    assert "cache (container conductor-" in result.out, result.out
+    assert result.err.strip() == "", result.err
+    assert not containers.exists(made)
+    assert containers.of_run(run_id) == []
+
+
+def test_clean_leaves_a_look_alike_and_a_forged_entry_alone(
+    conductor: Conductor, tmp_path: Path, containers: Containers, redis_image: str, run_id: str
+) -> None:
+    """A container named as the run would name it, without its labels, and one labelled
+    for the same run id but another logs folder: neither is the run's."""
+    logs = tmp_path / "logs"
+    name = container.container_name(Mark(run_id, ""), "cache")
+    lookalike = containers.foreign("--name", name, redis_image, "sleep", "600")
+    labels = container.labels(Mark(run_id, str(tmp_path / "other")), "cache")
+    elsewhere = containers.foreign(
+        *(f"--label={key}={value}" for key, value in labels.items()), redis_image, "sleep", "600"
+    )
+    dead_runs_record(logs, run_id, name, elsewhere, "--all")
+    result = conductor.run("clean", "--logs-dir", "logs")
+    assert result.code == 0, result.text
+    assert "Traceback" not in result.text
+    (line,) = result.err.strip().splitlines()
+    assert line.count("does not carry this run's labels") == 2, line
+    assert "container entry" in line
+    assert "is malformed" in line
+    for ref in (lookalike, elsewhere):
+        assert containers.exists(ref)
+        state = containers.engine("container", "inspect", "--format", "{{.State.Running}}", ref)
+        assert state.stdout.strip() == "true"
+
+
+def test_clean_never_touches_a_live_runs_container(
+    conductor: Conductor, config, tmp_path: Path, containers: Containers, redis_image: str, up
+) -> None:
+    """A live run holds its folder's lock: clean reads nothing there."""
+    from support import fake
+
+    stack = up(config({"web": {"command": fake("tcp", "--port", "{port}"), "port": "auto"}}))
+    run_id = stack.record["run_id"]
+    containers.run_ids.append(run_id)
+    live = start_marked(containers, Mark(run_id, str(stack.logs.resolve())), redis_image)
+    record = json.loads((stack.logs / ".conductor-run.json").read_text())
+    assert record["run_id"] == run_id
+    result = conductor.run("clean", "--config", str(stack.config))
+    assert result.code == 2, result.text
+    assert "is still in use by a running conductor" in result.err
+    assert containers.exists(live)
+    assert stack.alive()
