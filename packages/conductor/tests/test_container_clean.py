@@ -110,3 +110,22 @@ def test_clean_never_touches_a_live_runs_container(
     assert "is still in use by a running conductor" in result.err
     assert containers.exists(live)
     assert stack.alive()
+
+
+def test_the_record_holds_a_container_until_teardown_forgets_it(tmp_path: Path) -> None:
+    """What a run writes (RunDir.add_container) is what clean and the watchdog read."""
+    import signal
+
+    from conductor.rundir.run_record import RunDir
+
+    run = RunDir(tmp_path)
+    mark = Mark(uuid.uuid4().hex, str(tmp_path))
+    run.begin(mark)
+    name = container.container_name(mark, "cache")
+    run.add_container("cache", "podman", name, signal.SIGINT, 7.5)
+    (entry,) = run.read().containers
+    assert (entry.service, entry.engine, entry.ref) == ("cache", "podman", name)
+    assert (entry.rule.signal, entry.rule.grace) == (signal.SIGINT, 7.5)
+    assert run.read().problems == []
+    run.forget_container(name)
+    assert run.read().containers == []

@@ -278,3 +278,11 @@ async def _running(engine: Engine, name: str) -> container.Container:
             return found
         await asyncio.sleep(0.01)
     raise AssertionError(f"{name} never ran")
+
+
+def test_the_engines_looked_for_are_the_ones_the_engine_key_accepts() -> None:
+    import typing
+
+    from conductor.config import schema
+
+    assert set(container.ENGINES) == set(typing.get_args(schema.EngineName))

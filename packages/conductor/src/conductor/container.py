@@ -23,14 +23,17 @@ import subprocess
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import msgspec
 
-from conductor.config.schema import EngineName, PullPolicy
 from conductor.errors import ConductorError
 from conductor.process.ownership import Mark, NotOurs
 
+if TYPE_CHECKING:  # the config's types only: the watchdog and clean use this module too
+    from conductor.config.schema import EngineName, PullPolicy
+
+# schema.EngineName's values, in the order an engine is looked for (a test keeps them equal)
 ENGINES: tuple[EngineName, ...] = ("podman", "docker")
 ENGINE_VARIABLE = "CONDUCTOR_CONTAINER_ENGINE"
 LABEL_RUN = "conductor.run-id"
