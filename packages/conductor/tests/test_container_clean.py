@@ -129,3 +129,19 @@ def test_the_record_holds_a_container_until_teardown_forgets_it(tmp_path: Path) 
     assert run.read().problems == []
     run.forget_container(name)
     assert run.read().containers == []
+
+
+def test_a_record_names_an_engine_never_a_program(conductor: Conductor, tmp_path: Path) -> None:
+    """A forged engine (a path to run) is refused in the warning line, never executed."""
+    logs = tmp_path / "logs"
+    ran = tmp_path / "ran"
+    program = tmp_path / "engine"
+    program.write_text(f"#!/bin/sh\ntouch {ran}\n")
+    program.chmod(0o755)
+    entry = {"service": "cache", "engine": str(program), "container": "conductor-x-cache"}
+    write_record(logs, {"run_id": uuid.uuid4().hex, "processes": [], "containers": [entry]})
+    result = conductor.run("clean", "--logs-dir", "logs")
+    assert result.code == 0, result.text
+    (line,) = result.err.strip().splitlines()
+    assert "is not a container engine conductor knows" in line
+    assert not ran.exists()

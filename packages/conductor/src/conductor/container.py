@@ -46,6 +46,7 @@ ANSWER_SECONDS = 20.0
 COMMAND_SECONDS = 30.0
 # After SIGKILL the engine still has to reap the container and record its exit.
 KILLED_SECONDS = 10.0
+_UNKNOWN = f"is not a container engine conductor knows; use {' or '.join(ENGINES)}"
 _NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
@@ -72,15 +73,9 @@ def find_engine(wanted: EngineName | None, environ: Mapping[str, str]) -> Engine
     named = wanted or environ.get(ENGINE_VARIABLE) or None
     search = environ.get("PATH")
     if named is not None:
-        if named not in ENGINES:
-            raise NoEngine(
-                f"{ENGINE_VARIABLE}={named!r} is not a container engine conductor knows; "
-                f"use {' or '.join(ENGINES)}"
-            )
-        path = shutil.which(named, path=search)
-        if path is None:
-            raise NoEngine(f"container engine '{named}' was not found on PATH; install it")
-        return Engine(named, path)
+        if named not in ENGINES:  # the key is checked by the schema; the variable here
+            raise NoEngine(f"{ENGINE_VARIABLE}={named!r} {_UNKNOWN}")
+        return named_engine(named, environ)
     tried = []
     for name in ENGINES:
         path = shutil.which(name, path=search)
@@ -98,6 +93,16 @@ def find_engine(wanted: EngineName | None, environ: Mapping[str, str]) -> Engine
     raise NoEngine(
         f"{found}; install podman (Debian: apt-get install podman runc) or set {ENGINE_VARIABLE}"
     )
+
+
+def named_engine(name: str, environ: Mapping[str, str]) -> Engine:
+    """The engine called `name` (a configuration's or a run record's), on PATH."""
+    if name not in ENGINES:
+        raise NoEngine(f"{name!r} {_UNKNOWN}")
+    path = shutil.which(name, path=environ.get("PATH"))
+    if path is None:
+        raise NoEngine(f"container engine '{name}' was not found on PATH; install it")
+    return Engine(name, path)
 
 
 def _info_problem(path: str, environ: Mapping[str, str]) -> str | None:

@@ -229,9 +229,7 @@ async def _stop_containers(
 
     async def one(entry: ContainerEntry) -> str | None:
         try:
-            # The recorded name, checked as $CONDUCTOR_CONTAINER_ENGINE would be.
-            named = {**os.environ, container.ENGINE_VARIABLE: entry.engine}
-            engine = container.find_engine(None, named)
+            engine = container.named_engine(entry.engine, os.environ)
             stopped = await container.stop(
                 engine,
                 entry.ref,
