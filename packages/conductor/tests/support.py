@@ -190,17 +190,22 @@ class Conductor:
         )
         return Result(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        """In a session of its own, so a 'terminal Ctrl-C' can go to its whole group."""
+    def start(
+        self, *args: str, sigint: bool = False, path: str | None = None
+    ) -> subprocess.Popen[str]:
+        """In a session of its own, so a 'terminal Ctrl-C' can go to its whole group.
+        `sigint`: for a test that Ctrl-C's conductor itself, SIGINT at its default
+        (default_sigint). `path`: its PATH (a fake engine first, say)."""
         return subprocess.Popen(
             self.argv(*args),
             cwd=self.cwd,
-            env=self.env,
+            env=self.env if path is None else {**self.env, "PATH": path},
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=default_sigint if sigint else None,
         )
 
     def mine(self) -> list[psutil.Process]:
@@ -233,7 +238,7 @@ class Up:
         wait_for(self.published, 60, "`conductor up` to publish its stack")
         self.record = json.loads((self.logs / RECORD).read_text())
         self.pids = [p["pid"] for p in self.record["processes"]]
-        self.url = self.record["stack"]["addresses"]["web"]["url"]
+        self.url = self.record["stack"]["addresses"].get("web", {}).get("url")
 
     def published(self) -> bool:
         assert self.proc.poll() is None, self.proc.communicate()

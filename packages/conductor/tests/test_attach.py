@@ -12,7 +12,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from support import PY, RECORD, fake, gone, kill_watchdog, needs_postgres, wait_for, write_config
+from support import (
+    PY,
+    RECORD,
+    fake,
+    gone,
+    kill_watchdog,
+    needs_postgres,
+    wait_for,
+    write_config,
+)
 
 pytestmark = pytest.mark.conductor
 
@@ -57,11 +66,11 @@ def test_bare_attach_is_auto_and_starts_its_own_stack_when_there_is_none(conduct
 
 def test_never_reused_other_services_other_config_other_folder(conductor, tmp_path, up):
     config = make_config(tmp_path / "a", web=WEB, peer=PEER)
-    live = up(config)  # runs web and peer
-    # other services
-    result = attach_run(conductor, config, "require", "web")
+    live = up(config, "web")  # runs web only
+    # a service the up does not run
+    result = attach_run(conductor, config, "require")
     assert result.code == 125, result.text
-    assert "runs web, peer; this run needs web" in result.err
+    assert "runs web; this run also needs peer" in result.err
     # other logs folder
     result = attach_run(conductor, config, "require", "--logs-dir", str(tmp_path / "elsewhere"))
     assert result.code == 125
@@ -81,15 +90,31 @@ def test_never_reused_other_services_other_config_other_folder(conductor, tmp_pa
 
 
 def test_auto_falls_back_to_a_stack_of_its_own_saying_why(conductor, tmp_path, up):
+    """Without --if-busy: the up holds the folder, so the run's own stack logs to a
+    run-PID subfolder instead of failing on the lock (issue 19, item 3)."""
     config = make_config(tmp_path / "a", web=WEB, peer=PEER)
-    live = up(config)
-    result = conductor.run(
-        "run", "--config", str(config), "--attach", "--if-busy", "subfolder", "web",
-        "--", PY, "-c", SHOW,
-    )  # fmt: skip
+    live = up(config, "web")
+    result = conductor.run("run", "--config", str(config), "--attach", "--", PY, "-c", SHOW)
     assert result.code == 0, result.text
     assert "not attaching: the `conductor up` in" in result.err
+    assert "this run logs to" in result.err
     assert f"WEB {live.url} " not in result.out
+    assert list(live.logs.glob("run-*"))
+    assert live.alive()
+
+
+def test_a_run_attaches_to_an_up_of_more_services_and_sees_only_its_own(conductor, tmp_path, up):
+    """up of web and peer; a run that needs web alone attaches (issue 19, item 3), and
+    its COMMAND's environment is the one a run of web alone would give it."""
+    config = make_config(tmp_path / "a", web=WEB, peer=PEER)
+    live = up(config)
+    show = "import os; print('WEB', os.environ['WEB_URL'], 'PEER', os.environ.get('PEER_URL'))"
+    result = conductor.run(
+        "run", "--config", str(config), "--attach=require", "web", "--", PY, "-c", show
+    )
+    assert result.code == 0, result.text
+    assert "attached to the `conductor up`" in result.err
+    assert f"WEB {live.url} PEER None" in result.out
     assert live.alive()
 
 
@@ -143,6 +168,29 @@ def test_a_record_naming_processes_that_are_not_conductors_is_never_trusted(
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_container_entries_for_no_container_service_are_refused_unasked(conductor, tmp_path, up):
+    """An up records one container per container service it runs. A record naming 2000
+    containers for its process service is refused with no engine call at all. Before:
+    each entry was one engine call (its own 30 s deadline, no bound on the sum; 2000
+    answers took 5 s from a shell script, minutes from podman) and, answered as the
+    up's labels, the run attached."""
+    config = make_config(tmp_path / "a")
+    live = up(config)
+    real = json.loads((live.logs / RECORD).read_text())
+    boxes = [{"service": "web", "engine": "podman", "container": f"c{i}"} for i in range(2000)]
+    (live.logs / RECORD).write_text(json.dumps({**real, "containers": boxes}))
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    (bin_dir / "podman").write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n')
+    (bin_dir / "podman").chmod(0o755)
+    conductor.env["PATH"] = f"{bin_dir}:{os.environ['PATH']}"
+    result = attach_run(conductor, config)
+    assert result.code == 125, result.text
+    assert "container entry for service 'web', which the `conductor up` runs as no" in result.err
+    assert not calls.exists()
+    assert live.alive()
 
 
 def test_a_conductor_run_is_not_an_up_and_is_not_attached_to(conductor, tmp_path):
@@ -236,3 +284,15 @@ def test_a_record_whose_up_does_not_hold_the_folder_is_never_attached_to(
     assert f"the `conductor up` that wrote {copy} (pid {pid}) does not hold it" in result.err
     assert not (copy / ".conductor.lock").exists()  # the check creates nothing
     assert live.alive()
+
+
+def test_the_busy_message_says_an_up_holds_the_folder_and_what_to_do(conductor, tmp_path, up):
+    """issue 19, item 3: every "busy" message says what holds the folder."""
+    config = make_config(tmp_path / "a")
+    live = up(config)
+    result = conductor.run("run", "--config", str(config), "--", PY, "-c", "pass")
+    assert result.code == 2, result.text
+    assert f"a `conductor up` (pid {live.proc.pid}) holds {live.logs}" in result.err
+    assert "conductor run --attach" in result.err
+    assert "--if-busy subfolder" in result.err
+    assert len(result.err.strip().splitlines()) == 1, result.err

@@ -287,6 +287,41 @@ def test_pyproject_is_found_by_walking_up(tmp_path, monkeypatch):
     assert config.services["api"].ready.target == "/health"
 
 
+def test_a_standalone_conductor_toml_is_found_first_in_each_folder(
+    conductor, tmp_path, monkeypatch
+):
+    """issue 19, item 5: a conductor.toml in the working folder needed --config on every
+    call. In each folder from there up, conductor.toml comes before pyproject.toml; a
+    nearer pyproject still wins over a conductor.toml further up."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.conductor]\nlogs_dir = "from-pyproject"\n'
+        '[tool.conductor.services.svc]\ncommand = ["x"]\n'
+    )
+    (tmp_path / "conductor.toml").write_text(
+        'logs_dir = "from-standalone"\n[services.svc]\ncommand = ["x"]\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    assert load_config().file == tmp_path / "conductor.toml"
+    nested = tmp_path / "app"
+    nested.mkdir()
+    (nested / "pyproject.toml").write_text(
+        '[tool.conductor]\n[tool.conductor.services.svc]\ncommand = ["x"]\n'
+    )
+    monkeypatch.chdir(nested)
+    assert load_config().file == nested / "pyproject.toml"
+    # the CLI finds it too, with no --config: its error names the file it found
+    (tmp_path / "conductor.toml").write_text('logs_dir = "logs"\n[services.svc]\ncommand = []\n')
+    result = conductor.run("check")
+    assert result.code == 2, result.text
+    assert str(tmp_path / "conductor.toml") in result.err
+
+
+def test_nothing_to_find_names_both_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"no conductor.toml, and no pyproject.toml with"):
+        load_config()
+
+
 def test_pyproject_without_table_is_an_error(tmp_path: Path):
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
     with pytest.raises(ConfigError, match=r"has no \[tool.conductor\] table"):

@@ -4,7 +4,6 @@ skipped when optional), and a missing engine is one line with exit 2."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -58,16 +57,3 @@ def test_an_optional_container_without_an_engine_is_skipped(conductor, config, t
     assert result.code == 0, result.text
     summary = json.loads((tmp_path / "logs" / "summary.json").read_text())
     assert summary["services"]["cache"]["status"] == "skipped", summary
-
-
-def test_a_container_with_an_engine_is_refused_until_its_life_cycle_runs_it(
-    conductor, config, tmp_path
-):
-    """Not a traceback and not a half-start: one line saying it is not run yet."""
-    config({"cache": {**CACHE, "engine": "podman"}})
-    conductor.env["PATH"] = os.pathsep.join(["/usr/bin", conductor.env.get("PATH", "")])
-    result = run(conductor)
-    assert result.code == 2, result.text
-    assert len(result.err.strip().splitlines()) == 1, result.err
-    assert 'kind = "container" is checked but not started' in result.err
-    assert not (tmp_path / "logs").exists()

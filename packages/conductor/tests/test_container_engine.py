@@ -5,8 +5,11 @@ only on a container whose labels carry the run's mark."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import pytest
 from conductor import container
 from conductor.container import Engine, NoEngine, Publish, RunRequest
 from conductor.process.ownership import Mark, NotOurs
-from support import Containers, free_port, wait_for
+from support import Containers, free_port, gone, wait_for
 
 pytestmark = pytest.mark.conductor
 
@@ -286,3 +289,144 @@ def test_the_engines_looked_for_are_the_ones_the_engine_key_accepts() -> None:
     from conductor.config import schema
 
     assert set(container.ENGINES) == set(typing.get_args(schema.EngineName))
+
+
+def script_engine(folder: Path, body: str) -> Engine:
+    """A `podman` that is a shell script (as a wrapper on PATH is): `body` is its code."""
+    path = folder / "podman"
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return Engine("podman", str(path))
+
+
+def test_an_engine_command_past_its_deadline_is_cut_off_with_what_it_started(
+    tmp_path: Path,
+) -> None:
+    """An engine that hangs (a wrapper script waiting on its own child, which holds the
+    output open) is given up at the command's deadline, not when that child ends; the
+    child goes with it. Before: both calls took the child's 30 s, the 1 s deadline
+    notwithstanding."""
+    child = tmp_path / "child.pid"
+    engine = script_engine(tmp_path, f'sleep 30 & echo $! > "{child}"\nwait')
+    try:
+        began = time.monotonic()
+        with pytest.raises(container.EngineFailed, match="did not answer in 1 s"):
+            container.inspect_blocking(engine, "cache", seconds=1)
+        assert time.monotonic() - began < 10
+        wait_for(lambda: gone(int(child.read_text())), 5, "the engine's child to be killed")
+
+        async def inspect() -> None:
+            await container.call(engine, "container", "inspect", "--", "cache", seconds=1)
+
+        began = time.monotonic()
+        with pytest.raises(container.EngineFailed, match="did not answer in 1 s"):
+            asyncio.run(inspect())
+        assert time.monotonic() - began < 10
+        wait_for(lambda: gone(int(child.read_text())), 5, "the engine's child to be killed")
+    finally:
+        with contextlib.suppress(ProcessLookupError, ValueError, OSError):
+            os.kill(int(child.read_text()), signal.SIGKILL)
+
+
+def test_an_inspect_naming_ports_in_other_digits_reads_as_unpublished(
+    tmp_path: Path,
+) -> None:
+    """Garbage from the engine (a port "²", which str.isdigit() takes and int() does not)
+    is no published port; before: ValueError, a traceback out of --attach."""
+    answer = '[{"Id": "abc", "NetworkSettings": {"Ports": {"²/tcp": null, "6379/tcp": [{"HostIp": "", "HostPort": "²"}]}}}]'
+    engine = script_engine(tmp_path, f"echo '{answer}'")
+    found = container.inspect_blocking(engine, "cache", seconds=10)
+    assert found is not None
+    assert found.ports == {6379: ()}
+    assert not found.publishes("127.0.0.1", 2)
+
+
+def test_an_engine_command_cancelled_is_killed_with_what_it_started(tmp_path: Path) -> None:
+    """A call cancelled (a second Ctrl-C cancels the run) kills its engine command: in a
+    group of its own, no Ctrl-C at the terminal reaches it. Before: it was left running."""
+    child = tmp_path / "child.pid"
+    engine = script_engine(tmp_path, f'sleep 30 & echo $! > "{child}"\nwait')
+
+    async def cancelled() -> None:
+        task = asyncio.ensure_future(container.call(engine, "wait", "--", "cache", seconds=30))
+        while not child.exists() or not child.read_text().strip():
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(asyncio.wait_for(cancelled(), 20))
+        wait_for(lambda: gone(int(child.read_text())), 5, "the engine's child to be killed")
+    finally:
+        with contextlib.suppress(ProcessLookupError, ValueError, OSError):
+            os.kill(int(child.read_text()), signal.SIGKILL)
+
+
+def _cache_as_inspected(mark: Mark, status: container.Status) -> container.Container:
+    """The up's cache container as an engine's inspect would give it: the up's labels,
+    Running: true (docker says so even when paused), published on 127.0.0.1:5555."""
+    return container.Container(
+        id="c" * 64,
+        name="conductor-x-cache",
+        labels=container.labels(mark, "cache"),
+        status=status,
+        running=True,
+        exit_code=0,
+        ports={6379: (("127.0.0.1", 5555),)},
+    )
+
+
+def test_attach_never_reuses_a_paused_container(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker's inspect says Running: true for a paused container, which answers no
+    probe (found attacking --attach; podman says false, so this is docker's answer,
+    given to the check as the engine would)."""
+    import signal as signals
+
+    from conductor import attach
+    from conductor.environment import Address
+    from conductor.rundir.run_record import ContainerEntry, Rule
+
+    mark = Mark("ab" * 16, "/logs")
+    paused = _cache_as_inspected(mark, status="paused")
+    monkeypatch.setattr(container, "named_engine", lambda name, env: Engine(name, "/bin/false"))
+    monkeypatch.setattr(container, "inspect_blocking", lambda engine, ref: paused)
+    box = ContainerEntry("cache", "docker", "c" * 64, Rule(signals.SIGTERM, 1.0))
+    why = attach._container_not_ours(box, mark, Address("127.0.0.1", 5555, None))
+    assert why == f"container {'c' * 64} is paused"
+
+
+def test_one_container_entered_for_two_services_is_proved_for_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--attach asks the engine once per recorded container: keyed by the container
+    alone, a forged record naming cache's own container for db too passed db unasked
+    (its labels, and its published port, never checked). Each service's entry is asked
+    about, with that service's labels."""
+    import signal as signals
+
+    from conductor import attach
+    from conductor.environment import Address
+    from conductor.rundir.run_record import ContainerEntry, Record, Rule
+
+    mark = Mark("ab" * 16, "/logs")
+    cache = _cache_as_inspected(mark, status="running")
+    asked: list[str] = []
+
+    def inspect(engine: Engine, ref: str) -> container.Container:
+        asked.append(ref)
+        return cache
+
+    monkeypatch.setattr(container, "named_engine", lambda name, env: Engine(name, "/bin/false"))
+    monkeypatch.setattr(container, "inspect_blocking", inspect)
+    rule = Rule(signals.SIGTERM, 1.0)
+    boxes = [ContainerEntry(service, "podman", "c" * 64, rule) for service in ("cache", "db")]
+    boxes += [boxes[0]] * 50  # one container's repeated entries: asked about once
+    record = Record("ab" * 16, [], [], [], conductor_pid=1, containers=boxes)
+    addresses = {
+        "cache": Address("127.0.0.1", 5555, None),
+        "db": Address("127.0.0.1", 6666, None),
+    }
+    found = list(attach._not_started_by_the_up(record, mark, addresses))
+    assert found == [("db", f"container {'c' * 64} does not carry the up's labels")]
+    assert len(asked) == 2

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import html
 import json
-import logging
 from urllib.parse import quote
 
 import pytest
 
+from conductor import probes
+from conductor.config.schema import ReadySpec
 from conductor.files import logs, masking
 from conductor.report import summary
 from conductor.report.console import Reporter, ServiceReport
@@ -29,16 +30,21 @@ def test_a_hidden_secret_is_masked_in_every_escaped_form():
 
 
 def test_console_conductor_log_and_summary_never_hold_a_hidden_secret(tmp_path, capsys):
+    """The secret comes in as data - a readiness command, a service's log, COMMAND's
+    words, a URL - and is masked there, wherever it then goes."""
     import io
 
     masking.hide(SECRET)
     stream = io.StringIO()
+    log = tmp_path / "db.log"
+    log.write_text(f"connecting with {SECRET}\n")
     handler = logs.setup_event_log(tmp_path)
     try:
         reporter = Reporter(stream, fancy=False)
-        reporter.event("db", "started", f"waiting for command psql {SECRET}")
-        reporter.warning(f"x {SECRET}")
-        logs.logger.log(logging.INFO, "%s", SECRET)
+        what = probes.describe(ReadySpec(cmd=("psql", SECRET)), "127.0.0.1", 1)
+        reporter.event("db", "started", f"waiting for {what}")
+        reporter.failure("db", "exited with status 1", log)
+        reporter.log_lines("db", [(SECRET.encode(), True)])
     finally:
         logs.close_event_log(handler)
     report = ServiceReport(name="db", url=f"postgresql://u:{quote(SECRET, safe='')}@h:1/d")
@@ -62,4 +68,4 @@ def test_console_conductor_log_and_summary_never_hold_a_hidden_secret(tmp_path, 
     ):
         assert "Mask-Me" not in text
         assert "Mask-Me%2F" not in text
-    assert "***" in stream.getvalue()
+    assert stream.getvalue().count("***") == 3

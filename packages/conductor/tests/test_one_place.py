@@ -144,6 +144,18 @@ def _looks_up_a_group(node: ast.AST) -> str | None:
     return None
 
 
+def _signals_a_group(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Call) and _dotted(node.func) == "os.killpg":
+        return "signals a process group (use portable.signal_group)"
+    return None
+
+
+def test_only_portable_signals_a_process_group():
+    """One way to signal a group (Windows has none: portable.signal_group knows); a
+    second os.killpg came in with the engine commands' own groups."""
+    assert offenders(_signals_a_group, {"process/portable.py"}) == []
+
+
 def test_only_procfs_reads_proc():
     assert offenders(_reads_proc, {"process/procfs.py"}) == []
 
@@ -158,6 +170,7 @@ def test_only_procfs_and_compat_look_up_a_process_group():
         (_reads_proc, "text = Path(f'/proc/{pid}/stat').read_text()"),
         (_reads_proc, "names = os.listdir('/proc')"),
         (_looks_up_a_group, "leads = os.getpgid(pid) == pid"),
+        (_signals_a_group, "os.killpg(pid, signal.SIGKILL)"),
         (
             _reads_run_record,
             "def find(rundir):\n    return json.loads(rundir.record_path.read_text())",

@@ -253,7 +253,9 @@ def test_a_warm_run_works_on_a_copy_not_on_the_cache(conductor, config, warm_cac
 
 
 @needs_postgres
-@pytest.mark.parametrize("damage", ["truncated file", "no PG_VERSION", "half-written folder"])
+@pytest.mark.parametrize(
+    "damage", ["truncated file", "no PG_VERSION", "half-written folder", "fifo"]
+)
 def test_a_corrupt_cache_never_breaks_a_run_and_is_rebuilt(conductor, config, warm_cache, damage):
     cache = warm_cache
     [entry] = entries(cache)
@@ -263,6 +265,9 @@ def test_a_corrupt_cache_never_breaks_a_run_and_is_rebuilt(conductor, config, wa
         os.truncate(biggest, biggest.stat().st_size // 2)
     elif damage == "no PG_VERSION":
         (data / "PG_VERSION").unlink()
+    elif damage == "fifo":  # opening it for reading would wait for a writer forever
+        (data / "postgresql.conf").unlink()
+        os.mkfifo(data / "postgresql.conf")
     else:
         (entry / template_cache.MANIFEST).unlink()
     result, log = run_db(conductor, config, cache)
@@ -364,3 +369,44 @@ def test_a_run_leaves_a_spare_and_the_next_run_takes_it(conductor, config, warm_
     assert second.out.strip() == "cached"
     assert "taken from the spare copy" in log
     assert not run_folder(log).exists()
+
+
+@pytest.mark.parametrize("where", ["entry", "fresh cluster"])
+def test_a_fifo_is_doubted_without_being_opened(tmp_path, where):
+    """Opening a FIFO for reading blocks until a writer comes: a FIFO planted in an entry
+    (or in the cluster being stored) hung the run, deaf to SIGINT and SIGTERM."""
+    if where == "entry":
+        entry = stored(tmp_path)
+        fifo = entry / template_cache.DATA / "postgresql.conf"
+        fifo.unlink()
+        os.mkfifo(fifo)
+
+        def act() -> None:
+            template_cache.copy_out(entry, tmp_path / "copy", None, threading.Event())
+    else:
+        made = fake_cluster(tmp_path / "made")
+        fifo = made / "postgresql.conf"
+        fifo.unlink()
+        os.mkfifo(fifo)
+
+        def act() -> None:
+            template_cache.store(made, tmp_path / "entries", "k1", threading.Event())
+
+    outcome: list[BaseException | None] = []
+
+    def record() -> None:
+        try:
+            act()
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=record, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    if worker.is_alive():  # release the blocked open, so the thread ends
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(timeout=10)
+        pytest.fail("opening the FIFO blocked")
+    assert isinstance(outcome[0], template_cache.CacheDoubt), outcome
+    assert "not a regular file" in str(outcome[0])

@@ -256,3 +256,27 @@ def test_clean_after_sigkill_stops_the_cluster_and_removes_its_folder(conductor,
     assert result.err == ""
     assert not Path(folder).exists()
     assert gone(server["pid"])
+
+
+@needs_postgres
+def test_a_socket_path_too_long_for_the_os_says_to_shorten_tmpdir(conductor, config, tmp_path):
+    """A Unix socket path holds at most 107 bytes; a long TMPDIR must be one line and 2,
+    not a server that fails to start (125) with the reason buried in its log."""
+    import shutil
+    import tempfile
+
+    # Under /tmp (not tmp_path), so that the server's user could reach it if it were short.
+    long_tmp = Path(tempfile.mkdtemp(prefix="t" * 100))
+    try:
+        long_tmp.chmod(0o755)
+        conductor.env["TMPDIR"] = str(long_tmp)
+        config({"db": {"kind": "postgres"}})
+        result = conductor.run("run", "--config", "conductor.toml", "--", "true")
+    finally:
+        shutil.rmtree(long_tmp)
+    assert result.code == 2, result.text
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert "service 'db'" in lines[0]
+    assert "shorten TMPDIR" in lines[0]
+    assert "Traceback" not in result.text

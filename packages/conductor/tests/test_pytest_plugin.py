@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,31 @@ def signal_states(pid: int) -> str:
                 ),
             ]
     return "\n".join(lines)
+
+
+def pytest_in_its_session(
+    pytester: pytest.Pytester, conductor, *args: str, **popen: object
+) -> subprocess.Popen[str]:
+    """pytest on the web stack, in a session of its own (this test signals it), with the
+    test's marker; stdout and stderr together."""
+    return subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "pytest",
+            *BARE,
+            *args,
+            "--conductor-config=conductor.toml",
+            "--conductor-stack=web",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "CONDUCTOR_TEST_MARKER": conductor.marker},
+        start_new_session=True,
+        **popen,
+    )
 
 
 def web_config(path: Path, **services: dict[str, object]) -> Path:
@@ -239,15 +265,10 @@ def test_teardown_on_ctrl_c_and_sigterm(pytester, runs, conductor, sig, status):
     )
     # No faulthandler_timeout here: its watchdog is a thread that does not block SIGINT,
     # and a signal the kernel hands to it never wakes the main thread's sleep (CI hung).
-    proc = subprocess.Popen(
-        [PY, "-m", "pytest", *BARE, "--conductor-config=conductor.toml", "--conductor-stack=web"],
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "CONDUCTOR_TEST_MARKER": conductor.marker},
-        start_new_session=True,
-        preexec_fn=default_sigint,  # as in a terminal's foreground (see support)
+    proc = pytest_in_its_session(
+        pytester,
+        conductor,
+        preexec_fn=default_sigint,  # as in a terminal's foreground
     )
     try:
         wait_for(started.exists, 60, "the test to start")
@@ -383,9 +404,9 @@ def test_the_plugin_attaches_to_a_live_up_and_stops_nothing(pytester, runs, up):
     assert not (live.logs / "summary.json").exists()  # the up's folder is left alone
 
 
-def test_the_plugin_attaches_only_to_the_same_stack(pytester, runs, up):
+def test_the_plugin_attaches_only_to_an_up_that_runs_what_it_needs(pytester, runs, up):
     peer = {"command": fake("tcp", "--port", "{port}"), "port": "auto"}
-    live = up(web_config(pytester.path, web=WEB, peer=peer))
+    live = up(web_config(pytester.path, web=WEB, peer=peer), "web")
     pytester.makepyfile(
         test_own=f"""
         def test_own(conductor_stack):
@@ -393,15 +414,51 @@ def test_the_plugin_attaches_only_to_the_same_stack(pytester, runs, up):
             assert conductor_stack.url("web") != {live.url!r}
         """
     )
-    args = ("--conductor-config=conductor.toml", "--conductor-stack=web")
+    args = ("--conductor-config=conductor.toml", "--conductor-stack=web,peer")
     result = runs(*args, "--conductor-attach=require")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert [line for line in result.errlines if line.startswith("ERROR")] == [
-        f"ERROR: conductor: --attach=require: the `conductor up` in {live.logs} runs web, "
-        "peer; this run needs web"
+        f"ERROR: conductor: --attach=require: the `conductor up` in {live.logs} runs web; "
+        "this run also needs peer"
     ]
     result = runs(*args)  # auto: a stack of its own, in a subfolder of the busy one
     result.assert_outcomes(passed=1)
     assert "(not attached: the `conductor up` in" in result.stdout.str()
     assert list(live.logs.glob("run-*/summary.json"))
     assert live.alive()
+
+
+def test_sigterm_to_the_xdist_controller_stops_the_stack_within_its_stop_timeout(
+    pytester, runs, conductor
+):
+    """xdist waits up to 10 s for its workers after the controller is told to exit; the
+    stack must not wait with it (issue 18, item 7)."""
+    web_config(pytester.path, web={**WEB, "stop_timeout": 1})
+    started = pytester.path / "started"
+    pytester.makepyfile(
+        test_waits=f"""
+        import pathlib, time
+        def test_waits(conductor_stack, worker_id):
+            pathlib.Path({str(started)!r}).with_suffix("." + worker_id).write_text(
+                conductor_stack.url("web")
+            )
+            time.sleep(120)
+        def test_waits_too(conductor_stack, worker_id):
+            test_waits(conductor_stack, worker_id)
+        """
+    )
+    proc = pytest_in_its_session(pytester, conductor, "-n", "2")
+    try:
+        wait_for(lambda: len(list(pytester.path.glob("started.gw*"))) == 2, 60, "both tests")
+        record = json.loads((pytester.path / "logs" / ".conductor-run.json").read_text())
+        (web,) = record["processes"]
+        proc.send_signal(signal.SIGTERM)  # the controller only, as a CI runner may
+        sent = time.monotonic()
+        while not gone(web["pid"]):
+            assert time.monotonic() - sent < 1 + 3, "the stack waited for xdist's workers"
+            time.sleep(0.01)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: this test's pytest
+            proc.communicate()

@@ -387,7 +387,10 @@ def test_progress_is_a_live_spinner_on_a_terminal_and_plain_lines_elsewhere(
 def test_commands_are_argument_lists_never_a_shell(conductor, config, tmp_path):
     literal = ["$HOME", "*", "a b", "; touch pwned", "`id`"]
     show = "import sys; print(sys.argv[1:], flush=True)"
-    config({"svc": {"command": [PY, "-c", show + "; import time; time.sleep(60)", *literal]}})
+    # ready on its printed arguments: a service ready once started could still be
+    # starting its interpreter when COMMAND had finished (its log empty, seen in CI)
+    service = [PY, "-c", show + "; import time; time.sleep(60)", *literal]
+    config({"svc": {"command": service, "ready": {"log": "touch pwned"}}})
     result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", show, *literal)
     assert result.code == 0, result.text
     assert str(literal) in result.out
@@ -457,7 +460,8 @@ def test_logs_dir_used_by_a_live_run_is_refused(conductor, config, tmp_path):
         wait_for(lambda: (tmp_path / "logs" / "svc.log").exists(), what="first run to start")
         second = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
         assert second.code == 2
-        assert f"another conductor run (pid {first.pid}) is using" in second.err
+        assert f"another `conductor run` (pid {first.pid}) is using" in second.err
+        assert "--if-busy subfolder" in second.err
         assert "--logs-dir" in second.err
         beside = conductor.run(
             "run", "--config", "conductor.toml", "--logs-dir", "other", "--", PY, "-c", "pass"
@@ -746,3 +750,36 @@ def test_env_option_rejects_bad_templates_before_starting(
     assert message in result.err
     assert "Traceback" not in result.text
     assert not (tmp_path / "logs" / "api.log").exists()
+
+
+def test_cwd_sets_commands_folder_over_run_cwd(conductor, config, tmp_path):
+    """issue 19, item 5: one config serving commands in several folders (npx in one,
+    pytest in another) needs COMMAND's folder per call: --cwd, over [run].cwd."""
+    for name in ("from-config", "from-flag"):
+        (tmp_path / name).mkdir()
+    config(
+        {"svc": {"command": fake("tcp", "--port", "{port}"), "port": "auto"}},
+        run={"cwd": "from-config"},
+    )
+    show = ["--", PY, "-c", "import os; print('CWD', os.getcwd())"]
+    plain = conductor.run("run", "--config", "conductor.toml", *show)
+    assert plain.code == 0, plain.text
+    assert f"CWD {tmp_path / 'from-config'}" in plain.out
+    flagged = conductor.run("run", "--config", "conductor.toml", "--cwd", "from-flag", *show)
+    assert flagged.code == 0, flagged.text
+    assert f"CWD {tmp_path / 'from-flag'}" in flagged.out
+    missing = conductor.run("run", "--config", "conductor.toml", "--cwd", "nowhere", *show)
+    assert missing.code == 2, missing.text
+    (line,) = missing.err.strip().splitlines()
+    assert f"--cwd {tmp_path / 'nowhere'}: no such folder" in line
+    assert "Traceback" not in missing.text
+    # a name that is not one (a newline in it) is still one line, escaped
+    odd = conductor.run("run", "--config", "conductor.toml", "--cwd", "a\nb", *show)
+    assert odd.code == 2, odd.text
+    (line,) = odd.err.strip().splitlines()
+    assert "a\\nb: no such folder" in line
+    # a file is no folder
+    (tmp_path / "afile").write_text("")
+    filed = conductor.run("run", "--config", "conductor.toml", "--cwd", "afile", *show)
+    assert filed.code == 2, filed.text
+    assert "afile: no such folder" in filed.err

@@ -5,7 +5,8 @@ fingerprint of the resolved configuration, the selected services, and their addr
 `conductor run --attach` and the pytest plugin reuse that stack only when
 
 - the record is in the logs folder they would use themselves,
-- the fingerprint and the services are the same as theirs, and
+- the fingerprint is the same as theirs, and the `up` runs every service they need
+  (it may run more: the run then sees only its own services), and
 - the record proves itself: the `up` process and every service process are alive with
   the start times recorded, and every service process carries the run's marker in its
   environment. A file alone is never trusted: pids get recycled, files get copied.
@@ -22,13 +23,13 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from conductor import environment
+from conductor import container, environment
 from conductor.config import templates
 from conductor.config.loading import Config
 from conductor.environment import Address
@@ -37,7 +38,7 @@ from conductor.plan import make_plan
 from conductor.process import ownership, portable
 from conductor.report.console import ServiceReport
 from conductor.rundir import lockfile
-from conductor.rundir.run_record import BadRecord, RunDir
+from conductor.rundir.run_record import BadRecord, ContainerEntry, Record, RunDir
 
 if TYPE_CHECKING:
     import psutil
@@ -196,31 +197,48 @@ def find(config: Config, names: list[str] | None, logs_dir: Path) -> LiveStack:
             f"(the file, the interpreter or an {{env.NAME}} it uses changed since); "
             "restart it to attach"
         )
-    if set(services) != set(wanted.services):
+    if missing := [name for name in wanted.services if name not in services]:
         raise NotAttachable(
-            f"the `conductor up` in {where} runs {', '.join(services)}; this run needs "
-            f"{', '.join(wanted.services)}"
+            f"the `conductor up` in {where} runs {', '.join(services)}; this run also needs "
+            f"{', '.join(missing)}"
         )
     if pid is None or not _same_process(pid, started):
         raise NotAttachable(
             f"the `conductor up` that wrote {where} (pid {pid}) is gone; "
             "`conductor clean` stops what it left"
         )
-    for entry in record.processes:
-        why = _not_ours(entry.pid, entry.started, ownership.Mark(run_id, str(recorded_dir)), pid)
-        if why is not None:
-            raise NotAttachable(
-                f"service '{entry.service}' of the `conductor up` in {where} is not the one "
-                f"it started: {why}"
-            )
-    if lockfile.holder(RunDir(logs_dir).lock_path) != str(pid):
+    if stray := _stray_containers(record, config, services):
+        # The up records one container per container service it runs (by its name, so a
+        # restart adds no other): anything else is a forger's, each entry an engine call.
+        raise NotAttachable(
+            f"the run record in {where} is not one conductor wrote (container entry for "
+            f"service '{stray}', which the `conductor up` runs as no container)"
+        )
+    _prove_members(record, ownership.Mark(run_id, str(recorded_dir)), addresses, where)
+    if lockfile.holder(RunDir(logs_dir).lock_path) != pid:
         # A live `up` holds its logs folder's lock: a record whose `up` does not (pid 1
         # or any live process named in a forged or copied record) is no live `up`.
         raise NotAttachable(
             f"the `conductor up` that wrote {where} (pid {pid}) does not hold it: the "
             "record was copied or forged, or that up is ending"
         )
-    return LiveStack(run_id, pid, logs_dir, services, addresses, skipped, values)
+    return _as_needed(
+        LiveStack(run_id, pid, logs_dir, services, addresses, skipped, values), wanted
+    )
+
+
+def _as_needed(live: LiveStack, wanted: Fingerprint) -> LiveStack:
+    """An up of more services than this run needs is attached to as the run it would
+    start: its services and addresses only, so COMMAND's environment is the same."""
+    ours = set(wanted.services)
+    prefixes = tuple(f"services.{name}." for name in ours)
+    return replace(
+        live,
+        services=wanted.services,
+        addresses={n: a for n, a in live.addresses.items() if n in ours},
+        skipped={n: why for n, why in live.skipped.items() if n in ours},
+        values={k: v for k, v in live.values.items() if k.startswith(prefixes)},
+    )
 
 
 def _same_process(pid: int, created: float) -> bool:
@@ -241,6 +259,70 @@ def _not_ours(pid: int, created: float, mark: ownership.Mark, up_pid: int) -> st
         if _child_of_up(pid, created, up_pid):
             return None
         return f"{exc} and is no child of the up"
+    return None
+
+
+def _stray_containers(record: Record, config: Config, services: tuple[str, ...]) -> str | None:
+    """The service of the first container entry that is no container service of the up,
+    or another container for one; None when there is none."""
+    seen: dict[str, tuple[str, str]] = {}
+    for box in record.containers:
+        spec = config.services.get(box.service)
+        if box.service not in services or spec is None or spec.kind != "container":
+            return box.service
+        if seen.setdefault(box.service, (box.engine, box.ref)) != (box.engine, box.ref):
+            return box.service
+    return None
+
+
+def _prove_members(
+    record: Record, mark: ownership.Mark, addresses: Mapping[str, Address], where: str
+) -> None:
+    """Each recorded process and container is the one the up started, or NotAttachable
+    names the first that is not."""
+    for service, why in _not_started_by_the_up(record, mark, addresses):
+        raise NotAttachable(
+            f"service '{service}' of the `conductor up` in {where} is not the one it started: {why}"
+        )
+
+
+def _not_started_by_the_up(
+    record: Record, mark: ownership.Mark, addresses: Mapping[str, Address]
+) -> Iterator[tuple[str, str]]:
+    """(service, why) for each member that is not the up's own, one at a time, so the
+    engine is asked only while everything before has been proved."""
+    up_pid = record.conductor_pid or 0
+    for entry in record.processes:
+        if (why := _not_ours(entry.pid, entry.started, mark, up_pid)) is not None:
+            yield entry.service, why
+    asked: set[str] = set()
+    for box in record.containers:
+        if box.service in asked:
+            continue  # its repeats (_stray_containers: one container per service)
+        asked.add(box.service)
+        if (why := _container_not_ours(box, mark, addresses.get(box.service))) is not None:
+            yield box.service, why
+
+
+def _container_not_ours(
+    box: ContainerEntry, mark: ownership.Mark, at: Address | None
+) -> str | None:
+    """Why the recorded container is not the `up`'s own, running and published where
+    its address says (None when it is): the proof is the engine's inspect of it, its
+    labels carrying the up's mark, never its name."""
+    try:
+        engine = container.named_engine(box.engine, os.environ)
+        found = container.inspect_blocking(engine, box.ref)
+    except (container.NoEngine, ConductorError) as exc:
+        return str(exc)
+    if found is None:
+        return f"container {box.ref} is gone"
+    if not found.carries(mark, box.service):
+        return f"container {box.ref} does not carry the up's labels"
+    if not found.running or found.status != "running":  # docker: Running while paused
+        return f"container {box.ref} is {found.status}"
+    if at is not None and at.port is not None and not found.publishes(at.host, at.port):
+        return f"container {box.ref} is not published on {at.host}:{at.port}"
     return None
 
 

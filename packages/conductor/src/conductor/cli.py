@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
             "--config",
             type=Path,
             help="pyproject.toml or standalone TOML file "
-            "(default: nearest pyproject.toml with [tool.conductor])",
+            "(default: the nearest conductor.toml, or pyproject.toml with [tool.conductor])",
         )
         p.add_argument(
             "--logs-dir",
@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
         help="reuse a live `conductor up` of the same configuration and services in the "
         "same logs folder: nothing started, nothing stopped. --attach (=auto) starts a "
         "stack of its own when there is none to reuse; --attach=require fails instead",
+    )
+    run.add_argument(
+        "--cwd",
+        type=Path,
+        metavar="DIR",
+        help="run COMMAND in DIR (default: [run].cwd, else the current folder)",
     )
     run.add_argument(
         "--keep-going",
@@ -190,6 +196,15 @@ def act(args: argparse.Namespace, command: list[str]) -> int:
         reporter.error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
+        # A Ctrl-C that no run's own handling answered (clean, --attach asking the
+        # engine, a configuration being read): one line, never a silent 130.
+        if args.action == "clean":
+            reporter.error(
+                "clean interrupted (Ctrl-C): what it had yet to stop is left as it was; "
+                "run clean again"
+            )
+        else:
+            reporter.error(f"{args.action} interrupted (Ctrl-C)")
         return errors.EXIT_SIGINT
 
 
@@ -214,6 +229,8 @@ def _clean(logs_dir: Path, reporter: Reporter) -> int:
     done = asyncio.run(runner.clean(logs_dir))
     if done.warning:
         reporter.warning(done.warning)
+    for line in done.waited:
+        print(line)
     if done.stopped:
         print(f"stopped {len(done.stopped)} leftover process(es):")
         for line in done.stopped:
@@ -224,7 +241,7 @@ def _clean(logs_dir: Path, reporter: Reporter) -> int:
         reporter.error(busy)
     if done.busy:
         return errors.EXIT_USAGE
-    if not done.stopped and not done.removed:
+    if not done.stopped and not done.removed and not done.waited:
         print(f"nothing left behind in {logs_dir}")
     return 0
 
@@ -247,6 +264,7 @@ def _options(args: argparse.Namespace) -> runner.Options:
         attach=getattr(args, "attach", "never"),
         keep_going=getattr(args, "keep_going", False),
         stop_grace=getattr(args, "stop_grace", runner.DEATH_GRACE),
+        cwd=args.cwd.resolve() if getattr(args, "cwd", None) else None,
     )
 
 
@@ -266,15 +284,16 @@ def _check(config: Config, services: list[str] | None = None) -> int:
         else:
             ready = describe(service.ready, service.host, service.port)
             env = address_env({name: Address(service.host, service.port, service.url)})
-        line = (
-            f"  {name}: kind={spec.kind} port={port} url={service.url or '-'} "
+        # Data is masked where it stands (the URL's password; describe() masks the
+        # probe's), never the line: `kind=postgres` stays whole whatever the password.
+        print(
+            f"  {name}: kind={spec.kind} port={port} url={redact(service.url) or '-'} "
             f"depends_on={deps} ready={ready} env={','.join(env) or '-'}"
         )
-        print(redact(line))
     for name, reason in plan.skipped.items():
         print(f"  {name}: skipped ({reason})")
     for key, why in plan.context.left_out.items():
-        print(redact(f"  {key}: left out ({why})"))
+        print(f"  {key}: left out ({why})")
     return 0
 
 

@@ -19,7 +19,9 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Literal, cast
 import msgspec
 
 from conductor.errors import ConductorError
+from conductor.process import portable, reaper
 from conductor.process.ownership import Mark, NotOurs
 
 if TYPE_CHECKING:  # the config's types only: the watchdog and clean use this module too
@@ -46,8 +49,11 @@ ANSWER_SECONDS = 20.0
 COMMAND_SECONDS = 30.0
 # After SIGKILL the engine still has to reap the container and record its exit.
 KILLED_SECONDS = 10.0
+_SHOWN_NAME = 40
 _UNKNOWN = f"is not a container engine conductor knows; use {' or '.join(ENGINES)}"
 _NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
+# A port as engines write it: ASCII digits (str.isdigit() also takes "²", which int() refuses)
+_DIGITS = re.compile(r"[0-9]{1,5}")
 
 
 class NoEngine(Exception):
@@ -98,7 +104,8 @@ def find_engine(wanted: EngineName | None, environ: Mapping[str, str]) -> Engine
 def named_engine(name: str, environ: Mapping[str, str]) -> Engine:
     """The engine called `name` (a configuration's or a run record's), on PATH."""
     if name not in ENGINES:
-        raise NoEngine(f"{name!r} {_UNKNOWN}")
+        shown = repr(name) if len(name) <= _SHOWN_NAME else repr(name[:_SHOWN_NAME]) + "..."
+        raise NoEngine(f"{shown} {_UNKNOWN}")  # a record's (forged: any length) in one line
     path = shutil.which(name, path=environ.get("PATH"))
     if path is None:
         raise NoEngine(f"container engine '{name}' was not found on PATH; install it")
@@ -269,9 +276,9 @@ def _container(found: _Inspect) -> Container:
     ports: dict[int, tuple[tuple[str, int], ...]] = {}
     for key, bindings in (found.NetworkSettings.Ports or {}).items():
         number, _, protocol = key.partition("/")
-        if protocol in ("tcp", "") and number.isdigit():
+        if protocol in ("tcp", "") and _DIGITS.fullmatch(number):
             ports[int(number)] = tuple(
-                (b.HostIp, int(b.HostPort)) for b in bindings or () if b.HostPort.isdigit()
+                (b.HostIp, int(b.HostPort)) for b in bindings or () if _DIGITS.fullmatch(b.HostPort)
             )
     status = found.State.Status.lower()
     return Container(
@@ -299,20 +306,29 @@ async def call(
     environ: Mapping[str, str] | None = None,
 ) -> Answer:
     """`ENGINE ARGS...`, its output, within its own deadline (EngineFailed past it)."""
-    proc = await asyncio.create_subprocess_exec(
+    # conductor's own child (reaper): as subreaper conductor reaps orphans as they die,
+    # and must leave this one's exit status to asyncio
+    proc = await reaper.create_subprocess_exec(
         engine.path,
         *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=dict(os.environ if environ is None else environ),
+        process_group=0,
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), seconds)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
+    except BaseException as exc:
+        # Past its deadline, or the caller cancelled (a second Ctrl-C): the command, in a
+        # group of its own that no Ctrl-C at the terminal reaches, goes with what it started
+        _kill_group(proc.pid)
+        # asyncio's wait also waits for the pipes to close: one still held by a child
+        # that left the group must not outlast the deadline by more than this
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(proc.wait(), _KILLED_GROUP_SECONDS)
+        if not isinstance(exc, TimeoutError):
+            raise
         raise EngineFailed(f"`{engine.name} {args[0]}` did not answer in {seconds:.0f} s") from None
     assert proc.returncode is not None
     return Answer(proc.returncode, out, err.decode(errors="replace"))
@@ -320,7 +336,74 @@ async def call(
 
 async def inspect(engine: Engine, ref: str) -> Container | None:
     """The container `ref` (id or name) as the engine reports it; None if there is none."""
-    answer = await call(engine, "container", "inspect", "--", ref)
+    return _inspected(engine, await call(engine, *_INSPECT, ref))
+
+
+def inspect_blocking(
+    engine: Engine, ref: str, seconds: float = COMMAND_SECONDS
+) -> Container | None:
+    """inspect, for a caller that must not await: `--attach` proving an `up`'s containers
+    as it chooses (the pytest plugin, before any loop runs; the CLI's run, on its loop
+    before anything else runs there). A Ctrl-C meanwhile ends the wait at once: the
+    KeyboardInterrupt it raises with no loop, or, on a loop (whose SIGINT handler only
+    cancels its main task), CancelledError once the current task is being cancelled."""
+    proc = reaper.popen(
+        [engine.path, *_INSPECT, ref],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        process_group=0,
+    )
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            try:
+                left = max(0.0, deadline - time.monotonic())
+                out, err = proc.communicate(timeout=min(left, _CANCEL_POLL))
+                break
+            except subprocess.TimeoutExpired:
+                if _being_cancelled():
+                    raise asyncio.CancelledError from None
+                if not left:
+                    raise
+    except BaseException as exc:  # past its deadline, cancelled, or KeyboardInterrupt
+        _kill_group(proc.pid)
+        proc.wait()  # its exit only: a pipe held by a child that left the group is not read
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        if not isinstance(exc, subprocess.TimeoutExpired):
+            raise
+        raise EngineFailed(f"`{engine.name} inspect` did not answer in {seconds:.0f} s") from None
+    return _inspected(engine, Answer(proc.returncode, out, err.decode(errors="replace")))
+
+
+# How often a blocking inspect on a loop looks whether its task is being cancelled.
+_CANCEL_POLL = 0.1
+
+
+def _being_cancelled() -> bool:
+    """The caller runs in an asyncio task that has been asked to cancel (Ctrl-C)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return False
+    return task is not None and task.cancelling() > 0
+
+
+_INSPECT = ("container", "inspect", "--")
+# After SIGKILL to an engine command's group, how long its pipes may stay open.
+_KILLED_GROUP_SECONDS = 2.0
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL an engine command past its deadline, and whatever it started (a wrapper
+    script's own children, which hold its output open): it leads a group of its own."""
+    portable.signal_group(pid, signal.SIGKILL)
+
+
+def _inspected(engine: Engine, answer: Answer) -> Container | None:
+    """What `ENGINE container inspect -- REF` answered, read."""
     try:
         found = msgspec.json.decode(answer.stdout or b"[]", type=list[_Inspect])
     except msgspec.DecodeError:

@@ -183,6 +183,13 @@ def service(
     ).values
 
 
+def container(planned: PlannedService) -> dict[str, str]:
+    """A container's environment: only what the configuration gives it (its env_file
+    values, the top-level env, its own env), none of the host's; the engine passes each
+    as `--env NAME`, the value in its own environment (environment.service)."""
+    return build(dict(planned.env)).values
+
+
 def planned_layers(
     config: Config, name: str, shared: Mapping[str, str], own: Mapping[str, str]
 ) -> Layers:

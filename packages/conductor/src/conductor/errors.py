@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conductor.files.printable import printable
+
 EXIT_USAGE = 2
 EXIT_TIMEOUT = 124
 EXIT_SERVICE_FAILED = 125
@@ -46,15 +48,14 @@ class ConfigError(ConductorError):
 def one_line(text: str) -> str:
     """`text` with control characters (a newline or NUL in a key or value quoted from
     the file) escaped, so that the message stays one line."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return printable(text)
 
 
 class LogsDirBusy(ConductorError):
-    """Another live conductor owns this logs folder; `holder` is its pid, as written."""
+    """Another live conductor owns this logs folder; `holder` is the pid its lock file
+    names (None when it names none)."""
 
-    def __init__(self, message: str, *, folder: Path, holder: str) -> None:
+    def __init__(self, message: str, *, folder: Path, holder: int | None) -> None:
         self.folder = folder
         self.holder = holder
         super().__init__(message)

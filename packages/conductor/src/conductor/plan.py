@@ -70,7 +70,6 @@ def make_plan(
     )
     skipped = _skipped(config, specs, context, environ)
     running = {n: spec for n, spec in specs.items() if n not in skipped}
-    _refuse_containers(config, running)
     if any(spec.port is not None for spec in running.values()):
         _check_host(config)
     port_of = _ports(config, running, auto_ports)
@@ -190,20 +189,6 @@ def _skipped(
                     key="depends_on",
                 )
     return skipped
-
-
-def _refuse_containers(config: Config, running: Mapping[str, ServiceSpec]) -> None:
-    """A container service is checked (its keys, its engine) but not run yet: the
-    per-service life cycle does not start one (issue 20's next slice)."""
-    for name, spec in running.items():
-        if spec.kind == "container":
-            raise ConfigError(
-                'kind = "container" is checked but not started by this version of conductor '
-                "yet; run the service as a process for now",
-                file=config.file,
-                service=name,
-                key="kind",
-            )
 
 
 def _program_key(spec: ServiceSpec) -> str:
@@ -383,9 +368,13 @@ def _postgres_setup(
             service=name,
             key="init",
         )
+    folder = clusters.plan_folder()
+    problem = clusters.socket_path_problem(folder)
+    if problem is not None:
+        raise ConfigError(problem, file=config.file, service=name)
     return clusters.Setup(
         bindir=bindir,
-        folder=clusters.plan_folder(),
+        folder=folder,
         user=fill("user") or "postgres",
         password=fill("password"),
         database=fill("database") or "postgres",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from conductor.config.loading import ReadySpec
-from conductor.files import logs
+from conductor.files import logs, masking
 from conductor.process import reaper
 
 if TYPE_CHECKING:
@@ -38,15 +38,18 @@ def probe_host(host: str) -> str:
 
 
 def describe(spec: ReadySpec, host: str, port: int | None) -> str:
+    """The probe for people: conductor's words, with the configured data in them (a
+    URL, a regex, a command's words) masked, for a readiness command may hold the
+    password."""
     if spec.kind == "tcp":
         return f"tcp {probe_host(host)}:{port}"
     if spec.kind == "http":
-        body = f" with a body matching {spec.body!r}" if spec.body is not None else ""
-        return f"http {http_url(spec, host, port)}{body}"
+        body = f" with a body matching {masking.mask(spec.body)!r}" if spec.body is not None else ""
+        return f"http {masking.mask_url(http_url(spec, host, port))}{body}"
     if spec.kind == "log":
-        return f"log line matching {spec.target!r}"
+        return f"log line matching {masking.mask(str(spec.target))!r}"
     if spec.kind == "cmd" and isinstance(spec.target, tuple):
-        return "command " + " ".join(spec.target)
+        return "command " + " ".join(masking.mask(word) for word in spec.target)
     return "started"
 
 

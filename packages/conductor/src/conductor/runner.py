@@ -12,21 +12,26 @@ import math
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from conductor import attach, errors
 from conductor.attach import AttachedStack, AttachMode
 from conductor.config import schema
 from conductor.config.loading import Config
+from conductor.files import masking
+from conductor.files.printable import printable
 from conductor.process.command import STOP_GRACE, Command, CommandNotRunnable, check_argv
 from conductor.process.kill import shielded
 from conductor.process.signals import CaptureSignals
 from conductor.process.subreaper import Subreaper
 from conductor.report import summary
 from conductor.report.console import Reporter, redact
+from conductor.rundir import lockfile
 from conductor.rundir.run_record import RunDir
 from conductor.stack import Stack
+
+_LOCK_POLL = 0.02  # how often clean tries a lock that a killed run's watchdog holds
 
 COMMAND_GRACE = 10.0  # how long COMMAND may take to finish after a forwarded signal
 TIMEOUT_GRACE = STOP_GRACE  # SIGTERM to SIGKILL for COMMAND when --timeout expires
@@ -51,6 +56,8 @@ class Options:
     # keep_going lets COMMAND run to its end instead (the run still fails: 125).
     keep_going: bool = False
     stop_grace: float = DEATH_GRACE
+    # `run` only: COMMAND's folder (--cwd), over [run].cwd.
+    cwd: Path | None = None
 
     def __post_init__(self) -> None:
         # NaN made every deadline check false (a busy loop), 0 meant "no limit": a
@@ -62,6 +69,11 @@ class Options:
         if not (math.isfinite(self.stop_grace) and self.stop_grace >= 0):
             raise errors.ConductorError(
                 f"--stop-grace must be a number of seconds, 0 or more, not {self.stop_grace!r}"
+            )
+        if self.cwd is not None and not self.cwd.is_dir():
+            raise errors.ConductorError(
+                f"--cwd {printable(str(self.cwd))}: no such folder; give COMMAND a folder "
+                "that exists"
             )
 
 
@@ -104,7 +116,10 @@ def _stack_or_attached(
         reporter.info(attach.describe(live))
         return AttachedStack(config, live, command_env=options.env)
     if why is not None:
+        # --attach (auto) never fails on the folder it could not attach to: a busy one
+        # (the up it could not use, say) gives this run a run-PID subfolder instead.
         reporter.info(f"not attaching: {why}; starting a stack of its own")
+        options = replace(options, subfolder_if_busy=True)
     return _stack(config, options, reporter, subreaper)
 
 
@@ -135,9 +150,9 @@ async def run(
         env = stack.command_env()
         for notice in env.notices():
             reporter.info(notice)
-        cmd = Command(command, env.values, stack.mark, cwd=config.command_cwd)
+        cmd = Command(command, env.values, stack.mark, cwd=options.cwd or config.command_cwd)
         command_began = time.monotonic()
-        reporter.info("all services ready; running " + " ".join(command))
+        reporter.info("all services ready; running " + " ".join(map(masking.mask, command)))
         await cmd.start()
         try:
             if options.keep_going:
@@ -180,7 +195,7 @@ async def run(
             except errors.ServiceFailed:
                 status = errors.EXIT_SERVICE_FAILED
             except CommandNotRunnable as exc:
-                reporter.failure("(command)", str(exc), None)
+                reporter.failure("(command)", masking.mask(str(exc)), None)
                 status = exc.exit_code
             except errors.ConductorError as exc:
                 # Reported here rather than by the CLI, so that summary.json (when
@@ -375,13 +390,15 @@ class Cleaned:
     stopped: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)
+    waited: list[str] = field(default_factory=list)  # for a killed run's watchdog
     warning: str | None = None
 
 
 async def clean(logs_dir: Path) -> Cleaned:
     """Stop what a killed run left behind in `logs_dir` and in its run-PID subfolders
     (--if-busy subfolder). A folder a live run holds is left alone and named in `busy`;
-    nothing is created, not even `logs_dir`."""
+    one whose run's watchdog is still stopping what it left is waited for, so nothing
+    of it is left when clean returns; nothing is created, not even `logs_dir`."""
     done = Cleaned()
     if not logs_dir.is_dir():
         return done
@@ -392,14 +409,8 @@ async def clean(logs_dir: Path) -> Cleaned:
     for folder in folders:
         rundir = RunDir(folder)
         try:
-            if not rundir.lock(create=False):
+            if not await _own(rundir, done):
                 continue
-        except errors.LogsDirBusy as exc:
-            done.busy.append(
-                f"{folder} is still in use by a running conductor (pid {exc.holder}); "
-                "left alone: stop that run, then clean again"
-            )
-            continue
         except OSError as exc:
             ignored.append(f"{folder}: cannot be examined ({exc.strerror or exc})")
             continue
@@ -414,3 +425,36 @@ async def clean(logs_dir: Path) -> Cleaned:
     if ignored:
         done.warning = ignored[0] if len(ignored) == 1 else " | ".join(ignored)
     return done
+
+
+async def _own(rundir: RunDir, done: Cleaned) -> bool:
+    """Take `rundir`'s lock for clean: False when there is nothing to own. A folder
+    whose conductor is gone but whose lock is held is its watchdog's, still at work:
+    wait for it, bounded by the record's stop timeouts (RunDir.watchdog_bound)."""
+    try:
+        return rundir.lock(create=False)
+    except errors.LogsDirBusy as exc:
+        bound = rundir.watchdog_bound()
+        began = time.monotonic()
+        while bound is not None and time.monotonic() - began < bound:
+            await asyncio.sleep(_LOCK_POLL)
+            bound = rundir.watchdog_bound() or bound  # the watchdog's own, once it is there
+            with contextlib.suppress(errors.LogsDirBusy):
+                owned = rundir.lock(create=False)
+                done.waited.append(
+                    f"waited {time.monotonic() - began:.1f}s for the watchdog of a killed "
+                    f"run in {rundir.logs_dir} to stop what it left (its conductor.log "
+                    "says what)"
+                )
+                return owned
+        what = "the watchdog of a killed run" if bound is not None else "a running conductor"
+        done.busy.append(
+            f"{rundir.logs_dir} is still in use by {what} ({lockfile.describe(exc.holder)}); "
+            "left alone: "
+            + (
+                "it did not finish in time; run clean again"
+                if bound is not None
+                else "stop that run, then clean again"
+            )
+        )
+        return False

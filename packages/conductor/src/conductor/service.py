@@ -20,15 +20,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from conductor import environment, probes
+from conductor import container, environment, probes
 from conductor.config.loading import ReadySpec
 from conductor.errors import ServiceFailed
-from conductor.files import logs
+from conductor.files import logs, masking
 from conductor.plan import PlannedService
 from conductor.postgres import clusters
 from conductor.process import kill, listeners, ownership, portable, start_stop
 from conductor.report.console import Reporter, ServiceReport
 from conductor.rundir.run_record import RunDir
+
+if typing.TYPE_CHECKING:
+    import psutil
 
 FATAL = "fail.log"  # the name of a service's fail.log follower task
 FATAL_QUOTE = 300  # the most of a fatal line a failure quotes
@@ -110,6 +113,8 @@ class ServiceLife:
         self.started: float | None = None  # the start time, as portable.start_time gives it
         self.log_fd: int | None = None
         self.cluster: clusters.Cluster | None = None
+        self.engine: container.Engine | None = None  # kind = "container"
+        self.request: container.RunRequest | None = None
         self.dead = False  # failed after it was ready (said once)
         self.watchers: set[asyncio.Task[None]] = set()
         self.echo: asyncio.Task[None] | None = None
@@ -197,13 +202,61 @@ class ServiceLife:
             await self._within(deadline, self.cluster.init(self.log_fd, env), "timed out in initdb")
             command, cwd = self.cluster.command(), self.cluster.socket_dir
             run_as = clusters.run_as()
+        if p.spec.kind == "container":
+            command = self._engine_run()
         try:
             self.proc = await start_stop.spawn(
                 command, env=env, cwd=cwd, log_fd=self.log_fd, run_as=run_as
             )
         except OSError as exc:
-            raise ServiceFailed(p.name, f"could not be started: {exc}") from None
+            raise ServiceFailed(p.name, f"could not be started: {masking.mask(str(exc))}") from None
         return env, cwd
+
+    def _engine_run(self) -> list[str]:
+        """kind = "container": `ENGINE run`, attached, is the service's process (its
+        output is the container's, into NAME.log; its exit is the container's), so the
+        readiness race, the watch and the echo are a process's. The container is
+        recorded by name before it exists: a kill that very instant still names it."""
+        p = self.planned
+        spec = p.spec
+        assert spec.image is not None
+        try:
+            self.engine = container.find_engine(spec.engine, os.environ)
+        except container.NoEngine as exc:
+            raise ServiceFailed(p.name, f"could not be started: {exc}") from None
+        publish = None
+        if p.port is not None and spec.container_port is not None:
+            publish = container.Publish(probes.probe_host(p.host), p.port, spec.container_port)
+        self.request = container.RunRequest(
+            mark=self.run.mark,
+            service=p.name,
+            image=spec.image,
+            command=p.command,
+            publish=publish,
+            env=environment.container(p),
+            options=spec.options,
+            pull=spec.pull or "missing",
+            stop_signal=spec.stop_signal.name,
+            stop_timeout=spec.stop_timeout,
+        )
+        self.report.image = spec.image
+        self.run.rundir.add_container(
+            p.name, self.engine.name, self.request.name, spec.stop_signal, spec.stop_timeout
+        )
+        return container.run_argv(self.engine, self.request)
+
+    async def _container_answers(self) -> bool:
+        """Whose server answered, for a container: the engine's own port mapping of this
+        very container (proven by its labels) is the port's; no other listener counts
+        (the engine's helper, not the container, holds the host's socket)."""
+        assert self.engine is not None
+        assert self.request is not None
+        p = self.planned
+        found = await container.inspect(self.engine, self.request.name)
+        if found is None or not found.carries(self.run.mark, p.name):
+            return False
+        self.report.container = found.id
+        return p.port is not None and found.publishes(probes.probe_host(p.host), p.port)
 
     def _fatal_lines(self) -> asyncio.Task[bytes] | None:
         """`fail.log`: the first line of the service's log that a fail regex finds, from
@@ -218,7 +271,7 @@ class ServiceLife:
         """Which fail.log regex found which line, the line quoted (cut to one screen line)."""
         patterns = self.planned.spec.fail.patterns
         pattern = next((p for p in patterns if re.search(p.encode(), line)), patterns[0])
-        text = line.decode("utf-8", "replace").strip()
+        text = masking.mask_bytes(line).decode("utf-8", "replace").strip()
         if len(text) > FATAL_QUOTE:
             text = text[: FATAL_QUOTE - 1] + "…"
         return f"printed a fatal line (fail.log {pattern!r}): {text!r}"
@@ -273,7 +326,7 @@ class ServiceLife:
             error = probe.exception()
             if isinstance(error, ServiceFailed):
                 raise error
-            raise ServiceFailed(p.name, f"readiness probe failed: {error!r}")
+            raise ServiceFailed(p.name, f"readiness probe failed: {masking.mask(repr(error))}")
         raise ServiceFailed(
             p.name,
             f"was not ready after {p.spec.ready_timeout:g}s (ready_timeout; waited for {what})",
@@ -322,6 +375,15 @@ class ServiceLife:
             )
             if p.port is None:
                 return
+            if self.request is not None:
+                if await self._container_answers():
+                    return
+                raise ServiceFailed(
+                    p.name,
+                    f"was not the one answering on port {p.port}: the engine does not "
+                    f"publish this container's port there; stop what holds it, or pass "
+                    "--auto-ports",
+                )
             found = listeners.whose(
                 probes.probe_host(p.host),
                 p.port,
@@ -419,14 +481,37 @@ class ServiceLife:
             raise
 
     # stop -----------------------------------------------------------------------
-    async def stop(self) -> None:
-        """Its stop signal to its group and marked strays, SIGKILL after stop_timeout;
-        then its cluster folder and its log's descriptor go."""
+    async def _stop_container(self) -> container.Stopped | None:
+        """kind = "container": stop and remove it through the engine, with its anonymous
+        volumes, once its labels prove it the run's; `ENGINE run` then ends by itself."""
+        if self.engine is None or self.request is None:
+            return None
+        spec = self.planned.spec
+        try:
+            ended = await container.stop(
+                self.engine,
+                self.request.name,
+                self.run.mark,
+                self.planned.name,
+                stop_signal=spec.stop_signal.name,
+                stop_timeout=spec.stop_timeout,
+            )
+        except (ownership.NotOurs, container.EngineFailed) as exc:
+            self.run.reporter.warning(f"service '{self.planned.name}': {exc}")
+            return None
+        self.run.rundir.forget_container(self.request.name)
+        return ended
+
+    async def stop(self, strays: list[psutil.Process] | None = None) -> None:
+        """Its stop signal to its group and marked strays (`strays`: the teardown's one
+        scan found them), SIGKILL after stop_timeout; then its cluster folder and its
+        log's descriptor go."""
         p, report = self.planned, self.report
         try:
             if self.proc is None:
                 return
             report.stop_began = time.monotonic()
+            ended = await self._stop_container()
             result = await start_stop.stop_service(
                 self.proc,
                 started=self.started,
@@ -435,7 +520,11 @@ class ServiceLife:
                 stop_signal=p.spec.stop_signal,
                 timeout=p.spec.stop_timeout,
                 killed=self.run.teardown.killed,
+                strays=strays,
             )
+            if ended is not None:
+                took = time.monotonic() - report.stop_began
+                result = _as_container(ended, p.spec.stop_signal.name, took)
             report.record_stop(result)
             if result.forced and not self.run.teardown.killed:
                 self.run.reporter.warning(
@@ -451,3 +540,25 @@ class ServiceLife:
                 with contextlib.suppress(OSError):
                     os.close(self.log_fd)
                 self.log_fd = None
+
+
+# "gone": removed by someone else before conductor stopped it: it ended by itself, for us
+_CONTAINER_ENDINGS: dict[container.Outcome, start_stop.Ending] = {
+    "stopped": "stopped",
+    "forced": "forced",
+    "exited": "exited",
+    "gone": "exited",
+}
+
+
+def _as_container(ended: container.Stopped, sig: str, seconds: float) -> start_stop.StopResult:
+    """How a container service ended is the container's, as the engine recorded it: the
+    engine's client process only follows it."""
+    how = {
+        "stopped": f"stopped by {sig}",
+        "forced": f"ignored {sig}, killed",
+        "exited": f"had exited with status {ended.exit_code}",
+        "gone": "had been removed by someone else",
+    }[ended.outcome]
+    ending = _CONTAINER_ENDINGS[ended.outcome]
+    return start_stop.StopResult(how, ending, seconds, ended.exit_code, None)

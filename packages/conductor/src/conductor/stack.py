@@ -18,11 +18,12 @@ from conductor import environment
 from conductor.config.loading import Config
 from conductor.environment import Address
 from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
-from conductor.files import logs, safe_io
+from conductor.files import logs, masking, safe_io
 from conductor.plan import Plan, check_ports, make_plan
 from conductor.process import kill, ownership, portable, reaper
 from conductor.process.kill import shielded
 from conductor.process.subreaper import Subreaper
+from conductor.report import summary
 from conductor.report.console import Reporter, ServiceReport
 from conductor.rundir import runfolders, watchdog
 from conductor.rundir.run_record import RunDir
@@ -271,6 +272,8 @@ class Stack:
         except OSError as exc:
             self._release()
             raise self._unusable_logs_dir(exc) from None
+        if problem := summary.forget(self.logs_dir):
+            self.reporter.warning(problem)
 
     def _adopt_orphans(self) -> None:
         """As subreaper we adopt every orphan below us: wait for each as it dies, not
@@ -289,7 +292,7 @@ class Stack:
             if self.leftovers:
                 self.reporter.warning(
                     f"stopped {len(self.leftovers)} process(es) left by an earlier run in "
-                    f"{self.logs_dir}: " + "; ".join(self.leftovers)
+                    f"{self.logs_dir}: " + "; ".join(map(masking.mask, self.leftovers))
                 )
             ignored = earlier.warning()
             if ignored:
@@ -314,6 +317,7 @@ class Stack:
         self._watchdog = watchdog.start(self.logs_dir, self.run_id, self._rundir.lock_fd)
         if self._watchdog is not None:
             logs.logger.debug("watchdog: pid %d", self._watchdog.pid)
+            self._rundir.tell = self._watchdog.tell
         elif not portable.WINDOWS:
             logs.logger.warning("watchdog: could not be started; if conductor dies, run clean")
 
@@ -377,21 +381,23 @@ class Stack:
         self._teardown.stopping = True
         try:
             tasks: dict[str, asyncio.Task[None]] = {}
+            # One /proc scan per teardown: one per service made 500 stops overrun theirs.
+            leaders = {s.proc.pid for s in self.services.values() if s.proc is not None}
+            strays = ownership.marked_by_service(self.mark, leaders | reaper.own_pids())
 
             async def stop_one(name: str) -> None:
                 dependents = [
                     tasks[n] for n, s in self.services.items() if name in s.planned.depends_on
                 ]
                 await asyncio.gather(*dependents, return_exceptions=True)
-                await self.services[name].stop()
+                await self.services[name].stop(strays.get(name, []))
 
             for name in reversed(list(self.services)):
                 tasks[name] = asyncio.create_task(stop_one(name))
             await asyncio.gather(*tasks.values())
             # What escaped its service's group: marked strays of any service or COMMAND,
             # and (the CLI only) adopted orphans. Services are asyncio's to reap.
-            exclude = {s.proc.pid for s in self.services.values() if s.proc is not None}
-            exclude |= reaper.own_pids()  # the watchdog included: it is no stray
+            exclude = leaders | reaper.own_pids()  # the watchdog included: it is no stray
             if self._watchdog is not None:
                 exclude.add(self._watchdog.pid)
             sweep = kill.Targets(self.mark, subreaper=self.subreaper, exclude=exclude)
@@ -399,7 +405,7 @@ class Stack:
             if found:
                 self.reporter.warning(
                     f"killed {len(found)} leftover process(es) that escaped their service's "
-                    "process group: " + "; ".join(found)
+                    "process group: " + "; ".join(map(masking.mask, found))
                 )
         finally:
             self._teardown.over = True
@@ -426,6 +432,7 @@ class Stack:
         await asyncio.gather(*echoes, return_exceptions=True)
 
     def _release(self) -> None:
+        self._rundir.tell = None
         if self._watchdog is not None:
             # Everything is stopped: the watchdog goes before the lock it shares.
             self._watchdog.dismiss()

@@ -80,19 +80,25 @@ class Config:
             )
 
 
+STANDALONE = "conductor.toml"
+
+
 def find_config(start: Path | None = None) -> Path:
-    """The nearest pyproject.toml, walking up from `start`, that has `[tool.conductor]`.
+    """The configuration nearest `start`: in each folder from there up, a standalone
+    conductor.toml first, then a pyproject.toml that has `[tool.conductor]`.
 
     A pyproject.toml that cannot be read or parsed ends the search with an error: the
     one meant may be that very file, and a folder further up belongs to something else."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
+        if (folder / STANDALONE).is_file():
+            return folder / STANDALONE
         candidate = folder / "pyproject.toml"
         if candidate.is_file() and _conductor_table(_read(candidate), candidate) is not None:
             return candidate
     raise ConfigError(
-        f"no pyproject.toml with a [tool.conductor] table in {here} or above; "
-        "add one or pass --config FILE"
+        f"no {STANDALONE}, and no pyproject.toml with a [tool.conductor] table, in {here} "
+        f"or above; add one or pass --config FILE"
     )
 
 

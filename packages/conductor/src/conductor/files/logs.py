@@ -14,8 +14,10 @@ import re
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
-from conductor.files import safe_io
+from conductor.files import masking, safe_io
+from conductor.files.printable import printable
 
 FOLLOW_POLL = 0.005
 _CHUNK = 1 << 16
@@ -54,43 +56,51 @@ def tail(
     line_bytes: int = TAIL_LINE_BYTES,
 ) -> Tail:
     """The last `lines` lines of a log, read from its last `max_bytes` only (a crashing
-    service's last line may be gigabytes), each cut to `line_bytes`."""
+    service's last line may be gigabytes), each cut to `line_bytes`: masked before any
+    cut (the block's start never splits a secret, a line is masked whole and then cut),
+    and shown with its control characters escaped (a service's ESC or OSC sequence
+    must not act on the user's terminal)."""
     try:
         with path.open("rb") as handle:
             size = handle.seek(0, os.SEEK_END)
-            # One byte more than we keep shows whether the block starts a line.
-            start = max(size - max_bytes - 1, 0)
-            handle.seek(start)
-            block = handle.read(size - start)
+            # One byte more than we keep shows whether the block starts a line, and
+            # masking.reach() more let the start move back off a secret it would split.
+            first = max(size - max_bytes, 0)
+            begin = max(first - 1 - masking.reach(), 0)
+            handle.seek(begin)
+            block = handle.read(size - begin)
     except OSError:
         return Tail([], False)
-    parts = block.split(b"\n")
+    keep = masking.safe_cut(block, first - begin)
+    fragment = keep > 0 and block[keep - 1 : keep] != b"\n"
+    parts = block[keep:].split(b"\n")
     if parts[-1] == b"":
         parts.pop()
-    fragment = False
-    if start > 0:
-        # parts[0] began before what we keep: keep the rest of it, if any, marked as a
-        # fragment (none when the extra first byte was the newline that ended it).
-        head = parts.pop(0)[1:]
-        if head:
-            parts.insert(0, head)
-            fragment = True
+    if fragment and parts and parts[0] == b"":  # we keep only the newline that ended it
+        parts.pop(0)
+        fragment = False
     if len(parts) > lines:
         parts, fragment = parts[-lines:], False
     cut = fragment
     text = []
     for part in parts:
+        part = masking.mask_bytes(part)
         if fragment:  # its end is what we have: show the end
             shown = _from_char_start(part[-line_bytes:])
-            text.append("… " + shown.decode("utf-8", "replace"))
+            text.append("… " + _shown(shown))
             fragment = False
             continue
         shown = _cut(part, line_bytes)
-        line = shown.decode("utf-8", "replace")
+        line = _shown(shown)
         if len(shown) < len(part):
             line, cut = line + " …", True
         text.append(line)
     return Tail(text, cut)
+
+
+def _shown(data: bytes) -> str:
+    """A service's (masked) bytes as text to show: decoded, control characters escaped."""
+    return printable(data.decode("utf-8", "replace"))
 
 
 def _cut(data: bytes, limit: int) -> bytes:
@@ -102,6 +112,13 @@ def _cut(data: bytes, limit: int) -> bytes:
     while end > max(limit - 3, 1) and data[end] & 0xC0 == 0x80:
         end -= 1
     return data[:end] if data[end] & 0xC0 != 0x80 else data[:limit]
+
+
+def _piece(data: bytes, window: int) -> bytes:
+    """The first piece of a line longer than `window`: about `window` bytes, cut
+    between UTF-8 characters and never inside a secret, so that each piece, masked on
+    its own, shows no part of one."""
+    return data[: masking.safe_cut(data, len(_cut(data, window)))]
 
 
 def _from_char_start(data: bytes) -> bytes:
@@ -116,10 +133,12 @@ Piece = tuple[bytes, bool]  # part of a line (without its newline); whether it s
 
 
 class LineSplitter:
-    """Cuts a byte stream into lines, holding at most `window` bytes of an unfinished one.
+    """Cuts a byte stream into lines, holding at most `window` (+ `masking.reach()`)
+    bytes of an unfinished one.
 
-    A line comes as one piece, or, when longer than `window`, as pieces of up to
-    `window` bytes (cut between UTF-8 characters), only the first marked as starting
+    A line comes as one piece, or, when longer than `window`, as pieces of about
+    `window` bytes (cut between UTF-8 characters and never inside a secret, see
+    masking.safe_cut), only the first marked as starting
     the line: every byte comes out, and a line of any length costs no more memory, and
     no more time per chunk, than `window`. Newlines are looked for in new data only.
     """
@@ -142,8 +161,10 @@ class LineSplitter:
                 for line in lines[1:]:
                     self._complete(out, line)
         partial = self._partial + rest
-        while len(partial) > self.window:
-            piece = _cut(partial, self.window)
+        # A piece is cut only once the bytes after the cut are here: a secret that
+        # would straddle it must be seen whole (masking.safe_cut).
+        while len(partial) > self.window + masking.reach():
+            piece = _piece(partial, self.window)
             out.append((piece, self._starts_line))
             partial, self._starts_line = partial[len(piece) :], False
         self._partial = partial
@@ -151,14 +172,16 @@ class LineSplitter:
 
     def flush(self) -> list[Piece]:
         """The last line, when the stream ends without a newline."""
-        out = [(self._partial, self._starts_line)] if self._partial else []
+        out: list[Piece] = []
+        if self._partial:
+            self._complete(out, self._partial)
         self._partial, self._starts_line = b"", True
         return out
 
     def _complete(self, out: list[Piece], line: bytes) -> None:
         starts = self._starts_line
         while len(line) > self.window:
-            piece = _cut(line, self.window)
+            piece = _piece(line, self.window)
             out.append((piece, starts))
             line, starts = line[len(piece) :], False
         out.append((line, starts))
@@ -216,22 +239,23 @@ def setup_event_log(logs_dir: Path, *, append: bool = False) -> logging.Handler:
     fd = safe_io.append_to(path) if append else safe_io.create(path, append=True)
     handler = logging.FileHandler(path, encoding="utf-8", delay=True)
     handler.stream = open(fd, "a", encoding="utf-8")  # noqa: SIM115 (the handler closes it)
+    return _event_handler(handler)
+
+
+def event_log_to(stream: IO[str]) -> logging.Handler:
+    """conductor's events to an open stream: the watchdog's stderr, which is the run's
+    conductor.log opened at its start, once the folder itself is gone."""
+    return _event_handler(logging.StreamHandler(stream))
+
+
+def _event_handler(handler: logging.Handler) -> logging.Handler:
     handler.setFormatter(
         logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(message)s", "%H:%M:%S")
     )
-    handler.addFilter(_mask_record)
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
     return handler
-
-
-def _mask_record(record: logging.LogRecord) -> bool:
-    """conductor.log never holds a password (see masking)."""
-    from conductor.files import masking
-
-    record.msg, record.args = masking.mask(record.getMessage()), None
-    return True
 
 
 def close_event_log(handler: logging.Handler) -> None:

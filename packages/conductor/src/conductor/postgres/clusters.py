@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from conductor.errors import ServiceFailed
+from conductor.files import masking
 from conductor.files.logs import logger
 from conductor.postgres import template_cache
 from conductor.process import ownership, portable, reaper
@@ -45,6 +46,24 @@ def plan_folder() -> Path:
     """A fresh name for a run's folder in the temp dir. Chosen when the plan is made,
     so that {services.NAME.socket_dir} can be filled; created (exclusively) at start."""
     return ownership.plan_folder("pg")
+
+
+# The longest Unix socket path the server accepts (sizeof(sun_path) - 1 on Linux), and
+# the longest name it puts in the folder (port 65535), checked before anything starts.
+SOCKET_PATH_MAX = 107
+_SOCKET_NAME_MAX = len("/.s.PGSQL.65535")
+
+
+def socket_path_problem(folder: Path) -> str | None:
+    """Why the server could not make its socket in `folder`, or None. The server only
+    says so in its log after initdb; a long TMPDIR is the usual cause, so name it."""
+    length = len(os.fsencode(folder)) + _SOCKET_NAME_MAX
+    if length <= SOCKET_PATH_MAX:
+        return None
+    return (
+        f"its Unix socket path in {folder} would be {length} bytes, over the "
+        f"{SOCKET_PATH_MAX} the OS allows; shorten TMPDIR (e.g. TMPDIR=/tmp)"
+    )
 
 
 def setting_value(value: str | float | bool) -> str:
@@ -395,7 +414,8 @@ class Cluster:
                 await proc.wait()
         os.write(log_fd, err)  # the service's log keeps psql's messages too
         if proc.returncode != 0:
-            raise ServiceFailed(self.service, self._init_failure(err.decode(errors="replace")))
+            said = masking.mask(err.decode(errors="replace"))  # psql's words are data
+            raise ServiceFailed(self.service, self._init_failure(said))
         logger.info(
             "%s: ran %d init file(s) in %.3fs",
             self.service,

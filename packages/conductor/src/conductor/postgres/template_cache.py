@@ -252,11 +252,19 @@ def _relative(name: object) -> str:
     return name
 
 
+# Not on Windows, which has no FIFOs to wait on.
+_NO_WAIT = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+
+
 def _copy_file(src: Path, dst: Path, size: int | None, owner: tuple[int, int] | None) -> int:
     """Copy one regular file (kernel-side where possible); with `size`, the source must
-    have exactly that many bytes. Returns the number of bytes copied."""
+    have exactly that many bytes. Returns the number of bytes copied. Anything but a
+    regular file is refused before it is opened, and opened without blocking: opening a
+    FIFO for reading waits for a writer, which hung the run, deaf to signals."""
     try:
-        fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+        if not stat.S_ISREG(os.lstat(src).st_mode):
+            raise CacheDoubt(f"{src} is not a regular file")
+        fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | _NO_WAIT)
     except OSError as exc:  # missing, or a symbolic link (ELOOP): the source is at fault
         raise CacheDoubt(f"{src} cannot be opened ({exc.strerror})") from None
     try:

@@ -79,9 +79,15 @@ class Targets:
     exclude: Collection[int] = ()
     strays: dict[int, psutil.Process] = field(default_factory=dict)
     adopted: set[int] = field(default_factory=set)
+    # `strays` are a scan the caller made for many Targets at once (a teardown's
+    # ownership.marked_by_service): the first scan() is that one, not another.
+    prescanned: bool = False
 
     def scan(self) -> None:
         """Look for what carries the mark (and for adopted orphans) now."""
+        if self.prescanned:
+            self.prescanned = False
+            return
         skip = {*self.exclude, *(leader.pid for leader in self.leaders)}
         for proc in ownership.marked(self.mark, self.service, skip):
             self.strays.setdefault(proc.pid, proc)

@@ -174,7 +174,8 @@ def holders(inodes: set[int]) -> list[int]:
 
 def describe(pid: int) -> str:
     """'pid N (command line)', as far as /proc shows it."""
-    command = " ".join(procfs.cmdline(pid))[:120]  # one line, whatever the arguments hold
+    # one line, whatever the arguments hold (a newline in one among them)
+    command = " ".join(" ".join(procfs.cmdline(pid)).split())[:120]
     return f"pid {pid} ({command})" if command else f"pid {pid}"
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conductor.files import safe_io
-from conductor.process import portable
+from conductor.process import portable, procfs
 
 if TYPE_CHECKING:
     import psutil
@@ -76,6 +76,22 @@ def marked(
 ) -> list[psutil.Process]:
     """Live processes carrying the mark (of `service`, if given), as handles that check
     the start time before every signal, so a pid recycled meanwhile is never hit."""
+    return [proc for proc, _ in _marked(mark, service, exclude)]
+
+
+def marked_by_service(mark: Mark, exclude: Collection[int] = ()) -> dict[str, list[psutil.Process]]:
+    """What carries the run's mark, by the service its mark names (COMMAND's under
+    COMMAND): one scan of /proc for a whole teardown, where a scan per service made
+    500 services' stops wait on each other past their stop_timeouts."""
+    found: dict[str, list[psutil.Process]] = {}
+    for proc, environ in _marked(mark, None, exclude):
+        found.setdefault(environ.get(MARKER_SERVICE, ""), []).append(proc)
+    return found
+
+
+def _marked(
+    mark: Mark, service: str | None, exclude: Collection[int]
+) -> list[tuple[psutil.Process, dict[str, str]]]:
     me = os.getpid()
     found = []
     for pid in portable.pids_with_environ(mark.entries(service)):
@@ -85,19 +101,24 @@ def marked(
             proc = psutil.Process(pid)
             # Read again through the handle we will signal: the pid may have been
             # recycled since the scan.
-            if not mark.carried_by(proc.environ(), service):
+            environ = proc.environ()
+            if not mark.carried_by(environ, service):
                 continue
             if proc.status() == psutil.STATUS_ZOMBIE:
                 continue
         except psutil.Error:
             continue
-        found.append(proc)
+        found.append((proc, environ))
     return found
 
 
-def process(pid: int, started: float, mark: Mark) -> psutil.Process | None:
+def process(pid: int, started: float, mark: Mark, log: Path | None = None) -> psutil.Process | None:
     """The recorded process `pid` as a handle, when it is the run's; None when it is
-    gone. Raises NotOurs when the pid now names something else."""
+    gone. Raises NotOurs when the pid now names something else.
+
+    A service leader may write over its environment, mark included (redis-server's
+    process title does): `log`, its NAME.log in the folder `clean` holds, then proves
+    it instead (writes_to_its_log)."""
     now = portable.start_time(pid)
     if now is None:
         return None
@@ -114,9 +135,31 @@ def process(pid: int, started: float, mark: Mark) -> psutil.Process | None:
         return None
     except psutil.Error:
         raise NotOurs(f"pid {pid}: its environment cannot be read") from None
-    if not mark.carried_by(environ):
+    if not mark.carried_by(environ) and not (log is not None and writes_to_its_log(pid, log)):
         raise NotOurs(f"pid {pid} does not carry this run's mark")
     return proc
+
+
+def writes_to_its_log(pid: int, log: Path) -> bool:
+    """`pid` (whose start time is the recorded one) is still the leader of the session
+    conductor made for it, and its stdout or stderr is still that service's NAME.log:
+    the very file, a plain one with no other link (so no link planted in a folder can
+    stand for another process's output), which conductor created anew for the run
+    (safe_io.create). A forged record can name any pid and start time, but not make a
+    stranger's output this file."""
+    try:
+        if os.getsid(pid) != pid:
+            return False
+        ours = os.stat(log, follow_symlinks=False)
+    except OSError:
+        return False
+    if not stat.S_ISREG(ours.st_mode) or ours.st_nlink != 1:
+        return False
+    for fd in (1, 2):
+        theirs = procfs.fd_stat(pid, fd)
+        if theirs is not None and (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+            return True
+    return False
 
 
 def plan_folder(kind: str) -> Path:

@@ -169,6 +169,16 @@ def pids_with_environ(entries: list[str]) -> list[int]:
     return found
 
 
+def argv(pid: int) -> list[str]:
+    """`pid`'s arguments, exactly; empty when it is gone or not this user's to read."""
+    if sys.platform == "linux":
+        return procfs.cmdline(pid)
+    try:
+        return list(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return []
+
+
 def start_time(pid: int) -> float | None:
     """When `pid` started (seconds since the epoch), as psutil's create_time() computes
     it; on Linux read from /proc (procfs), which is quicker than importing psutil."""

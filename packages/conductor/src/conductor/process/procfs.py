@@ -119,6 +119,15 @@ def environ(pid: int) -> bytes | None:
         return None
 
 
+def fd_stat(pid: int, fd: int) -> os.stat_result | None:
+    """What `pid`'s descriptor `fd` is open on (the file itself, wherever it has been
+    moved since); None when it is gone, closed, or another user's."""
+    try:
+        return os.stat(f"/proc/{pid}/fd/{fd}")
+    except OSError:
+        return None
+
+
 def fd_links(pid: int) -> Iterator[str]:
     """Where each open descriptor of `pid` leads (`socket:[INODE]` for a socket);
     nothing when it is gone or another user's."""
@@ -134,12 +143,14 @@ def fd_links(pid: int) -> Iterator[str]:
 
 
 def cmdline(pid: int) -> list[str]:
-    """`pid`'s command line, word by word; empty when it is gone (or a kernel thread)."""
+    """`pid`'s arguments as it was started with them (NUL-separated in /proc); empty
+    when it is gone (or a kernel thread)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return handle.read().decode("utf-8", "replace").replace("\0", " ").split()
+            raw = handle.read()
     except OSError:
         return []
+    return raw.decode("utf-8", "replace").split("\0")[:-1] if raw else []
 
 
 def tcp_table(name: str) -> list[str] | None:

@@ -14,9 +14,12 @@ import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from conductor.process import kill, ownership, portable, reaper
+
+if TYPE_CHECKING:
+    import psutil
 
 # How a service's process ended, as summary.json's `outcome` says it: stopped by the
 # stop signal conductor sent; forced (conductor's SIGKILL: stop_timeout ran out, or a
@@ -118,15 +121,21 @@ async def stop_service(
     stop_signal: signal.Signals,
     timeout: float,
     killed: bool = False,
+    strays: list[psutil.Process] | None = None,
 ) -> StopResult:
     """Polite signal to the group and to marked strays, then SIGKILL after `timeout`.
     `killed`: conductor has sent the whole run SIGKILL already (a second Ctrl-C).
+    `strays`: the service's marked processes from the teardown's one scan (else its own).
 
     Returns only when the leader has been waited for and nothing of the service is left.
     """
     leader = kill.Leader(proc.pid, started, group=True, child=proc)
     gone = not leader.alive()  # dead already, though perhaps not yet reaped
-    stopped = await kill.stop(kill.Targets(mark, service, [leader]), stop_signal, timeout)
+    targets = kill.Targets(mark, service, [leader])
+    if strays is not None:
+        targets.strays = {proc.pid: proc for proc in strays}
+        targets.prescanned = True
+    stopped = await kill.stop(targets, stop_signal, timeout)
     if proc.returncode is None:
         # kill.stop waits only for what was alive: a leader that died unreaped is
         # collected here, for its exit status.

@@ -287,6 +287,8 @@ class OwnedRun:
             return
 
         def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            if self._held is not None:
+                self._held.begin_close()  # now: xdist may wait 10 s for its workers
             pytest.exit("conductor: SIGTERM: stopping the stack", returncode=EXIT_SIGTERM)
 
         self._previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)

@@ -72,14 +72,21 @@ class HeldInThread(Generic[T]):
     def close(self) -> None:
         """Leave the context on its own loop and wait until it has; idempotent. An error
         raised while leaving is raised here."""
-        self._closing = True
         if self._thread.is_alive():
-            if self._loop is not None and self._stop is not None:
-                self._loop.call_soon_threadsafe(self._stop.set)
+            self.begin_close()
             self._join()
+        self._closing = True
         error, self._exit_error = self._exit_error, None
         if error is not None:
             raise error
+
+    def begin_close(self) -> None:
+        """Start leaving the context without waiting for it (a signal handler's part:
+        close() waits later). Under xdist, the controller's SIGTERM is followed by up to
+        10 s of waiting for its workers; the stack's stop runs meanwhile, not after."""
+        self._closing = True
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
 
     def _cancel(self) -> None:
         loop, task = self._loop, self._task

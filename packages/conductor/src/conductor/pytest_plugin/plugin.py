@@ -51,8 +51,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--conductor-config",
         metavar="FILE",
-        help="conductor configuration (default: the nearest pyproject.toml with "
-        "[tool.conductor], from the rootdir up)",
+        help="conductor configuration (default: the nearest conductor.toml, or "
+        "pyproject.toml with [tool.conductor], from the rootdir up)",
     )
     group.addoption(
         "--conductor-logs-dir",

@@ -56,6 +56,8 @@ class ServiceReport:
     url: str | None = None
     log: str | None = None
     pid: int | None = None
+    image: str | None = None  # kind = "container": its image, and its id once it runs
+    container: str | None = None
     status: Status = "not started"
     ready_after_s: float | None = None
     duration_s: float | None = None  # kind = "task": how long it ran
@@ -193,7 +195,7 @@ class Reporter:
         memory comes in pieces, each further one after `NAME + `. One write per batch."""
         start, more = f"{service} | ", f"{service} + "
         lines = [
-            (start if starts_line else more) + piece.decode("utf-8", "replace")
+            (start if starts_line else more) + masking.mask_bytes(piece).decode("utf-8", "replace")
             for piece, starts_line in pieces
         ]
         if self.fancy:
@@ -207,7 +209,6 @@ class Reporter:
             self._print(f"conductor: {message}")
 
     def _print(self, message: str, style: str | None = None) -> None:
-        message = masking.mask(message)
         if self.fancy:
             from rich.text import Text
 
@@ -220,7 +221,7 @@ class Reporter:
     def _write(self, text: str) -> None:
         def write() -> None:
             assert self.stream is not None
-            self.stream.write(masking.mask(text))
+            self.stream.write(text)
             self.stream.flush()
 
         self._safely(write)
@@ -297,11 +298,11 @@ class _Progress:
                 Text(report.name, style="bold"),
                 Text(report.status),
                 Text(elapsed, style="dim"),
-                Text(masking.mask(report.detail), style="dim"),
+                Text(report.detail, style="dim"),
             )
         return table
 
 
 def redact(url: str | None) -> str | None:
     """The URL without its password: summary.json and `check` end up in CI artifacts."""
-    return None if url is None else masking.mask(url)
+    return None if url is None else masking.mask_url(url)

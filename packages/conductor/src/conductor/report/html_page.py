@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from conductor.files import masking, safe_io
+from conductor.files import safe_io
 from conductor.files.logs import tail
 from conductor.report.console import Outcome
 from conductor.report.summary import Phase, ServiceSummary, Summary
@@ -62,7 +62,7 @@ ENDED: dict[Outcome, str] = {
 def write(logs_dir: Path, summary: Summary) -> Path:
     """Write report.html into `logs_dir` (atomically, like summary.json)."""
     path = logs_dir / "report.html"
-    safe_io.replace(path, masking.mask(render(logs_dir, summary)))
+    safe_io.replace(path, render(logs_dir, summary))
     return path
 
 

@@ -10,6 +10,7 @@ is rendered from the Summary as summary.json holds it, never from prose in it.
 from __future__ import annotations
 
 import json
+import os
 import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from conductor.stack import Stack
 
 Action = Literal["run", "up", "pytest"]
+REPORT_FILES = ("summary.json", "report.html")
 Phase = Literal["command", "teardown"]
 
 
@@ -37,6 +39,8 @@ class ServiceSummary(msgspec.Struct, frozen=True, kw_only=True):
     """One service, as summary.json's `services.NAME` says it (the README lists it)."""
 
     pid: int | None = None
+    image: str | None = None  # kind = "container": its image and the container's id
+    container: str | None = None
     host: str | None = None
     port: int | None = None
     url: str | None = None
@@ -92,6 +96,8 @@ def service(report: ServiceReport, began: float) -> ServiceSummary:
 
     return ServiceSummary(
         pid=report.pid,
+        image=report.image,
+        container=report.container,
         host=report.host,
         port=report.port,
         url=redact(report.url),
@@ -167,6 +173,22 @@ def write(stack: Stack, summary: Summary, *, table: bool = True) -> None:
         stack.reporter.table(path.with_name("report.html"))
 
 
+def forget(logs_dir: Path) -> str | None:
+    """Remove the folder's summary.json and report.html as a run starts (it has just
+    taken the folder's lock). A run SIGKILLed before its end writes neither, so the
+    previous run's, which may say `exit 0`, must not stay behind to speak for it. Only
+    the names are unlinked: a link there goes, never its target. Returns why one could
+    not be removed, else None."""
+    for name in REPORT_FILES:
+        try:
+            os.unlink(logs_dir / name)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            return f"could not remove the previous run's {logs_dir / name}: {exc.strerror or exc}"
+    return None
+
+
 def save(logs_dir: Path, summary: Summary) -> None:
     """summary.json, then report.html drawn from the very data it holds (masked)."""
     record = to_builtins(summary)
@@ -178,6 +200,13 @@ def save(logs_dir: Path, summary: Summary) -> None:
 
 
 def to_builtins(summary: Summary) -> dict[str, typing.Any]:
-    """summary.json's data, hidden secrets masked (dicts and lists, for json)."""
-    data = msgspec.to_builtins(summary)
-    return typing.cast(dict[str, typing.Any], masking.mask_data(data))
+    """summary.json's data (dicts and lists, for json). Its data is masked where it is
+    data: COMMAND's words here; each url (`redact`) and reason (where it was written)
+    when the Summary was made. Its words - statuses, outcomes, paths - are left whole,
+    so that report.html, drawn from them, draws (a password such as `rect` or
+    `completed` must not eat them)."""
+    if summary.command is not None:
+        summary = msgspec.structs.replace(
+            summary, command=[masking.mask(word) for word in summary.command]
+        )
+    return typing.cast(dict[str, typing.Any], msgspec.to_builtins(summary))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from pathlib import Path
 from typing import IO
@@ -28,7 +29,10 @@ from conductor.process import portable
 # How often a taker starts over because the file changed under it: each time means
 # another run ended or began in that very instant, so a few suffice.
 _TRIES = 20
-_HOLDER_CHARS = 200  # the most of a lock file the "busy" message quotes
+# What conductor writes in the file: its pid in decimal, nothing else. Anything else
+# (NUL bytes, padding, a sign, non-ASCII digits) names no pid, and is never echoed.
+_PID = re.compile(rb"[1-9][0-9]{0,9}")
+_HOLDER_BYTES = 16  # more than any pid: the rest is not read
 _FLAGS = (
     os.O_RDWR
     | os.O_CREAT
@@ -39,11 +43,29 @@ _FLAGS = (
 
 
 class Busy(Exception):
-    """Another live process holds the lock; `holder` is what it wrote there (its pid)."""
+    """Another live process holds the lock; `holder` is the pid it wrote there, None
+    when what is there is no pid as conductor writes one."""
 
-    def __init__(self, holder: str) -> None:
+    def __init__(self, holder: int | None) -> None:
         self.holder = holder
         super().__init__(holder)
+
+
+def parse_pid(data: bytes) -> int | None:
+    """The pid a lock file holds, parsed strictly: exactly ASCII decimal digits, as
+    take() writes them; None for anything else. A file is a hint, never an authority."""
+    return int(data) if _PID.fullmatch(data) else None
+
+
+def _read_pid(fd: int) -> int | None:
+    """The pid at the start of the open lock file, read as bytes (never decoded)."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    return parse_pid(os.read(fd, _HOLDER_BYTES))
+
+
+def describe(holder: int | None) -> str:
+    """The holder for a message: `pid 29170`, never the file's bytes."""
+    return "pid unknown: its lock file names none" if holder is None else f"pid {holder}"
 
 
 def take(path: Path) -> IO[str]:
@@ -66,11 +88,10 @@ def take(path: Path) -> IO[str]:
         except BaseException:
             os.close(fd)
             raise
-        handle = os.fdopen(fd, "r+", encoding="utf-8", errors="replace")
+        handle = os.fdopen(fd, "r+", encoding="ascii")
         try:
             if not portable.try_lock(handle):
-                handle.seek(0)
-                raise Busy(handle.read(_HOLDER_CHARS).strip() or "unknown")
+                raise Busy(_read_pid(fd))
             if not _is_at(fd, path):
                 # The file we locked was unlinked (its run ended) or replaced meanwhile:
                 # the lock that counts is on whatever the path names now.
@@ -84,10 +105,10 @@ def take(path: Path) -> IO[str]:
         except BaseException:
             handle.close()
             raise
-    raise Busy("unknown: its lock file kept changing")
+    raise Busy(None)
 
 
-def holder(path: Path) -> str | None:
+def holder(path: Path) -> int | None:
     """What the live holder of the lock on `path` wrote there (its pid), or None when no
     live process holds it (no file, a link, not a plain file, or a lock free for the
     taking). For `--attach`, which must prove a live run owns the folder without
@@ -97,10 +118,10 @@ def holder(path: Path) -> str | None:
         fd = os.open(path, os.O_RDONLY | (_FLAGS & ~(os.O_RDWR | os.O_CREAT)))
     except OSError:
         return None
-    with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as handle:
+    with os.fdopen(fd, "r", encoding="ascii") as handle:
         if not stat.S_ISREG(os.fstat(fd).st_mode) or portable.try_lock(handle):
             return None  # closing the file lets go of a lock taken just now
-        return handle.read(_HOLDER_CHARS).strip()
+        return _read_pid(fd)
 
 
 def unlink(fd: int, path: Path) -> None:

@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -33,6 +34,12 @@ RECORD_NAME = ".conductor-run.json"
 _LEFTOVER_GRACE = 3.0
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 _SHOWN_REASONS = 3
+# Past the slowest stop_timeout: the watchdog's own start (its import of conductor) and
+# its SIGKILL wait, each well under a second even on a loaded machine.
+WATCHDOG_MARGIN = 3.0
+# The most `clean` waits for a watchdog, whatever a record's stop_timeout says: past
+# it, clean says so (run it again); the record is a hint, never a licence to hang.
+WATCHDOG_WAIT_LIMIT = 60.0
 _RECORD_BYTES = 16 << 20  # far beyond any run record: its pids, names and folders
 
 
@@ -66,6 +73,15 @@ class ContainerEntry:
 
 # A container's name or id as engines write them; never an option ("--all").
 _CONTAINER_REF = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}")
+# A service name as the configuration allows one (config.loading): anything else in a
+# record (a newline, a terminal escape, a megabyte) is read as "?", so no message about
+# the entry carries it.
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+
+
+def _service(fields: dict[str, Any]) -> str:
+    name = fields.get("service")
+    return name if isinstance(name, str) and _SERVICE_NAME.fullmatch(name) else "?"
 
 
 def _rule(entry: dict[str, Any]) -> Rule:
@@ -142,8 +158,7 @@ def parse_record(data: object) -> Record:
             # conductor records only groups its services lead (pgid == pid)
             problems.append(f"pid {pid}: its recorded group {_short(pgid)} is not its own")
             continue
-        service = str(item.get("service", "?"))
-        entries.append(Entry(service, pid, started, _rule(item)))
+        entries.append(Entry(_service(item), pid, started, _rule(item)))
     conductor_pid = data.get("conductor_pid")
     if isinstance(conductor_pid, bool) or not isinstance(conductor_pid, int):
         conductor_pid = None
@@ -163,7 +178,7 @@ def _containers(items: object, problems: list[str]) -> list[ContainerEntry]:
         if not (isinstance(ref, str) and _CONTAINER_REF.fullmatch(ref) and isinstance(engine, str)):
             problems.append(f"container entry {_short(item)} is malformed")
             continue
-        found.append(ContainerEntry(str(fields.get("service", "?")), engine, ref, _rule(fields)))
+        found.append(ContainerEntry(_service(fields), engine, ref, _rule(fields)))
     return found
 
 
@@ -250,6 +265,63 @@ async def _stop_containers(
     return [name for name in done if name is not None]
 
 
+def _proven_stops(
+    record: Record, told: Record | None, mark: ownership.Mark, logs_dir: Path, out: Leftovers
+) -> dict[str, tuple[kill.Targets, Rule]]:
+    """Each service's leaders that are provably the run's, with how to stop them: one
+    conductor told its watchdog of by its pid and start time (it is alive and started
+    then); one only the record names, by ownership.process (the start time, and the
+    mark in its environment or its output being its NAME.log in `logs_dir`)."""
+    vouched = {entry.pid: entry for entry in (told.processes if told else [])}
+    entries = [*vouched.values(), *(e for e in record.processes if e.pid not in vouched)]
+    stops: dict[str, tuple[kill.Targets, Rule]] = {}
+    for entry in entries:
+        if entry.pid in vouched:
+            if not portable.process_alive(entry.pid, entry.started, ownership.START_SLACK):
+                continue
+        else:
+            try:
+                log = logs_dir / f"{entry.service}.log"
+                if ownership.process(entry.pid, entry.started, mark, log) is None:
+                    continue
+            except ownership.NotOurs as exc:
+                out.ignored.append(str(exc))
+                continue
+        targets, _ = stops.setdefault(
+            entry.service, (kill.Targets(mark, entry.service), entry.rule)
+        )
+        group = portable.leads_group(entry.pid)
+        targets.leaders.append(kill.Leader(entry.pid, entry.started, group=group))
+    return stops
+
+
+def _merged(first: list[object], second: list[object]) -> list[object]:
+    """`first`, then what only `second` adds, in order."""
+    return [*first, *(item for item in second if item not in first)]
+
+
+def _merged_containers(record: Record, told: Record | None) -> list[ContainerEntry]:
+    refs = {entry.ref for entry in record.containers}
+    extra = [c for c in (told.containers if told else []) if c.ref not in refs]
+    return [*record.containers, *extra]
+
+
+def told_record(run_id: str, told: bytes) -> Record:
+    """What conductor told its watchdog (RunDir.tell): one JSON object a line, each an
+    entry exactly as the record holds it, read by the record's own reader."""
+    data: dict[str, list[object]] = {"processes": [], "containers": [], "folders": []}
+    for line in told.splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue  # only conductor writes the pipe: nothing else is there to read
+        if isinstance(item, dict) and len(item) == 1:
+            key, value = next(iter(item.items()))
+            if key in data:
+                data[key].append(value)
+    return parse_record({"run_id": run_id, **data})
+
+
 class RunDir:
     """The logs folder of one live run."""
 
@@ -257,6 +329,9 @@ class RunDir:
         self.logs_dir = logs_dir
         self._lock: IO[str] | None = None
         self._record: dict[str, Any] = {}
+        # Set by the Stack once its watchdog runs: each entry added to the record is
+        # also told to the watchdog (told_record), which needs no disk to act on it.
+        self.tell: Callable[[bytes], None] | None = None
 
     @property
     def record_path(self) -> Path:
@@ -286,50 +361,92 @@ class RunDir:
                         raise
         except lockfile.Busy as busy:
             raise LogsDirBusy(
-                f"another conductor run (pid {busy.holder}) is using {self.logs_dir}; wait "
-                "for it to finish, or give this run its own folder with --logs-dir",
-                folder=self.logs_dir,
-                holder=busy.holder,
+                self._busy_message(busy.holder), folder=self.logs_dir, holder=busy.holder
             ) from None
         return True
+
+    def _busy_message(self, pid: int | None) -> str:
+        """What holds the folder (its record is the hint: a ready `up` publishes its
+        stack there, a dead conductor's lock is its watchdog's) and what to do."""
+        elsewhere = "or give this run a folder of its own (--if-busy subfolder, --logs-dir)"
+        holder = lockfile.describe(pid)
+        if self.watchdog_bound() is not None:
+            return (
+                f"the watchdog of a killed conductor ({holder}) is still stopping what "
+                f"its run left in {self.logs_dir}; wait a few seconds (`conductor clean` "
+                f"waits for it), {elsewhere}"
+            )
+        try:
+            up = "stack" in self.read().annotations
+        except (OSError, BadRecord):
+            up = False
+        if up:
+            return (
+                f"a `conductor up` ({holder}) holds {self.logs_dir}; reuse its services "
+                f"with `conductor run --attach`, stop it (Ctrl-C where it runs), {elsewhere}"
+            )
+        return (
+            f"another `conductor run` ({holder}) is using {self.logs_dir}; wait for it "
+            f"to finish, {elsewhere}"
+        )
 
     def read(self) -> Record:
         """This folder's run record (read_record): only what it says; whether its
         processes are still that run's is the reader's check."""
         return read_record(self.record_path)
 
-    async def stop_leftovers(self, run_id: str | None = None) -> Leftovers:
+    def watchdog_bound(self) -> float | None:
+        """How long the watchdog of this folder's run may still work, when the record
+        says the run's conductor is gone (so what holds the lock is its watchdog): the
+        slowest recorded stop_timeout (at most WATCHDOG_WAIT_LIMIT), plus WATCHDOG_MARGIN.
+        WATCHDOG_MARGIN alone while the lock still names that conductor (its watchdog
+        has yet to say it is there). None when the record names no conductor, or one
+        that is still alive, or when what holds the lock is not this run's watchdog.
+        Asked again on every poll, so it follows the watchdog as it appears. Only a
+        hint for how long `clean` waits for the lock: it never makes clean act on
+        anything."""
+        try:
+            record = self.read()
+        except (OSError, BadRecord):
+            return None
+        pid = record.conductor_pid
+        if pid is None or not 0 < pid < 1 << 31 or portable.process_alive(pid, None, 0):
+            return None
+        from conductor.rundir import watchdog  # only here: clean, with a busy folder
+
+        holder = lockfile.holder(self.lock_path)
+        if holder == pid:
+            # The lock still names the killed conductor: its watchdog, which shares that
+            # lock, has yet to write its own pid (at once when it wakes; its import may
+            # take a moment). Worth the margin, then clean asks again.
+            return WATCHDOG_MARGIN
+        if holder is None or not watchdog.is_watchdog(holder, self.logs_dir, record.run_id):
+            return None
+        rules = [e.rule for e in record.processes] + [c.rule for c in record.containers]
+        slowest = max([STOP_GRACE, *(rule.grace for rule in rules)])
+        return min(slowest, WATCHDOG_WAIT_LIMIT) + WATCHDOG_MARGIN
+
+    async def stop_leftovers(
+        self, run_id: str | None = None, told: Record | None = None
+    ) -> Leftovers:
         """Stop what a dead earlier run left behind, as its teardown would have (each
         service with its own stop signal, SIGKILL after its stop_timeout, all at once),
         and remove the folders it made; anything the record names that is not provably
         that run's is left alone. With `run_id` (the watchdog, which knows its run), a
-        record of another run is left alone altogether."""
+        record of another run is left alone altogether.
+
+        `told` is what conductor itself told its watchdog, over the pipe only conductor
+        writes (told_record): each process in it is proven by its pid and start time
+        alone, so one that rewrote its environment over the run's mark (redis-server's
+        process title) is still stopped, and so is all of it when the logs folder, with
+        the record, was moved or deleted."""
         out = Leftovers(record=self.record_path)
-        try:
-            record = self.read()
-        except FileNotFoundError:
-            return out
-        except BadRecord as exc:
-            out.bad = str(exc)
-            self._forget()
-            return out
-        if run_id is not None and record.run_id != run_id:
+        record = self._leftover_record(run_id, told, out)
+        if record is None:
             return out
         out.ignored += record.problems
         mark = ownership.Mark(record.run_id, str(self.logs_dir))
-        stops: dict[str, tuple[kill.Targets, Rule]] = {}
-        for entry in record.processes:
-            try:
-                proc = ownership.process(entry.pid, entry.started, mark)
-            except ownership.NotOurs as exc:
-                out.ignored.append(str(exc))
-                continue
-            targets, _ = stops.setdefault(
-                entry.service, (kill.Targets(mark, entry.service), entry.rule)
-            )
-            if proc is not None:
-                group = portable.leads_group(entry.pid)
-                targets.leaders.append(kill.Leader(entry.pid, entry.started, group=group))
+        stops = _proven_stops(record, told, mark, self.logs_dir, out)
         # COMMAND (and whatever else is marked but not recorded): SIGTERM, then SIGKILL
         # after its teardown grace, never later than the slowest service.
         graces = [rule.grace for _, rule in stops.values()]
@@ -343,8 +460,8 @@ class RunDir:
         )
         rest = await kill.stop(kill.Targets(mark), fallback.signal, fallback.grace, describe=True)
         out.stopped = [name for stopped in (*done, rest) for name in stopped.found]
-        out.stopped += await _stop_containers(record.containers, mark, out)
-        for folder in record.folders:
+        out.stopped += await _stop_containers(_merged_containers(record, told), mark, out)
+        for folder in _merged(record.folders, told.folders if told else []):
             try:
                 if ownership.remove_folder(folder, mark):
                     out.removed.append(str(folder))
@@ -352,6 +469,23 @@ class RunDir:
                 out.ignored.append(str(exc))
         self._forget()
         return out
+
+    def _leftover_record(
+        self, run_id: str | None, told: Record | None, out: Leftovers
+    ) -> Record | None:
+        """The folder's record, or what conductor told its watchdog when the folder has
+        none (moved, deleted); None when there is nothing of this run to stop."""
+        try:
+            record = self.read()
+        except FileNotFoundError:
+            return told
+        except BadRecord as exc:
+            out.bad = str(exc)
+            self._forget()
+            return told
+        if run_id is not None and record.run_id != run_id:
+            return told
+        return record
 
     def begin(self, mark: ownership.Mark) -> None:
         self._record = {
@@ -375,16 +509,16 @@ class RunDir:
         """Record a service's container (by name, before it is run), and how teardown
         stops it, for the watchdog and `clean`; they act on it only once the engine's
         inspect shows the run's labels on it."""
-        self._record["containers"].append(
+        self._add(
+            "containers",
             {
                 "service": service,
                 "engine": engine,
                 "container": ref,
                 "stop_signal": stop_signal.name,
                 "stop_timeout": stop_timeout,
-            }
+            },
         )
-        self._save()
 
     def forget_container(self, ref: str) -> None:
         """A container teardown removed: no longer the run's to stop."""
@@ -405,7 +539,8 @@ class RunDir:
         `clean`, which stop it the same way)."""
         if started is None:
             return
-        self._record["processes"].append(
+        self._add(
+            "processes",
             {
                 "service": service,
                 "pid": pid,
@@ -413,9 +548,8 @@ class RunDir:
                 "created": started,
                 "stop_signal": stop_signal.name,
                 "stop_timeout": stop_timeout,
-            }
+            },
         )
-        self._save()
 
     def forget_process(self, pid: int) -> None:
         """A leader that ended as it should (a task that exited 0): it is no longer the
@@ -431,14 +565,20 @@ class RunDir:
         self._save()
 
     def add_folder(self, folder: Path) -> None:
-        self._record["folders"].append(str(folder))
-        self._save()
+        self._add("folders", str(folder))
 
     @property
     def lock_fd(self) -> int:
         """The lock's file descriptor, for the watchdog to share (see watchdog.py)."""
         assert self._lock is not None, "lock() first"
         return self._lock.fileno()
+
+    def _add(self, key: str, entry: object) -> None:
+        """Add an entry to the record's list `key`, and tell the watchdog of it."""
+        self._record[key].append(entry)
+        self._save()
+        if self.tell is not None:
+            self.tell(json.dumps({key: entry}).encode() + b"\n")
 
     def _save(self) -> None:
         """Owner-only: an `up`'s record holds the values `--attach` renders, passwords

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -35,29 +36,39 @@ from conductor.files import logs, safe_io
 from conductor.process import portable, reaper
 from conductor.process.start_stop import describe_exit
 
-DONE = b"done"
+DONE = b"done\n"
 _DISMISS_WAIT = 1.0  # after SIGKILL, how long to wait for the kernel to end it
 
 # Run with `python -c`; its first line is what `ps` shows. argv: conductor's import
 # root, then main()'s: the logs folder, the run id, conductor's pid, the lock's fd.
+# stdin is the pipe: conductor writes each entry it adds to its run record there, a
+# JSON line (RunDir.tell), and "done" once its teardown is over; the pipe breaking
+# without "done" means conductor died, and main() gets what it was told.
 # A run that lasts longer than PREPARE_AFTER has the cleanup code imported in advance
 # (~100 ms of CPU, once), so the watchdog acts at once; a shorter one never pays for it.
 # Not sooner: at 1 s the import fell while services were getting ready, on 2 cores.
 PREPARE_AFTER = 3.0
 BOOT = f"""\
 # conductor's watchdog (conductor/rundir/watchdog.py): waits for "done" from conductor
-import os, select, sys
+import os, select, sys, time
 sys.path.insert(0, sys.argv[1])
-if not select.select([0], [], [], {PREPARE_AFTER})[0]:
-    import conductor.rundir.watchdog
-    conductor.rundir.watchdog.prepare()
-try:
-    said = os.read(0, 16)
-except OSError:
-    said = b""
-if said != b"done":
-    from conductor.rundir.watchdog import main
-    sys.exit(main(sys.argv[2:]))
+told, prepare_at = b"", time.monotonic() + {PREPARE_AFTER}
+while not told.endswith(b"\\ndone\\n") and told != b"done\\n":
+    if prepare_at is not None:
+        left = prepare_at - time.monotonic()
+        if left <= 0 or not select.select([0], [], [], left)[0]:
+            import conductor.rundir.watchdog
+            conductor.rundir.watchdog.prepare()
+            prepare_at = None
+            continue
+    try:
+        said = os.read(0, 65536)
+    except OSError:
+        said = b""
+    if not said:
+        from conductor.rundir.watchdog import main
+        sys.exit(main(sys.argv[2:], told))
+    told += said
 """
 
 
@@ -68,6 +79,13 @@ class Watchdog:
         self.pid = popen.pid
         self._popen = popen
         self._pipe: int | None = pipe
+
+    def tell(self, line: bytes) -> None:
+        """Pass on an entry of the run record (RunDir.tell): the watchdog stops what it
+        is told of even if the record on disk is gone or the process hid its mark."""
+        if self._pipe is not None:
+            with contextlib.suppress(OSError):  # a watchdog that died: said in dismiss()
+                os.write(self._pipe, line)
 
     def dismiss(self) -> None:
         """The run is over and nothing of it is left: say "done", end the watchdog and
@@ -134,6 +152,24 @@ def start(logs_dir: Path, run_id: str, lock_fd: int) -> Watchdog | None:
     return Watchdog(popen, write_end)
 
 
+def _event_log(logs_dir: Path) -> logging.Handler:
+    """The run's conductor.log; when the folder is gone (moved or deleted while the run
+    ran), stderr, which is that very file, opened when the watchdog started (start())."""
+    if logs_dir.is_dir():
+        with contextlib.suppress(OSError):
+            return logs.setup_event_log(logs_dir, append=True)
+    return logs.event_log_to(sys.stderr)
+
+
+def is_watchdog(pid: int, logs_dir: Path, run_id: str) -> bool:
+    """`pid` runs as this folder's watchdog for run `run_id` (start()'s arguments): what
+    `clean` asks of a lock holder before it waits for one, so a lock held by anything
+    else (with a forged record beside it) is never waited for. A hint, like the record:
+    clean acts on nothing because of it."""
+    args = portable.argv(pid)
+    return args[1:3] == ["-c", BOOT] and args[4:6] == [str(logs_dir), run_id]
+
+
 def prepare() -> None:
     """Import what main() needs, while there is time to spare."""
     import psutil  # noqa: F401  (into sys.modules, where conductor's lazy import finds it)
@@ -143,19 +179,21 @@ def prepare() -> None:
     )
 
 
-def main(argv: list[str]) -> int:
-    """In the watchdog, once conductor has died: stop what its run left, and say so."""
+def main(argv: list[str], told: bytes = b"") -> int:
+    """In the watchdog, once conductor has died: stop what its run left (what conductor
+    told it, and what the folder's record proves), and say so."""
     from conductor.rundir import lockfile, runfolders
-    from conductor.rundir.run_record import LOCK_NAME, RunDir
+    from conductor.rundir.run_record import LOCK_NAME, RunDir, told_record
 
     logs_dir, run_id, conductor_pid, lock_fd = Path(argv[0]), argv[1], argv[2], int(argv[3])
-    # The lock is ours alone now: say who holds it, for the next run's "busy" message.
+    # The lock is ours alone now: say who holds it, for the next run's "busy" message
+    # (which tells a watchdog from a run by the record: its conductor is gone).
+    # Its pid alone, from the file's start (the offset is conductor's, past its own
+    # pid: writing there left NUL bytes before it), as lockfile.take writes one.
     with contextlib.suppress(OSError):
         os.ftruncate(lock_fd, 0)
-        os.write(
-            lock_fd, f"{os.getpid()}, the watchdog of killed conductor {conductor_pid}".encode()
-        )
-    handler = logs.setup_event_log(logs_dir, append=True)
+        os.pwrite(lock_fd, str(os.getpid()).encode(), 0)
+    handler = _event_log(logs_dir)
     log = logs.logger
     try:
         log.warning(
@@ -165,7 +203,8 @@ def main(argv: list[str]) -> int:
         )
         began = time.monotonic()
         try:
-            left = asyncio.run(RunDir(logs_dir).stop_leftovers(run_id))
+            vouched = told_record(run_id, told)
+            left = asyncio.run(RunDir(logs_dir).stop_leftovers(run_id, vouched))
         except Exception as exc:  # the last resort ends in one line, never a traceback
             log.error("watchdog: could not finish the cleanup (%s); run `conductor clean`", exc)
             return 1
