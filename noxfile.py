@@ -49,6 +49,9 @@ cache_compiled_modules()
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHONS = nox.project.python_versions(PYPROJECT)
 OLDEST = PYTHONS[0]
+# The Genesis stack with its db and cache in containers (tools/container_stack.py writes
+# it at the root, where pyproject's relative paths hold; ignored by git).
+CONTAINER_STACK = "e2e-containers.conductor.toml"
 
 
 def _pyenv_interpreters_on_path() -> None:
@@ -220,14 +223,41 @@ def e2e(session: nox.Session) -> None:
     e2e_with_leftover_check(session)
 
 
-def e2e_with_leftover_check(session: nox.Session, logs: str | None = None) -> None:
-    """The E2E suite, then proof that its stack left no process behind."""
+def e2e_with_leftover_check(
+    session: nox.Session, logs: str | None = None, suite: Suite = SUITES["e2e"]
+) -> None:
+    """The E2E suite, then proof that its stack left no process or container behind."""
     logs = logs or f"{LOGS}/{session.name}"
     began = time.time()
     try:
-        run_suite(session, SUITES["e2e"], logs=logs)
+        run_suite(session, suite, logs=logs)
     finally:
         session.run("python", "scripts/check_leftovers.py", logs, "--since", str(began))
+
+
+@nox.session(name="e2e-containers", python=OLDEST, tags=["full"], default=False)
+def e2e_containers(session: nox.Session) -> None:
+    """The E2E suite with its database and cache in podman containers (images built here)."""
+    install(session, "test", "e2e")
+    images = "packages/conductor/tests/images.py"
+    built = {}
+    for name in ("postgres", "redis"):
+        try:
+            built[name] = session.run("python", images, name, silent=True).strip().splitlines()[-1]
+        except nox.command.CommandFailed:
+            why = (
+                f"no container engine can run the test images here ({images} {name} says why above)"
+            )
+            if os.environ.get("CI"):
+                session.error(f"CI must run the container stack, but {why}")
+            session.skip(why)
+    config = CONTAINER_STACK
+    session.run("python", "-m", "tools.container_stack", built["postgres"], built["redis"], config)
+    npm_ci(session)
+    session.env["CONTAINERS_CONF"] = str(
+        ROOT / "packages" / "conductor" / "tests" / "containers.conf"
+    )
+    e2e_with_leftover_check(session, suite=replace(SUITES["e2e"], config=config))
 
 
 @nox.session(python=False, tags=["full"], default=False)
@@ -273,6 +303,7 @@ BENCHMARKS = {
     "postgres": "bench_postgres.py",
     "db": "bench_db_isolation.py",
     "inner-loop": "bench_inner_loop.py",
+    "containers": "bench_containers.py",
 }
 
 
@@ -280,8 +311,9 @@ BENCHMARKS = {
 def bench(session: nox.Session) -> None:
     """The benchmark tables: conductor vs start-server-and-test, Playwright's webServer,
     mirakuru and pytest-xprocess; PostgreSQL ready with a cold and a warm template cache
-    vs pytest-postgresql; rollback isolation; and the E2E inner loop. The Python anchors
-    are the `bench` dependency group."""
+    vs pytest-postgresql; rollback isolation; the E2E inner loop; and a container service
+    vs testcontainers-python (on podman). The Python anchors are the `bench` dependency
+    group."""
     args = list(session.posargs)
     names = list(BENCHMARKS)
     if args and args[0] in BENCHMARKS:  # nox -s bench -- conductor --runs 9

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -250,6 +251,30 @@ def watchdog_once(work: Path) -> float:
     return took
 
 
+SCALE_STOP_TIMEOUT = 2.0
+
+
+def scale_once(work: Path, services: int) -> float:
+    """Teardown of `services` services that stop at once on SIGTERM (`sleep`), as
+    summary.json says it: from the first stop signal to the last service gone."""
+    sleep = shutil.which("sleep") or "sleep"
+    logs = f"scale{services}"
+    lines = [f'logs_dir = "{logs}"']
+    for i in range(services):
+        lines += [f"[services.s{i}]", f'command = ["{sleep}", "600"]']
+        lines += [f"stop_timeout = {SCALE_STOP_TIMEOUT}"]
+    (work / f"{logs}.toml").write_text("\n".join(lines) + "\n")
+    argv = [sys.executable, "-m", "conductor", "run", "--config", f"{logs}.toml", "--", "true"]
+    done = subprocess.run(argv, cwd=work, capture_output=True, text=True, check=False)
+    summary = json.loads((work / logs / "summary.json").read_text())
+    forced = [n for n, s in summary["services"].items() if s["outcome"] != "stopped"]
+    if done.returncode != 0 or forced:
+        raise SystemExit(
+            f"the {services}-service run: exit {done.returncode}, {len(forced)} not stopped"
+        )
+    return float(summary["durations"]["teardown_s"])
+
+
 def measure(tool: str, runs: int) -> dict[str, float | None]:
     """Every row for conductor and the wrappers; for the libraries (mirakuru, xprocess),
     readiness detection and teardown, what they are picked for."""
@@ -264,6 +289,12 @@ def measure(tool: str, runs: int) -> dict[str, float | None]:
             flood = [run_once(tool, work, [0.0], flood=200) for _ in range(2)]
         # The others have no watchdog: their services outlive a SIGKILL of them.
         dead = [watchdog_once(work) for _ in range(3)] if tool == "conductor" else []
+        # The others start one service each: a stack of hundreds is conductor's row only.
+        scale = (
+            {n: [scale_once(work, n) for _ in range(3)] for n in (100, 500)}
+            if tool == "conductor"
+            else {}
+        )
 
     def med(values: list[float]) -> float:
         return statistics.median(values)
@@ -283,6 +314,8 @@ def measure(tool: str, runs: int) -> dict[str, float | None]:
         "teardown_ms": 1000 * med([r.exited - r.command_end for r in single]),
         "throughput_mb_s": med([200 / r.flood_s for r in flood if r.flood_s]) if flood else None,
         "watchdog_s": med(dead) if dead else None,
+        "teardown_100_s": med(scale[100]) if scale else None,
+        "teardown_500_s": med(scale[500]) if scale else None,
     }
 
 
@@ -319,6 +352,22 @@ ROWS = [
         "s",
         "<= 2 s",
         lambda v: v <= 2,
+        False,
+    ),
+    (
+        "teardown of 100 services (stop_timeout 2 s, none killed)",
+        "teardown_100_s",
+        "s",
+        "<= 1 s",
+        lambda v: v <= 1,
+        False,
+    ),
+    (
+        "teardown of 500 services (stop_timeout 2 s, none killed)",
+        "teardown_500_s",
+        "s",
+        "<= 2 s",
+        lambda v: v <= SCALE_STOP_TIMEOUT,
         False,
     ),
 ]

@@ -43,6 +43,8 @@ class Suite:
     parallel: bool = True
     # measure conductor's branch coverage (its processes too) and hold its floor
     coverage: bool = False
+    # conductor's configuration, when not pyproject's [tool.conductor]
+    config: str | None = None
 
 
 _DB = {"TEST_DATABASE_URL": "{services.db.url}"}
@@ -171,6 +173,8 @@ def command(suite: Suite, python: str, pytest_args: list[str], logs_dir: str) ->
     if not services:
         return inner
     flags = ["--auto-ports", "--if-busy", "subfolder", "--logs-dir", logs_dir]
+    if suite.config is not None:
+        flags += ["--config", suite.config]
     for key, template in env.items():
         flags += ["--env", f"{key}={template}"]
     return [python, "-m", "conductor", "run", *flags, *services, "--", *inner]

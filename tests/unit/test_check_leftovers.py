@@ -89,3 +89,61 @@ def test_the_record_of_a_live_run_is_not_a_leftover(tmp_path: Path) -> None:
     finally:
         service.kill()
         service.wait()
+
+
+def test_a_container_carrying_the_run_label_is_named(tmp_path: Path) -> None:
+    """A container of the run's (by its label, as the engine lists it) is a leftover too:
+    here an engine on PATH that lists one for this run's label filter, and none for any
+    other."""
+    run_id = uuid.uuid4().hex
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "summary.json").write_text(json.dumps({"run_id": run_id}))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    engine = bin_dir / "podman"
+    engine.write_text(
+        "#!/bin/sh\n"
+        f'[ "$*" = "ps --all --quiet --filter label=conductor.run-id={run_id}" ] && echo 0a1b2c\n'
+        "exit 0\n"
+    )
+    engine.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), str(logs), "--since", str(time.time() - 60)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"podman container 0a1b2c (run {run_id})" in result.stderr
+
+
+def test_an_engine_that_hangs_fails_the_check_once_not_per_run(tmp_path: Path) -> None:
+    """An engine that does not answer `ps` cannot say the runs left no container: named,
+    exit 1, and asked nothing more. Before: each of the runs waited out the deadline (60 s
+    apiece), then 'leftovers: none', exit 0."""
+    logs = tmp_path / "logs"
+    for name in ("run-1", "run-2", "run-3"):
+        (logs / name).mkdir(parents=True)
+        (logs / name / "summary.json").write_text(json.dumps({"run_id": uuid.uuid4().hex}))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    engine = bin_dir / "podman"
+    engine.write_text("#!/bin/sh\nexec sleep 30\n")
+    engine.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    began = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), str(logs), "--since", "0", "--engine-seconds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert time.monotonic() - began < 10
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.count("podman did not answer `ps` in 1 s") == 1, result.stderr
