@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import typing
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -97,22 +99,51 @@ def bystander() -> Iterator[Callable[..., psutil.Popen]]:
             proc.stdout.close()
 
 
-def _image(recipe: images.Recipe) -> str:
-    """The tests' image for `recipe`, built here once per machine; without an engine
-    that can run it, the test skips in the missing-program wording (under CI, where
-    .ci/run sets the machine up, it fails instead)."""
+def _unavailable(exc: images.Unavailable) -> None:
+    """Without an engine that can run the tests' images, a test skips in the
+    missing-program wording; under CI, where .ci/run sets the machine up, it fails."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{exc} (under CI the machine setup in .ci/run provides it)")
+    pytest.skip(str(exc))
+
+
+def _image(recipe: images.Recipe, engine: images.TestEngine = images.PODMAN) -> str:
+    """The tests' image for `recipe` on `engine`, built here once per machine."""
     images.use_test_engine()
     try:
-        return images.ensure(recipe)
+        return images.ensure(recipe, engine)
     except images.Unavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc} (under CI the machine setup in .ci/run provides it)")
-        pytest.skip(str(exc))
+        _unavailable(exc)
+        raise
 
 
 @pytest.fixture(scope="session")
-def redis_image() -> str:
-    return _image(images.REDIS)
+def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[images.TestEngine]:
+    """docker for this worker's tests: a daemon that answers, else podman's Docker API
+    standing in (see images.docker_engine), with the tests' images in it."""
+    if shutil.which("docker") is None:  # skipped with the reason, under CI too (issue 20)
+        pytest.skip(images.NEEDS_DOCKER)
+    try:
+        with images.docker_engine(tmp_path_factory.mktemp("docker")) as engine:
+            if engine.env:  # podman's API: its images are podman's own
+                _image(images.REDIS)
+            yield engine
+    except images.Unavailable as exc:
+        _unavailable(exc)
+
+
+@pytest.fixture
+def container_engine(request: pytest.FixtureRequest) -> images.TestEngine:
+    """The engine a container test runs on: podman, or docker where a test is
+    parametrized over both (support.BOTH_ENGINES): one code path for the two."""
+    if getattr(request, "param", "podman") == "docker":
+        return typing.cast(images.TestEngine, request.getfixturevalue("docker"))
+    return images.PODMAN
+
+
+@pytest.fixture
+def redis_image(container_engine: images.TestEngine) -> str:
+    return _image(images.REDIS, container_engine)
 
 
 @pytest.fixture(scope="session")
@@ -121,8 +152,8 @@ def postgres_image() -> str:
 
 
 @pytest.fixture
-def containers() -> Iterator[Containers]:
+def containers(container_engine: images.TestEngine) -> Iterator[Containers]:
     """The containers this test makes, removed at its end (tracked by id and run label)."""
-    tracked = Containers()
+    tracked = Containers(container_engine)
     yield tracked
     tracked.remove_all()

@@ -11,6 +11,11 @@ sessions) that need one image at once build it once: the second waits on a lock 
 The engine runs under the tests' own containers.conf (CONTAINERS_CONF, set by
 `use_test_engine()`), whose `pull_policy = "never"` keeps every run off registries.
 
+The same images serve docker (issue 20 item 6: one code path for both engines). Where a
+Docker daemon answers, they are imported into it from the same cached tar; where none
+does, `docker_engine()` stands podman's Docker-compatible API in for one (`podman system
+service` on a socket of its own), so the real docker client is exercised here too.
+
     python packages/conductor/tests/images.py redis|postgres   builds, prints the image
 """
 
@@ -29,6 +34,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 CONF = Path(__file__).with_name("containers.conf")
 ENGINE = "podman"
@@ -36,6 +42,8 @@ INSTALL = "apt-get install podman runc mmdebstrap"
 # The one wording of a skip for a missing program ("not installed: WHAT (HOW)"),
 # which tests/unit/test_optional.py holds this file to.
 NEEDS_ENGINE = f"not installed: {ENGINE} ({INSTALL})"
+NEEDS_DOCKER = "not installed: docker (its client, with a daemon; or podman to stand in for one)"
+DAEMON_SECONDS = 30.0  # podman's API service: start to its first answer
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 LABEL = "conductor.test-image"  # the recipe's key, on the image
@@ -134,24 +142,45 @@ def use_test_engine() -> None:
     os.environ["CONTAINERS_CONF"] = str(CONF)
 
 
-def problem() -> str | None:
-    """Why the tests' containers cannot run here, or None when they can."""
-    engine = shutil.which(ENGINE)
-    if engine is None:
-        return NEEDS_ENGINE
-    try:
-        info = subprocess.run(
-            [engine, "info", "--format", "{{.Host.OCIRuntime.Name}}"],
-            env=engine_env(),
+@dataclass(frozen=True)
+class TestEngine:
+    """The engine the tests' images go into and their containers run on: its command and
+    what its environment adds (DOCKER_HOST for a stood-in daemon)."""
+
+    __test__ = False  # not a test class, whatever pytest's name rule says
+
+    name: str = ENGINE
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def environ(self) -> dict[str, str]:
+        return {**engine_env(), **self.env}
+
+    def run(self, *args: str, timeout: float = INFO_SECONDS) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.name, *args],
+            env=self.environ(),
             capture_output=True,
             text=True,
-            timeout=INFO_SECONDS,
+            timeout=timeout,
             check=False,
+            stdin=subprocess.DEVNULL,
         )
+
+
+PODMAN = TestEngine()
+
+
+def problem(engine: TestEngine = PODMAN) -> str | None:
+    """Why the tests' containers cannot run on `engine` here, or None when they can."""
+    if shutil.which(engine.name) is None:
+        return NEEDS_ENGINE if engine.name == ENGINE else NEEDS_DOCKER
+    field_ = "{{.Host.OCIRuntime.Name}}" if engine.name == ENGINE else "{{.ServerVersion}}"
+    try:
+        info = engine.run("info", "--format", field_)
     except subprocess.TimeoutExpired:
-        return f"{ENGINE} info did not answer in {INFO_SECONDS:.0f} s"
+        return f"{engine.name} info did not answer in {INFO_SECONDS:.0f} s"
     if info.returncode != 0:
-        return f"{ENGINE} cannot run containers here: {_last_line(info.stderr)}"
+        return f"{engine.name} cannot run containers here: {_last_line(info.stderr)}"
     return None
 
 
@@ -160,41 +189,29 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-def _engine(*args: str, timeout: float = INFO_SECONDS) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [ENGINE, *args],
-        env=engine_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def built_key(image: str) -> str | None:
+def built_key(image: str, engine: TestEngine = PODMAN) -> str | None:
     """The recipe key the engine's copy of `image` was built from, or None if it has none."""
-    found = _engine(
+    found = engine.run(
         "image", "inspect", "--format", f'{{{{index .Config.Labels "{LABEL}"}}}}', image
     )
     key = found.stdout.strip()
     return key if found.returncode == 0 and key and key != "<no value>" else None
 
 
-def ensure(recipe: Recipe) -> str:
+def ensure(recipe: Recipe, engine: TestEngine = PODMAN) -> str:
     """`recipe`'s image in the engine's store (built if it is missing or stale); its name.
 
     Raises Unavailable when the engine or mmdebstrap cannot do it here."""
-    reason = problem()
+    reason = problem(engine)
     if reason is not None:
         raise Unavailable(reason)
-    if built_key(recipe.image) == recipe.key:
+    if built_key(recipe.image, engine) == recipe.key:
         return recipe.image
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder / f"{recipe.name}.lock", BUILD_SECONDS):
-        if built_key(recipe.image) != recipe.key:  # another process may have built it
-            _import(recipe, _rootfs(recipe, folder))
+        if built_key(recipe.image, engine) != recipe.key:  # another process may have built it
+            _import(recipe, _rootfs(recipe, folder), engine)
     return recipe.image
 
 
@@ -266,21 +283,76 @@ def _rootfs(recipe: Recipe, folder: Path) -> Path:
     return tar
 
 
-def _import(recipe: Recipe, tar: Path) -> None:
+def _import(recipe: Recipe, tar: Path, engine: TestEngine) -> None:
     """The tar as `recipe.image`; an earlier build under that tag is removed (when no
-    container still uses it) instead of left as a nameless image."""
-    earlier = _engine("image", "inspect", "--format", "{{.Id}}", recipe.image).stdout.strip()
+    container still uses it) instead of left as a nameless image. `ENGINE import
+    --change` is one command line for podman and docker."""
+
+    def image_id() -> str:
+        return engine.run("image", "inspect", "--format", "{{.Id}}", recipe.image).stdout.strip()
+
+    earlier = image_id()
     changes = [*recipe.changes, f"LABEL {LABEL}={recipe.key}"]
     argv = ["import", *(f"--change={change}" for change in changes), str(tar), recipe.image]
-    made = _engine(*argv, timeout=BUILD_SECONDS)
+    made = engine.run(*argv, timeout=BUILD_SECONDS)
     if made.returncode != 0:
-        raise Unavailable(f"{ENGINE} import failed: {_last_line(made.stderr)}")
-    if (
-        earlier
-        and earlier
-        != _engine("image", "inspect", "--format", "{{.Id}}", recipe.image).stdout.strip()
-    ):
-        _engine("image", "rm", earlier)
+        raise Unavailable(f"{engine.name} import failed: {_last_line(made.stderr)}")
+    if earlier and earlier != image_id():
+        engine.run("image", "rm", earlier)
+
+
+@contextlib.contextmanager
+def docker_engine(folder: Path) -> Iterator[TestEngine]:
+    """docker, for the tests' containers: the Docker daemon that answers here, else
+    podman's Docker-compatible API on a socket in `folder`, served for as long as this
+    is held (its process is this function's own, stopped and reaped at the end).
+
+    Raises Unavailable, saying why, when neither can be had."""
+    real = TestEngine("docker")
+    if shutil.which("docker") is None:
+        raise Unavailable(NEEDS_DOCKER)
+    if problem(real) is None:
+        yield real
+        return
+    reason = problem()
+    if reason is not None:
+        raise Unavailable(f"no Docker daemon answers, and podman cannot stand in: {reason}")
+    socket = folder / "docker.sock"
+    stood_in = TestEngine("docker", MappingProxyType({"DOCKER_HOST": f"unix://{socket}"}))
+    with (folder / "podman-service.log").open("wb") as log:
+        service = subprocess.Popen(
+            [ENGINE, "system", "service", "--time=0", f"unix://{socket}"],
+            env=engine_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _until_it_answers(stood_in, service, folder / "podman-service.log")
+        yield stood_in
+    finally:
+        service.terminate()
+        try:
+            service.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait()
+
+
+def _until_it_answers(engine: TestEngine, service: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait, within DAEMON_SECONDS, for `docker version` to get the service's answer."""
+    deadline = time.monotonic() + DAEMON_SECONDS
+    while time.monotonic() < deadline:
+        if service.poll() is not None:
+            raise Unavailable(f"podman system service exited: {_last_line(log.read_text())}")
+        try:
+            if engine.run("version", "--format", "{{.Server.Version}}", timeout=5).returncode == 0:
+                return
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(0.1)  # the socket is not there yet: only asking again tells
+    raise Unavailable(f"podman's Docker API did not answer in {DAEMON_SECONDS:.0f} s")
 
 
 if __name__ == "__main__":

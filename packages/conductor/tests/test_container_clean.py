@@ -5,24 +5,29 @@ removed; a look-alike name, a forged entry or a live run's container is left alo
 from __future__ import annotations
 
 import json
+import os
+import typing
 import uuid
 from pathlib import Path
 
 import pytest
 
 from conductor import container
+from conductor.config.schema import EngineName
 from conductor.process.ownership import Mark
-from support import Conductor, Containers, write_record
+from support import BOTH_ENGINES, Conductor, Containers, use_engine, write_record
 
 pytestmark = pytest.mark.conductor
 
 
-def dead_runs_record(logs: Path, run_id: str, *refs: str, **extra: object) -> None:
+def dead_runs_record(
+    logs: Path, run_id: str, *refs: str, engine: str = "podman", **extra: object
+) -> None:
     """A record as a conductor killed mid-run leaves it: its containers by name."""
     entries = [
         {
             "service": "cache",
-            "engine": "podman",
+            "engine": engine,
             "container": ref,
             "stop_signal": "SIGTERM",
             "stop_timeout": 5,
@@ -42,8 +47,8 @@ def start_marked(containers: Containers, mark: Mark, image: str) -> str:
         options=("--detach",),
         pull="never",
     )
-    argv = container.run_argv(container.find_engine("podman", {"PATH": "/usr/bin"}), request)
-    return containers.engine(*argv[1:]).stdout.strip()
+    found = container.find_engine(typing.cast(EngineName, containers.on.name), os.environ)
+    return containers.engine(*container.run_argv(found, request)[1:]).stdout.strip()
 
 
 @pytest.fixture
@@ -53,12 +58,15 @@ def run_id(containers: Containers) -> str:
     return found
 
 
+@BOTH_ENGINES
 def test_clean_removes_a_dead_runs_container(
     conductor: Conductor, tmp_path: Path, containers: Containers, redis_image: str, run_id: str
 ) -> None:
+    use_engine(conductor, containers.on)
     logs = tmp_path / "logs"
     made = start_marked(containers, Mark(run_id, str(logs.resolve())), redis_image)
-    dead_runs_record(logs, run_id, container.container_name(Mark(run_id, ""), "cache"))
+    name = container.container_name(Mark(run_id, ""), "cache")
+    dead_runs_record(logs, run_id, name, engine=containers.on.name)
     result = conductor.run("clean", "--logs-dir", "logs")
     assert result.code == 0, result.text
     assert "cache (container conductor-" in result.out, result.out
@@ -67,11 +75,13 @@ def test_clean_removes_a_dead_runs_container(
     assert containers.of_run(run_id) == []
 
 
+@BOTH_ENGINES
 def test_clean_leaves_a_look_alike_and_a_forged_entry_alone(
     conductor: Conductor, tmp_path: Path, containers: Containers, redis_image: str, run_id: str
 ) -> None:
     """A container named as the run would name it, without its labels, and one labelled
     for the same run id but another logs folder: neither is the run's."""
+    use_engine(conductor, containers.on)
     logs = tmp_path / "logs"
     name = container.container_name(Mark(run_id, ""), "cache")
     lookalike = containers.foreign("--name", name, redis_image, "sleep", "600")
@@ -79,7 +89,7 @@ def test_clean_leaves_a_look_alike_and_a_forged_entry_alone(
     elsewhere = containers.foreign(
         *(f"--label={key}={value}" for key, value in labels.items()), redis_image, "sleep", "600"
     )
-    dead_runs_record(logs, run_id, name, elsewhere, "--all")
+    dead_runs_record(logs, run_id, name, elsewhere, "--all", engine=containers.on.name)
     result = conductor.run("clean", "--logs-dir", "logs")
     assert result.code == 0, result.text
     assert "Traceback" not in result.text

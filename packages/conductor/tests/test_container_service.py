@@ -17,11 +17,13 @@ import pytest
 
 import images
 from support import (
+    BOTH_ENGINES,
     PY,
     Conductor,
     Containers,
     gone,
     kill_conductor_and_its_watchdog,
+    use_engine,
     wait_for,
     watchdog_pid,
     write_config,
@@ -57,9 +59,10 @@ def cache(image: str, **more: object) -> dict[str, object]:
 
 
 @pytest.fixture
-def engine_conductor(conductor: Conductor, redis_image: str) -> Conductor:
-    conductor.env["CONTAINERS_CONF"] = str(images.CONF)
-    return conductor
+def engine_conductor(
+    conductor: Conductor, container_engine: images.TestEngine, redis_image: str
+) -> Conductor:
+    return use_engine(conductor, container_engine)
 
 
 def track(containers: Containers, logs: Path) -> str:
@@ -85,6 +88,7 @@ def start_waiting(engine_conductor, tmp_path, redis_image, containers):
     return proc, track(containers, tmp_path / "logs")
 
 
+@BOTH_ENGINES
 def test_a_container_starts_answers_logs_and_is_removed(
     engine_conductor, tmp_path, redis_image, containers
 ):
@@ -109,6 +113,7 @@ def test_a_container_starts_answers_logs_and_is_removed(
     assert "SEEN 0" in result.out  # on no process's command line
     service = json.loads((logs / "summary.json").read_text())["services"]["cache"]
     assert service["image"] == redis_image
+    assert service["engine"] == containers.on.name
     assert len(service["container"]) == 64
     assert service["outcome"] == "stopped"
     assert "Ready to accept connections" in (logs / "cache.log").read_text()
@@ -139,6 +144,7 @@ def test_a_missing_image_names_the_image(engine_conductor, tmp_path, containers)
     assert "localhost/conductor-no-such-image:0" in result.err
 
 
+@BOTH_ENGINES
 def test_a_container_that_dies_while_command_runs_fails_the_run(
     engine_conductor, tmp_path, redis_image, containers
 ):
@@ -158,6 +164,7 @@ def test_a_container_that_dies_while_command_runs_fails_the_run(
     assert containers.of_run(run_id) == []
 
 
+@BOTH_ENGINES
 def test_a_container_that_ignores_its_stop_signal_is_killed_after_stop_timeout(
     engine_conductor, tmp_path, redis_image, containers
 ):
@@ -175,6 +182,7 @@ def test_a_container_that_ignores_its_stop_signal_is_killed_after_stop_timeout(
     assert containers.of_run(run_id) == []
 
 
+@BOTH_ENGINES
 def test_sigkill_of_conductor_the_watchdog_removes_the_container(
     engine_conductor, tmp_path, redis_image, containers
 ):
@@ -194,6 +202,7 @@ def test_sigkill_of_conductor_the_watchdog_removes_the_container(
     wait_for(lambda: gone(watchdog), timeout=15, what="the watchdog to exit")
 
 
+@BOTH_ENGINES
 def test_clean_removes_the_container_of_a_run_whose_watchdog_died_too(
     engine_conductor, tmp_path, redis_image, containers
 ):
@@ -206,6 +215,7 @@ def test_clean_removes_the_container_of_a_run_whose_watchdog_died_too(
     assert containers.of_run(run_id) == []
 
 
+@BOTH_ENGINES
 def test_attach_proves_the_ups_container_by_its_labels(
     engine_conductor, tmp_path, redis_image, containers, up
 ):
@@ -308,6 +318,7 @@ def test_ctrl_c_while_attach_asks_a_hanging_engine_ends_the_run_at_once(
     assert live.alive()
 
 
+@BOTH_ENGINES
 def test_two_runs_at_once_on_auto_ports(engine_conductor, tmp_path, redis_image, containers):
     procs = []
     for name in ("a", "b"):

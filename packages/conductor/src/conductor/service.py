@@ -239,7 +239,7 @@ class ServiceLife:
             stop_signal=spec.stop_signal.name,
             stop_timeout=spec.stop_timeout,
         )
-        self.report.image = spec.image
+        self.report.image, self.report.engine = spec.image, self.engine.name
         self.run.rundir.add_container(
             p.name, self.engine.name, self.request.name, spec.stop_signal, spec.stop_timeout
         )

@@ -58,6 +58,7 @@ class ServiceReport:
     pid: int | None = None
     image: str | None = None  # kind = "container": its image, and its id once it runs
     container: str | None = None
+    engine: str | None = None  # and the engine that runs it: "podman" or "docker"
     status: Status = "not started"
     ready_after_s: float | None = None
     duration_s: float | None = None  # kind = "task": how long it ran

@@ -41,6 +41,7 @@ class ServiceSummary(msgspec.Struct, frozen=True, kw_only=True):
     pid: int | None = None
     image: str | None = None  # kind = "container": its image and the container's id
     container: str | None = None
+    engine: str | None = None  # the engine that ran it: "podman" or "docker"
     host: str | None = None
     port: int | None = None
     url: str | None = None
@@ -98,6 +99,7 @@ def service(report: ServiceReport, began: float) -> ServiceSummary:
         pid=report.pid,
         image=report.image,
         container=report.container,
+        engine=report.engine,
         host=report.host,
         port=report.port,
         url=redact(report.url),
