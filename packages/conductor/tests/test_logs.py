@@ -248,3 +248,21 @@ def test_tail_is_capped_per_line_and_in_total(tmp_path):
     assert all(len(line.encode()) <= 1024 + 8 for line in got.lines)
     assert "\ufffd" not in "".join(got.lines)  # cut between characters, never inside one
     assert logs.tail(tmp_path / "missing.log").lines == []
+
+
+def test_conductor_log_names_command_on_one_line_whatever_its_words_hold(
+    conductor, config, tmp_path
+):
+    """COMMAND's words with a newline, an escape and a space in them: conductor.log's
+    "running" line stays one line, and the words are shown as a shell would take them.
+    Before: `" ".join` wrote the script's newlines into the log, one event over 3 lines."""
+    config({"svc": {"command": fake("tcp", "--port", "{port}"), "port": "auto"}})
+    script = "import sys\nprint('two words', '\x1b[2J')"
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", script)
+    assert result.code == 0, result.text
+    log = (tmp_path / "logs" / "conductor.log").read_text()
+    (line,) = [line for line in log.splitlines() if "all services ready; running" in line]
+    assert "\x1b" not in line
+    assert line.endswith(r"""-c 'import sys\nprint('"'"'two words'"'"', '"'"'\x1b[2J'"'"')'"""), (
+        line
+    )

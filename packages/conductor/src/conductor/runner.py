@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import shlex
 import signal
 import time
 from collections.abc import Callable
@@ -152,7 +153,9 @@ async def run(
             reporter.info(notice)
         cmd = Command(command, env.values, stack.mark, cwd=options.cwd or config.command_cwd)
         command_began = time.monotonic()
-        reporter.info("all services ready; running " + " ".join(map(masking.mask, command)))
+        # as a shell would take the words, on one line whatever they hold (a -c script)
+        shown = printable(shlex.join(map(masking.mask, command)))
+        reporter.info("all services ready; running " + shown)
         await cmd.start()
         try:
             if options.keep_going:
