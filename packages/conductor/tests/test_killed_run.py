@@ -13,6 +13,7 @@ import time
 import psutil
 import pytest
 
+from conductor.rundir.run_record import WATCHDOG_MARGIN, RunDir
 from support import PY, fake, gone, wait_for, watchdog_pid
 
 pytestmark = [
@@ -155,8 +156,9 @@ def _forge_a_dead_run(logs):
 
 def test_clean_never_waits_on_a_lock_that_no_watchdog_holds(conductor, tmp_path, bystander):
     """A forged record (its conductor gone, a stop_timeout of a million seconds) beside a
-    lock that some other process holds: clean says the folder is busy at once instead of
-    waiting out the record's bound (found attacking the wait)."""
+    lock that some other process holds, naming nobody: clean says the folder is busy
+    after the margin at most, instead of waiting out the record's bound (found attacking
+    the wait)."""
     logs = tmp_path / "logs"
     _forge_a_dead_run(logs)
     holder = bystander(
@@ -171,7 +173,28 @@ def test_clean_never_waits_on_a_lock_that_no_watchdog_holds(conductor, tmp_path,
     result = conductor.run("clean", "--logs-dir", "logs", timeout=20)
     assert result.code == 2, result.text
     assert "still in use" in result.err
+    assert result.seconds < 10
     assert holder.is_running()
+
+
+def test_a_lock_caught_between_its_truncate_and_its_pid_gets_the_margin(tmp_path, bystander):
+    """A lock is rewritten by truncating it, then writing the pid (as the watchdog does
+    when it takes over its killed conductor's lock): read in between, it names nobody.
+    With the record's conductor dead, that is still worth the margin. Before: no bound
+    at all, so a clean that read it that instant gave up at once ("a running conductor"),
+    as a loaded CI machine showed in the test below."""
+    logs = tmp_path / "logs"
+    _forge_a_dead_run(logs)
+    bystander(
+        code=(
+            "import fcntl, time\n"
+            f"lock = open({str(logs / '.conductor.lock')!r}, 'w')\n"  # truncated, no pid
+            "fcntl.flock(lock, fcntl.LOCK_EX)\n"
+            "print('up', flush=True)\n"
+            "time.sleep(120)\n"
+        )
+    )
+    assert RunDir(logs).watchdog_bound() == WATCHDOG_MARGIN
 
 
 def test_a_lock_that_names_the_dead_conductor_forever_is_waited_for_briefly(

@@ -399,8 +399,8 @@ class RunDir:
         """How long the watchdog of this folder's run may still work, when the record
         says the run's conductor is gone (so what holds the lock is its watchdog): the
         slowest recorded stop_timeout (at most WATCHDOG_WAIT_LIMIT), plus WATCHDOG_MARGIN.
-        WATCHDOG_MARGIN alone while the lock still names that conductor (its watchdog
-        has yet to say it is there). None when the record names no conductor, or one
+        WATCHDOG_MARGIN alone while the lock still names that conductor or nobody (its
+        watchdog has yet to say it is there). None when the record names no conductor, or one
         that is still alive, or when what holds the lock is not this run's watchdog.
         Asked again on every poll, so it follows the watchdog as it appears. Only a
         hint for how long `clean` waits for the lock: it never makes clean act on
@@ -415,10 +415,12 @@ class RunDir:
         from conductor.rundir import watchdog  # only here: clean, with a busy folder
 
         holder = lockfile.holder(self.lock_path)
-        if holder == pid:
+        if holder == pid or holder is None:
             # The lock still names the killed conductor: its watchdog, which shares that
             # lock, has yet to write its own pid (at once when it wakes; its import may
-            # take a moment). Worth the margin, then clean asks again.
+            # take a moment). Or it names nobody this instant: its holder is between
+            # truncating it and writing its pid, as the watchdog taking it over is. Worth
+            # the margin, then clean asks again.
             return WATCHDOG_MARGIN
         if holder is None or not watchdog.is_watchdog(holder, self.logs_dir, record.run_id):
             return None
