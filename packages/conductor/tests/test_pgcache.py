@@ -371,23 +371,42 @@ def test_a_run_leaves_a_spare_and_the_next_run_takes_it(conductor, config, warm_
     assert not run_folder(log).exists()
 
 
+def plant(path: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put a FIFO, a Unix socket or a character device (/dev/null's) at `path`."""
+    import socket
+    import stat
+
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":  # bound by its relative name: tmp_path may pass 107 bytes
+        monkeypatch.chdir(path.parent)
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(path.name)
+    else:
+        try:
+            os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("making a device needs root (CAP_MKNOD)")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "device"])
 @pytest.mark.parametrize("where", ["entry", "fresh cluster"])
-def test_a_fifo_is_doubted_without_being_opened(tmp_path, where):
+def test_a_fifo_is_doubted_without_being_opened(tmp_path, monkeypatch, where, kind):
     """Opening a FIFO for reading blocks until a writer comes: a FIFO planted in an entry
-    (or in the cluster being stored) hung the run, deaf to SIGINT and SIGTERM."""
+    (or in the cluster being stored) hung the run, deaf to SIGINT and SIGTERM. A socket
+    or a device is no file of a cluster either."""
     if where == "entry":
         entry = stored(tmp_path)
-        fifo = entry / template_cache.DATA / "postgresql.conf"
-        fifo.unlink()
-        os.mkfifo(fifo)
+        odd = entry / template_cache.DATA / "postgresql.conf"
+        plant(odd, kind, monkeypatch)
 
         def act() -> None:
             template_cache.copy_out(entry, tmp_path / "copy", None, threading.Event())
     else:
         made = fake_cluster(tmp_path / "made")
-        fifo = made / "postgresql.conf"
-        fifo.unlink()
-        os.mkfifo(fifo)
+        odd = made / "postgresql.conf"
+        plant(odd, kind, monkeypatch)
 
         def act() -> None:
             template_cache.store(made, tmp_path / "entries", "k1", threading.Event())
@@ -405,8 +424,48 @@ def test_a_fifo_is_doubted_without_being_opened(tmp_path, where):
     worker.start()
     worker.join(timeout=10)
     if worker.is_alive():  # release the blocked open, so the thread ends
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        if kind == "fifo":
+            os.close(os.open(odd, os.O_WRONLY | os.O_NONBLOCK))
         worker.join(timeout=10)
-        pytest.fail("opening the FIFO blocked")
+        pytest.fail(f"opening the {kind} blocked")
     assert isinstance(outcome[0], template_cache.CacheDoubt), outcome
     assert "not a regular file" in str(outcome[0])
+
+
+def test_a_copy_stops_inside_a_big_file_when_cancelled(tmp_path):
+    """SIGINT/SIGTERM act at once during the copy: the copy looks at `cancel` between
+    steps of a file, not only between files (a 1.5 GB file held a SIGTERM for 6 s)."""
+    import time
+
+    entry = stored(tmp_path)
+    big = entry / template_cache.DATA / "base/1/big"
+    size = 1 << 30  # sparse: nothing to write here, but a whole copy writes 1 GiB
+    with open(big, "wb") as out:
+        out.truncate(size)
+    manifest = json.loads((entry / template_cache.MANIFEST).read_text())
+    manifest["files"].append(["base/1/big", size])
+    (entry / template_cache.MANIFEST).write_text(json.dumps(manifest))
+    cancel = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def copy() -> None:
+        try:
+            template_cache.copy_out(entry, tmp_path / "copy", None, cancel)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=copy, daemon=True)
+    worker.start()
+    copied = tmp_path / "copy/base/1/big"
+    deadline = time.monotonic() + 30
+    while not (copied.exists() and copied.stat().st_size > 0) and worker.is_alive():
+        assert time.monotonic() < deadline, "the copy never reached the big file"
+        time.sleep(0.001)
+    cancel.set()
+    asked = time.monotonic()
+    worker.join(timeout=60)
+    took = time.monotonic() - asked
+    assert isinstance(outcome[0], template_cache.Cancelled), outcome
+    assert copied.stat().st_size < size
+    assert took < 2.0, f"the copy went on for {took:.1f}s after it was cancelled"

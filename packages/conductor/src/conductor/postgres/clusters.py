@@ -436,13 +436,18 @@ class Cluster:
                 return f"init file '{written}' failed at line {where}: {message.strip()}"
         return f"an init file failed: {error.strip()}"
 
+    def _wait_for_copy(self) -> None:
+        with self._busy:
+            pass
+
     async def remove(self) -> None:
         """Stop any copy under way, then delete the run's folder (never the cache)."""
         self._cancel.set()
         if self._spare is not None:
             await asyncio.gather(self._spare, return_exceptions=True)
-        with self._busy:  # the copy stops at its next file
-            pass
+        # The copy stops within one step (template_cache.STEP); waited for in a thread,
+        # so the loop goes on stopping the other services meanwhile.
+        await asyncio.to_thread(self._wait_for_copy)
         if self.folder is not None:
             try:
                 ownership.remove_folder(str(self.folder), self.mark)

@@ -103,7 +103,7 @@ def copy_out(
         for name, size in files:
             if cancel.is_set():
                 raise Cancelled
-            _copy_file(source / name, dest / name, size, owner)
+            _copy_file(source / name, dest / name, size, owner, cancel)
         found = (dest / "PG_VERSION").read_text(encoding="ascii", errors="replace").strip()
     except FileNotFoundError as exc:
         raise CacheDoubt(f"{exc.filename} is missing") from None
@@ -134,7 +134,9 @@ def store(data: Path, entries: Path, name: str, cancel: threading.Event) -> bool
             for file in sorted(names):
                 if cancel.is_set():
                     raise Cancelled
-                size = _copy_file(Path(top) / file, staging / DATA / here / file, None, None)
+                size = _copy_file(
+                    Path(top) / file, staging / DATA / here / file, None, None, cancel
+                )
                 files.append([str(here / file), size])
         manifest = {
             "format": FORMAT,
@@ -256,7 +258,13 @@ def _relative(name: object) -> str:
 _NO_WAIT = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
 
 
-def _copy_file(src: Path, dst: Path, size: int | None, owner: tuple[int, int] | None) -> int:
+def _copy_file(
+    src: Path,
+    dst: Path,
+    size: int | None,
+    owner: tuple[int, int] | None,
+    cancel: threading.Event,
+) -> int:
     """Copy one regular file (kernel-side where possible); with `size`, the source must
     have exactly that many bytes. Returns the number of bytes copied. Anything but a
     regular file is refused before it is opened, and opened without blocking: opening a
@@ -277,7 +285,7 @@ def _copy_file(src: Path, dst: Path, size: int | None, owner: tuple[int, int] | 
         try:
             if owner is not None:
                 os.fchown(fout, *owner)
-            copied = _copy_bytes(fin, fout, info.st_size)
+            copied = _copy_bytes(fin, fout, info.st_size, cancel)
         finally:
             os.close(fout)
     finally:
@@ -287,12 +295,21 @@ def _copy_file(src: Path, dst: Path, size: int | None, owner: tuple[int, int] | 
     return copied
 
 
-def _copy_bytes(fin: int, fout: int, size: int) -> int:
+# How much one step of a copy moves before it looks at `cancel` again: a Ctrl-C during
+# the copy of a big file (a cluster with a large table, or one planted in an entry) is
+# answered within one step, not at the end of the file (1.5 GB took 6 s on this disk).
+STEP = 8 << 20
+
+
+def _copy_bytes(fin: int, fout: int, size: int, cancel: threading.Event) -> int:
+    """Copy `size` bytes in steps of STEP; Cancelled as soon as `cancel` is set."""
     done = 0
     if hasattr(os, "copy_file_range"):
         try:
             while done < size:
-                step = os.copy_file_range(fin, fout, size - done)
+                if cancel.is_set():
+                    raise Cancelled
+                step = os.copy_file_range(fin, fout, min(size - done, STEP))
                 if step == 0:
                     return done
                 done += step
@@ -301,6 +318,8 @@ def _copy_bytes(fin: int, fout: int, size: int) -> int:
             if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
                 raise
     while done < size:
+        if cancel.is_set():
+            raise Cancelled
         chunk = os.read(fin, min(size - done, 1 << 20))
         if not chunk:
             break
