@@ -469,3 +469,57 @@ def test_a_copy_stops_inside_a_big_file_when_cancelled(tmp_path):
     assert isinstance(outcome[0], template_cache.Cancelled), outcome
     assert copied.stat().st_size < size
     assert took < 2.0, f"the copy went on for {took:.1f}s after it was cancelled"
+
+
+SPARE_DAMAGE = ["missing PG_VERSION", "emptied file", "fifo", "extra fifo", "missing folder"]
+
+
+def damage_spare(spare_data: Path, damage: str) -> None:
+    """Damage that the spare's marker cannot show: only its entry's manifest can."""
+    if damage == "missing PG_VERSION":
+        (spare_data / "PG_VERSION").unlink()
+    elif damage == "emptied file":  # global/pg_filenode.map; the fake's biggest file
+        victim = spare_data / "global" / "pg_filenode.map"
+        if not victim.exists():
+            victim = max(
+                (p for p in spare_data.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size
+            )
+        os.truncate(victim, 0)
+    elif damage == "fifo":
+        (spare_data / "postgresql.conf").unlink()
+        os.mkfifo(spare_data / "postgresql.conf")
+    elif damage == "extra fifo":
+        os.mkfifo(spare_data / "postgresql.auto.conf.fifo")
+    else:
+        empty = next(
+            p for p in sorted(spare_data.rglob("*")) if p.is_dir() and not any(p.iterdir())
+        )
+        empty.rmdir()
+
+
+@pytest.mark.parametrize("damage", SPARE_DAMAGE)
+def test_a_spare_is_checked_against_its_manifest(tmp_path, damage):
+    entry = stored(tmp_path)
+    assert template_cache.make_spare(entry, None, threading.Event())
+    damage_spare(entry / template_cache.SPARE / template_cache.DATA, damage)
+    with pytest.raises(template_cache.CacheDoubt):
+        template_cache.claim_spare(entry, tmp_path / "run", os.geteuid())
+    assert not (tmp_path / "run").exists()
+    assert sorted(p.name for p in entry.iterdir()) == sorted(
+        [template_cache.DATA, template_cache.MANIFEST]
+    )
+    template_cache.copy_out(entry, tmp_path / "run", None, threading.Event())  # still good
+
+
+@needs_postgres
+@pytest.mark.parametrize("damage", ["missing PG_VERSION", "emptied file"])
+def test_a_damaged_spare_is_not_used(conductor, config, warm_cache, damage):
+    [entry] = entries(warm_cache)
+    assert template_cache.make_spare(entry, clusters._owner(), threading.Event())
+    damage_spare(entry / template_cache.SPARE / template_cache.DATA, damage)
+    result, log = run_db(conductor, config, warm_cache)
+    assert result.code == 0, result.text
+    assert result.out.strip() == "cached"
+    assert "the spare copy" in log, log
+    assert "does not match its manifest" in log, log
+    assert "copied from the cache" in log

@@ -150,8 +150,7 @@ class Cluster:
             name = ""
         if entries is not None:
             self.entry = entries / name
-        uid = (_owner() or (os.geteuid(),))[0]
-        if entries is not None and template_cache.claim_spare(entries / name, self.datadir, uid):
+        if entries is not None and await self._from_spare(entries / name):
             logger.info(
                 "%s: cluster taken from the spare copy in %s in %.3fs",
                 self.service,
@@ -172,6 +171,22 @@ class Cluster:
         logger.info("%s: initdb took %.3fs", self.service, time.monotonic() - began)
         if entries is not None:
             await self._store(entries, name)
+
+    async def _from_spare(self, entry: Path) -> bool:
+        """The spare an earlier run left, taken with one rename and checked against the
+        entry's manifest; a damaged one is dropped and said, and the entry is copied."""
+        uid = (_owner() or (os.geteuid(),))[0]
+        try:
+            return await asyncio.to_thread(template_cache.claim_spare, entry, self.datadir, uid)
+        except template_cache.CacheDoubt as exc:
+            logger.warning(
+                "%s: the spare copy in %s does not match its manifest (%s); it is dropped, "
+                "and this run copies the entry",
+                self.service,
+                entry,
+                exc,
+            )
+            return False
 
     async def _from_cache(self, entry: Path) -> bool:
         if not entry.is_dir():

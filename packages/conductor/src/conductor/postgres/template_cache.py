@@ -30,6 +30,7 @@ import shutil
 import stat
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 FORMAT = 1  # bump whenever what goes into an entry changes (initdb options, layout)
@@ -76,40 +77,92 @@ def key(bindir: Path, *, user: str, database: str, password: str | None) -> str:
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:24]
 
 
+@dataclass(frozen=True)
+class Manifest:
+    """What an entry's manifest lists: every folder and file of its cluster (paths
+    relative to `data/`, never reaching out of it), each file's size, and PG_VERSION."""
+
+    folders: tuple[str, ...]
+    files: tuple[tuple[str, int], ...]
+    pg_version: str
+
+
+def read_manifest(entry: Path) -> Manifest:
+    """The entry's manifest; CacheDoubt when it is missing, unreadable, or another's."""
+    try:
+        manifest = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
+        if manifest.get("format") != FORMAT or manifest.get("key") != entry.name:
+            raise CacheDoubt("its manifest is from another version or entry")
+        return Manifest(
+            folders=tuple(_relative(d) for d in manifest["folders"]),
+            files=tuple((_relative(f), int(size)) for f, size in manifest["files"]),
+            pg_version=str(manifest["pg_version"]),
+        )
+    except CacheDoubt:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CacheDoubt(f"its manifest is missing or unreadable ({exc})") from None
+
+
 def copy_out(
     entry: Path, dest: Path, owner: tuple[int, int] | None, cancel: threading.Event
 ) -> None:
     """Copy the entry's cluster to `dest` (which must not exist), checking every file
     against the manifest; CacheDoubt on any mismatch. `owner` (uid, gid) is set on
     everything copied, for a server that runs as another user."""
-    try:
-        manifest = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
-        if manifest.get("format") != FORMAT or manifest.get("key") != entry.name:
-            raise CacheDoubt("its manifest is from another version or entry")
-        folders = [_relative(d) for d in manifest["folders"]]
-        files = [(_relative(f), int(size)) for f, size in manifest["files"]]
-        pg_version = str(manifest["pg_version"])
-    except CacheDoubt:
-        raise
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CacheDoubt(f"its manifest is missing or unreadable ({exc})") from None
+    manifest = read_manifest(entry)
     source = entry / DATA
     try:
-        for folder in ["", *folders]:
+        for folder in ["", *manifest.folders]:
             target = dest / folder
             os.mkdir(target, 0o700)
             if owner is not None:
                 os.chown(target, *owner)
-        for name, size in files:
+        for name, size in manifest.files:
             if cancel.is_set():
                 raise Cancelled
             _copy_file(source / name, dest / name, size, owner, cancel)
-        found = (dest / "PG_VERSION").read_text(encoding="ascii", errors="replace").strip()
     except FileNotFoundError as exc:
         raise CacheDoubt(f"{exc.filename} is missing") from None
     # Any other OSError is the destination's (a full disk): not the cache's fault.
-    if found != pg_version:
-        raise CacheDoubt(f"PG_VERSION says {found!r}, its manifest {pg_version!r}")
+    _check_pg_version(dest, manifest)
+
+
+def _check_pg_version(data: Path, manifest: Manifest) -> None:
+    try:
+        found = (data / "PG_VERSION").read_text(encoding="ascii", errors="replace").strip()
+    except FileNotFoundError:
+        raise CacheDoubt(f"{data / 'PG_VERSION'} is missing") from None
+    if found != manifest.pg_version:
+        raise CacheDoubt(f"PG_VERSION says {found!r}, its manifest {manifest.pg_version!r}")
+
+
+def check_against(data: Path, manifest: Manifest) -> None:
+    """CacheDoubt unless `data` holds exactly the manifest's folders and files, as real
+    folders and regular files of the listed sizes: lstat only, nothing is opened (a
+    spare is used as it lies, so a FIFO in it would block the server that opens it)."""
+    folders = set(manifest.folders)
+    files = dict(manifest.files)
+    seen_folders: set[str] = set()
+    seen_files: set[str] = set()
+    pending = [""]
+    while pending:
+        here = pending.pop()
+        with os.scandir(os.path.join(data, here)) as found:
+            for item in found:
+                relative = os.path.join(here, item.name)
+                info = item.stat(follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode) and relative in folders:
+                    seen_folders.add(relative)
+                    pending.append(relative)
+                elif stat.S_ISREG(info.st_mode) and files.get(relative) == info.st_size:
+                    seen_files.add(relative)
+                else:
+                    raise CacheDoubt(f"{relative} is not what its manifest lists")
+    missing = sorted((folders - seen_folders) | (files.keys() - seen_files))
+    if missing:
+        raise CacheDoubt(f"{missing[0]} is missing")
+    _check_pg_version(data, manifest)
 
 
 def store(data: Path, entries: Path, name: str, cancel: threading.Event) -> bool:
@@ -160,9 +213,11 @@ def store(data: Path, entries: Path, name: str, cancel: threading.Event) -> bool
 
 
 def claim_spare(entry: Path, dest: Path, owner_uid: int) -> bool:
-    """Move the entry's spare cluster to `dest` (which must not exist) with one rename.
-    False when there is none, it is not complete or not owned by `owner_uid` (then it
-    is dropped), or another run took it first."""
+    """Move the entry's spare cluster to `dest` (which must not exist) with one rename,
+    then check it against the entry's manifest. False when there is none, it is not
+    complete or not owned by `owner_uid` (then it is dropped), or another run took it
+    first; CacheDoubt (and nothing left at `dest`) when it does not match the manifest.
+    Checked after the rename, at `dest`, so no other run changes it meanwhile."""
     spare = entry / SPARE
     if not spare.exists():
         return False
@@ -184,6 +239,14 @@ def claim_spare(entry: Path, dest: Path, owner_uid: int) -> bool:
         except OSError:
             pass  # another run took it
     _drop_spare(spare)  # the empty shell, or a spare that cannot be used
+    if taken:
+        try:
+            check_against(dest, read_manifest(entry))
+        except (CacheDoubt, OSError) as exc:
+            shutil.rmtree(dest, ignore_errors=True)
+            if isinstance(exc, CacheDoubt):
+                raise
+            raise CacheDoubt(f"it cannot be examined ({exc})") from None
     return taken
 
 
