@@ -523,3 +523,50 @@ def test_a_damaged_spare_is_not_used(conductor, config, warm_cache, damage):
     assert "the spare copy" in log, log
     assert "does not match its manifest" in log, log
     assert "copied from the cache" in log
+
+
+def zero_file(path: Path) -> None:
+    """Overwrite a file with zeros of its own size: damage no size check can see."""
+    path.write_bytes(bytes(path.stat().st_size))
+
+
+@needs_postgres
+@pytest.mark.parametrize(
+    "damage", ["unreadable cache", "zeroed map in the entry", "zeroed map in the spare"]
+)
+def test_a_cached_cluster_that_fails_before_ready_falls_back_to_initdb(
+    conductor, config, warm_cache, damage
+):
+    """Damage of the same size passes every check of the files; the server fails on
+    it (or, as root, on a `chmod -R 000` cache it runs as `postgres`). That run falls
+    back once to initdb and replaces the entry, and the next one starts from it."""
+    [entry] = entries(warm_cache)
+    if damage == "zeroed map in the entry":
+        zero_file(entry / template_cache.DATA / "global" / "pg_filenode.map")
+    else:
+        assert template_cache.make_spare(entry, clusters._owner(), threading.Event())
+        if damage == "zeroed map in the spare":
+            spare = entry / template_cache.SPARE / template_cache.DATA
+            zero_file(spare / "global" / "pg_filenode.map")
+        else:
+            if os.geteuid() != 0:
+                pytest.skip("as another user, an unreadable cache is not read at all")
+            for top, dirs, files in os.walk(warm_cache):
+                for name in dirs + files:
+                    os.chmod(os.path.join(top, name), 0)
+    before = (entry / template_cache.MANIFEST).stat().st_ino
+    result, log = run_db(conductor, config, warm_cache)
+    assert result.code == 0, result.text
+    assert result.out.strip() == "cached"
+    said = "falling back, once, to a fresh initdb, which replaces the cache entry"
+    assert said in log
+    assert said in (conductor.cwd / "logs" / "db.log").read_text()
+    assert "initdb took" in log
+    assert "cached the cluster in" in log
+    [rebuilt] = entries(warm_cache)
+    assert (rebuilt / template_cache.MANIFEST).stat().st_ino != before
+    again, log = run_db(conductor, config, warm_cache)
+    assert again.code == 0, again.text
+    assert again.out.strip() == "cached"
+    assert from_cache(log)
+    assert "falling back" not in log

@@ -280,3 +280,76 @@ def test_a_socket_path_too_long_for_the_os_says_to_shorten_tmpdir(conductor, con
     assert "service 'db'" in lines[0]
     assert "shorten TMPDIR" in lines[0]
     assert "Traceback" not in result.text
+
+
+@needs_postgres
+def test_a_server_without_a_unix_socket_is_ready_without_the_handshake(conductor, config):
+    """Readiness completes a startup handshake over the run's Unix socket; a setting
+    that leaves no socket there (TCP only) must not make the wait for it endless."""
+    psql = find_bindir() / "psql"  # type: ignore[operator]
+    config(
+        {
+            "db": {
+                "kind": "postgres",
+                "ready_timeout": 20,
+                "settings": {"unix_socket_directories": ""},
+            }
+        }
+    )
+    result = conductor.run(
+        "run",
+        "--config",
+        "conductor.toml",
+        "--",
+        "sh",
+        "-c",
+        f'"{psql}" --no-psqlrc -At -d "$DB_URL" -c "select 1"',
+    )
+    assert result.code == 0, result.text
+    assert result.out.strip() == "1"
+    log = (conductor.cwd / "logs" / "conductor.log").read_text()
+    assert "ready without a connection" in log
+
+
+def test_the_handshake_asks_again_while_the_server_cannot_take_connections(tmp_path, monkeypatch):
+    """A fake server: 57P03 (starting up) is asked again, ReadyForQuery proves, any
+    other error is Refused with its SQLSTATE and message; no socket is False."""
+    import asyncio
+    import struct
+
+    from conductor.postgres import handshake
+
+    monkeypatch.chdir(tmp_path)  # a relative socket name: tmp_path may pass 107 bytes
+    answers = [
+        (b"E", b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0"),
+        (b"R", bytes(4)),
+        (b"Z", b"I"),
+        (b"E", b"SFATAL\0VFATAL\0CXX000\0Mrelation mapping file is bad\0\0"),
+    ]
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        (length,) = struct.unpack("!i", await reader.readexactly(4))
+        seen.append(await reader.readexactly(length - 4))
+        kind, payload = answers.pop(0)
+        writer.write(kind + struct.pack("!i", len(payload) + 4) + payload)
+        if kind == b"R":
+            kind, payload = answers.pop(0)
+            writer.write(kind + struct.pack("!i", len(payload) + 4) + payload)
+        await writer.drain()
+        await reader.read()  # Terminate, or the client's close
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_unix_server(serve, "s")
+        async with server:
+            assert await handshake.prove(Path("s"), "app", "appdb") is True
+            with pytest.raises(handshake.Refused) as refused:
+                await handshake.prove(Path("s"), "app", "appdb")
+        assert refused.value.code == "XX000"
+        assert refused.value.message == "FATAL:  relation mapping file is bad"
+        assert await handshake.prove(Path("nothing-here"), "app", "appdb") is False
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+    assert len(seen) == 3
+    assert seen[0][4:] == b"user\0app\0database\0appdb\0application_name\0conductor\0\0"

@@ -23,7 +23,7 @@ from typing import TypeVar
 from conductor.errors import ServiceFailed
 from conductor.files import masking
 from conductor.files.logs import logger
-from conductor.postgres import template_cache
+from conductor.postgres import handshake, template_cache
 from conductor.process import ownership, portable, reaper
 
 T = TypeVar("T")
@@ -111,6 +111,7 @@ class Cluster:
         self.mark = mark
         self.folder: Path | None = None
         self.entry: Path | None = None  # its cache entry
+        self.from_cache = False  # data/ is the entry's copy or its spare, not initdb's
         self._cancel = threading.Event()
         self._busy = threading.Lock()
         self._spare: asyncio.Future[None] | None = None
@@ -150,27 +151,60 @@ class Cluster:
             name = ""
         if entries is not None:
             self.entry = entries / name
-        if entries is not None and await self._from_spare(entries / name):
-            logger.info(
-                "%s: cluster taken from the spare copy in %s in %.3fs",
-                self.service,
-                entries / name,
-                time.monotonic() - began,
-            )
-            return
-        if entries is not None and await self._from_cache(entries / name):
-            logger.info(
-                "%s: cluster copied from the cache %s in %.3fs",
-                self.service,
-                entries / name,
-                time.monotonic() - began,
-            )
-            return
+            if await self._from_spare(self.entry):
+                self.from_cache = True
+                logger.info(
+                    "%s: cluster taken from the spare copy in %s in %.3fs",
+                    self.service,
+                    self.entry,
+                    time.monotonic() - began,
+                )
+                return
+            if await self._from_cache(self.entry):
+                self.from_cache = True
+                logger.info(
+                    "%s: cluster copied from the cache %s in %.3fs",
+                    self.service,
+                    self.entry,
+                    time.monotonic() - began,
+                )
+                return
+        await self._fresh(log_fd, env)
+
+    async def _fresh(self, log_fd: int, env: dict[str, str]) -> None:
+        """initdb plus the database, stored in the cache as its entry."""
+        began = time.monotonic()
         await self._initdb(log_fd, env)
         await self._create_database(log_fd, env)
         logger.info("%s: initdb took %.3fs", self.service, time.monotonic() - began)
-        if entries is not None:
-            await self._store(entries, name)
+        if self.entry is not None:
+            await self._store(self.entry.parent, self.entry.name)
+
+    async def refill(self, log_fd: int, env: dict[str, str]) -> None:
+        """The fallback, once, for a cluster from the cache whose server failed before it
+        was ready (stopped by now): its entry is dropped (the spare with it), and data/
+        is made anew by initdb and stored as the entry's replacement."""
+        self.from_cache = False
+        if self.entry is not None:
+            await asyncio.to_thread(template_cache.discard, self.entry)
+        await asyncio.to_thread(shutil.rmtree, self.datadir, True)
+        await self._fresh(log_fd, env)
+
+    async def prove(self) -> bool:
+        """Wait until the service's database opens over the run's Unix socket (ServiceFailed
+        when the server refuses it); False when the socket is not there to prove
+        through (a `unix_socket_directories` setting moved it)."""
+        assert self.folder is not None
+        path = handshake.socket_path(self.socket_dir, self.port)
+        try:
+            return await handshake.prove(path, self.user, self.database)
+        except handshake.Refused as exc:
+            said = masking.mask(exc.message)  # the server's words are data
+            raise ServiceFailed(
+                self.service,
+                f"refused a connection to its database before it was ready: {said} "
+                f"(SQLSTATE {exc.code})",
+            ) from None
 
     async def _from_spare(self, entry: Path) -> bool:
         """The spare an earlier run left, taken with one rename and checked against the
