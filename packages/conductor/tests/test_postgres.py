@@ -353,3 +353,38 @@ def test_the_handshake_asks_again_while_the_server_cannot_take_connections(tmp_p
     asyncio.run(asyncio.wait_for(main(), 20))
     assert len(seen) == 3
     assert seen[0][4:] == b"user\0app\0database\0appdb\0application_name\0conductor\0\0"
+
+
+@needs_postgres
+def test_psql_output_of_init_goes_to_the_log_as_it_comes(conductor, config, tmp_path):
+    """An init file that prints 100 MB of NOTICEs: they reach db.log, and conductor's
+    peak memory (VmHWM of COMMAND's parent, conductor itself) stays far below them
+    (buffered, 200 MB took conductor to 444 MB)."""
+    notices = 100_000  # of 1000 characters each
+    init = sql_files(
+        tmp_path,
+        loud=f"do $$ begin for i in 1..{notices} loop "
+        "raise notice '%', repeat('x', 1000); end loop; end $$;\n",
+    )
+    config({"db": {"kind": "postgres", "init": init}})
+    peak = "grep VmHWM /proc/$PPID/status; tr '\\0' ' ' < /proc/$PPID/cmdline"
+    result = conductor.run("run", "--config", "conductor.toml", "--", "sh", "-c", peak)
+    assert result.code == 0, result.text
+    assert "-m conductor run" in result.out  # the parent read is conductor
+    kib = int(re.search(r"VmHWM:\s+(\d+) kB", result.out).group(1))  # type: ignore[union-attr]
+    log = tmp_path / "logs" / "db.log"
+    assert log.stat().st_size > notices * 1000
+    assert kib < 80 * 1024, f"conductor peaked at {kib // 1024} MiB"
+
+
+@needs_postgres
+def test_init_ends_when_psql_exits(conductor, config, tmp_path):
+    r"""A `\!` child that outlives psql and keeps its stderr open: init is over when
+    psql exits, not when that child lets go (it was blamed on the db after 15 s)."""
+    child = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(60)"
+    init = sql_files(tmp_path, child=f"\\! {PY} -c '{child}' &\nselect 1;\n")
+    config({"db": {"kind": "postgres", "init": init, "ready_timeout": 30}})
+    result = conductor.run("run", "--config", "conductor.toml", "--", "true")
+    assert result.code == 0, result.text
+    assert result.seconds < 20, result.text
+    assert "ran 1 init file(s)" in (tmp_path / "logs" / "conductor.log").read_text()

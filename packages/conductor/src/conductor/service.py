@@ -152,7 +152,7 @@ class ServiceLife:
             if self.cluster is not None:
                 await self._within(
                     deadline,
-                    self.cluster.finish_start(self._log_fd(), env),
+                    self.cluster.finish_start(self._log_fd(), env, p.log_path),
                     f"init files did not finish within {p.spec.ready_timeout:g}s",
                 )
         except BaseException:

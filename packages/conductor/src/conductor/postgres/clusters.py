@@ -22,11 +22,13 @@ from typing import TypeVar
 
 from conductor.errors import ServiceFailed
 from conductor.files import masking
-from conductor.files.logs import logger
+from conductor.files.logs import logger, tail
 from conductor.postgres import handshake, template_cache
 from conductor.process import ownership, portable, reaper
 
 T = TypeVar("T")
+
+INIT_TAIL_LINES = 30  # of the service's log, read back for psql's error when init fails
 
 
 @dataclass(frozen=True)
@@ -398,10 +400,11 @@ class Cluster:
         if code != 0:
             raise ServiceFailed(self.service, f"could not run {name} (status {code}); see its log")
 
-    async def finish_start(self, log_fd: int, env: dict[str, str]) -> None:
-        """Once the server is up: the init files, then (in the background, for the next
-        run) a spare copy of the cache entry."""
-        await self._run_init(log_fd, env)
+    async def finish_start(self, log_fd: int, env: dict[str, str], log_path: Path) -> None:
+        """Once the server is up: the init files (psql writing to the service's log,
+        `log_fd`, which is `log_path`), then (in the background, for the next run) a
+        spare copy of the cache entry."""
+        await self._run_init(log_fd, env, log_path)
         if self.entry is not None and self.folder is not None and self._spare is None:
             try:
                 same_disk = os.stat(self.entry).st_dev == os.stat(self.folder.parent).st_dev
@@ -427,10 +430,15 @@ class Cluster:
                 time.monotonic() - began,
             )
 
-    async def _run_init(self, log_fd: int, env: dict[str, str]) -> None:
+    async def _run_init(self, log_fd: int, env: dict[str, str], log_path: Path) -> None:
         """The `init` SQL files, in order, as `user` on `database`, over the Unix socket,
         in one psql session that stops at the first error. A failure names the file
-        and quotes the server's error line."""
+        and quotes the server's error line.
+
+        psql writes straight into the service's log, as the server does: what it
+        prints (200 MB of NOTICEs, say) is never held in conductor's memory, and init
+        is over when psql exits, whoever else holds its output open (a `\\!` child).
+        Its error is read back from the log's end."""
         if not self.setup.init:
             return
         began = time.monotonic()
@@ -452,19 +460,18 @@ class Cluster:
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log_fd,
-            stderr=asyncio.subprocess.PIPE,
+            stderr=log_fd,
             env={k: v for k, v in env.items() if not k.startswith("PG")},
         )
         try:
-            _, err = await proc.communicate()
+            code = await proc.wait()
         finally:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-        os.write(log_fd, err)  # the service's log keeps psql's messages too
-        if proc.returncode != 0:
-            said = masking.mask(err.decode(errors="replace"))  # psql's words are data
-            raise ServiceFailed(self.service, self._init_failure(said))
+        if code != 0:
+            said = tail(log_path, INIT_TAIL_LINES).lines  # masked: psql's words are data
+            raise ServiceFailed(self.service, self._init_failure(said, code))
         logger.info(
             "%s: ran %d init file(s) in %.3fs",
             self.service,
@@ -472,12 +479,15 @@ class Cluster:
             time.monotonic() - began,
         )
 
-    def _init_failure(self, stderr: str) -> str:
+    def _init_failure(self, said: list[str], code: int) -> str:
         """`init file 'db/schema.sql' failed: ERROR: ...`, from psql's
-        `psql:/abs/db/schema.sql:3: ERROR:  ...` (the file as the config names it)."""
-        lines = [line for line in stderr.splitlines() if line.strip()]
+        `psql:/abs/db/schema.sql:3: ERROR:  ...` (the file as the config names it). Only
+        psql's lines count: the server logs the same error, in its own words, before."""
+        lines = [line for line in said if line.startswith("psql:")]
         error = next((ln for ln in lines if "ERROR:" in ln or "FATAL:" in ln), None)
-        error = error or (lines[-1] if lines else "psql failed without a message")
+        error = error or (lines[-1] if lines else None)
+        if error is None:
+            return f"an init file failed: psql exited with status {code}; see its log"
         for written, path in self.setup.init:
             prefix = f"psql:{path}:"
             if error.startswith(prefix):
