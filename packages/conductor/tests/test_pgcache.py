@@ -570,3 +570,133 @@ def test_a_cached_cluster_that_fails_before_ready_falls_back_to_initdb(
     assert again.out.strip() == "cached"
     assert from_cache(log)
     assert "falling back" not in log
+
+
+def test_the_cache_keeps_its_bound_dropping_the_least_recently_used(tmp_path):
+    entries = tmp_path / "entries"
+    made = fake_cluster(tmp_path / "made")
+    for i in range(1, 6):
+        assert template_cache.store(made, entries, f"k{i}", threading.Event(), limit=5)
+        os.utime(entries / f"k{i}", (1000.0 * i, 1000.0 * i))  # k1 the least recent
+    (entries / "mine").mkdir()  # not conductor's: neither counted nor dropped
+    (tmp_path / "outside" / "data").mkdir(parents=True)
+    (tmp_path / "outside" / template_cache.MANIFEST).write_text('{"key": "linked"}')
+    (entries / "linked").symlink_to(tmp_path / "outside")
+    template_cache.copy_out(entries / "k1", tmp_path / "copy", None, threading.Event())
+    assert template_cache.store(made, entries, "k6", threading.Event(), limit=5)
+    assert sorted(p.name for p in entries.iterdir()) == [
+        "k1",
+        "k3",
+        "k4",
+        "k5",
+        "k6",
+        "linked",
+        "mine",
+    ]  # k2 went: k1 was used since
+    assert template_cache.store(made, entries, "k7", threading.Event(), limit=2)
+    assert sorted(p.name for p in entries.iterdir()) == ["k6", "k7", "linked", "mine"]
+    assert (tmp_path / "outside" / template_cache.MANIFEST).exists()
+
+
+def test_the_bound_comes_from_the_environment():
+    assert template_cache.bound({}) == template_cache.ENTRIES == 5
+    assert template_cache.bound({"CONDUCTOR_PG_CACHE_ENTRIES": "12"}) == 12
+    for bad in ("0", "-1", "five", "2.5", "\u0663"):
+        with pytest.raises(ValueError, match="CONDUCTOR_PG_CACHE_ENTRIES=") as info:
+            template_cache.bound({"CONDUCTOR_PG_CACHE_ENTRIES": bad})
+        assert "\n" not in str(info.value)
+
+
+@needs_postgres
+def test_a_bad_cache_bound_is_one_line_and_exit_2(conductor, config):
+    config({"db": {"kind": "postgres"}})
+    conductor.env["CONDUCTOR_PG_CACHE_ENTRIES"] = "none"
+    result = conductor.run("check", "--config", "conductor.toml")
+    assert result.code == 2, result.text
+    [line] = result.err.strip().splitlines()
+    assert "service 'db'" in line
+    assert "CONDUCTOR_PG_CACHE_ENTRIES='none' is not a whole number" in line
+
+
+@needs_postgres
+def test_a_run_keeps_the_cache_within_its_bound(conductor, config, tmp_path):
+    cache = tmp_path / "cache"
+    conductor.env["XDG_CACHE_HOME"] = str(cache)
+    conductor.env["CONDUCTOR_PG_CACHE_ENTRIES"] = "1"
+    for database in ("first", "second"):
+        config({"db": {"kind": "postgres", "database": database}})
+        result = conductor.run("run", "--config", "conductor.toml", "--", "true")
+        assert result.code == 0, result.text
+    [entry] = entries(cache)
+    manifest = json.loads((entry / template_cache.MANIFEST).read_text())
+    assert manifest["key"] == template_cache.key(
+        find_bindir(),  # type: ignore[arg-type]
+        user="postgres",
+        database="second",
+        password=None,
+    )
+
+
+def fill_cache(cache: Path) -> Path:
+    """A cache folder with two entries of conductor's and what conductor did not make."""
+    import time
+
+    entries = cache / "conductor" / "postgres"
+    made = fake_cluster(cache.parent / "made")
+    for name in ("k1", "k2"):
+        assert template_cache.store(made, entries, name, threading.Event())
+    (entries / "mine").mkdir()
+    (entries / "mine" / "keep.txt").write_text("mine")
+    (entries / "other-key").mkdir()  # a manifest that names another folder
+    (entries / "other-key" / template_cache.MANIFEST).write_text('{"key": "k1"}')
+    outside = cache.parent / "outside"
+    outside.mkdir()
+    (outside / template_cache.MANIFEST).write_text('{"key": "linked"}')
+    (entries / "linked").symlink_to(outside)
+    (entries / ".build-live").mkdir()  # a live run's entry being built
+    (entries / ".build-dead").mkdir()  # a killed run's, an hour old
+    old = time.time() - template_cache.STALE_AFTER - 60
+    os.utime(entries / ".build-dead", (old, old))
+    return entries
+
+
+def test_clean_cache_empties_only_what_conductor_made(conductor, tmp_path):
+    cache = tmp_path / "cache"
+    entries = fill_cache(cache)
+    conductor.env["XDG_CACHE_HOME"] = str(cache)
+    result = conductor.run("clean", "--cache")  # no configuration needed
+    assert result.code == 0, result.text
+    assert result.out.splitlines() == [
+        f"removed cache entry {entries / 'k1'}",
+        f"removed cache entry {entries / 'k2'}",
+    ]
+    assert sorted(p.name for p in entries.iterdir()) == [
+        ".build-live",
+        "linked",
+        "mine",
+        "other-key",
+    ]
+    assert (entries / "mine" / "keep.txt").read_text() == "mine"
+    assert (tmp_path / "outside" / template_cache.MANIFEST).exists()
+    [line] = result.err.strip().splitlines()
+    assert line.startswith("conductor: warning: left alone in the cache: ")
+    for name in (".build-live", "linked", "mine", "other-key"):
+        assert str(entries / name) in line
+    again = conductor.run("clean", "--cache")
+    assert again.code == 0, again.text
+    assert again.out.strip() == f"no cache entry to remove in {entries}"
+
+
+def test_clean_cache_never_goes_through_a_link(conductor, tmp_path):
+    real = tmp_path / "real"
+    fill_cache(real)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "conductor").symlink_to(real / "conductor")
+    conductor.env["XDG_CACHE_HOME"] = str(cache)
+    result = conductor.run("clean", "--cache")
+    assert result.code == 0, result.text
+    assert (real / "conductor" / "postgres" / "k1" / template_cache.MANIFEST).exists()
+    [line] = result.err.strip().splitlines()
+    assert f"{cache / 'conductor'} is a link: conductor did not make it" in line
+    assert "Traceback" not in result.text

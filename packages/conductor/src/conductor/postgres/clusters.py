@@ -42,6 +42,7 @@ class Setup:
     database: str
     init: tuple[tuple[str, Path], ...] = ()  # (as written, absolute path)
     settings: tuple[tuple[str, str], ...] = ()
+    cache_entries: int = template_cache.ENTRIES  # the template cache's bound
 
 
 def plan_folder() -> Path:
@@ -256,7 +257,7 @@ class Cluster:
     async def _store(self, entries: Path, name: str) -> None:
         began = time.monotonic()
         try:
-            stored = await self._in_thread(template_cache.store, self.datadir, entries, name)
+            stored = await self._in_thread(self._store_entry, self.datadir, entries, name)
         except (OSError, template_cache.CacheDoubt) as exc:
             logger.warning("%s: could not cache the cluster in %s: %s", self.service, entries, exc)
             return
@@ -268,6 +269,9 @@ class Cluster:
             else f"another run cached the same cluster in {entries / name} first",
             time.monotonic() - began,
         )
+
+    def _store_entry(self, data: Path, entries: Path, name: str, cancel: threading.Event) -> bool:
+        return template_cache.store(data, entries, name, cancel, limit=self.setup.cache_entries)
 
     async def _in_thread(self, work: Callable[..., T], *args: object) -> T:
         """Copy in a worker thread, so the loop keeps serving the other services; the

@@ -18,10 +18,17 @@ the background, to `<entry>/spare/`, and the next run takes that copy with one r
 instead of copying. A spare is made only where that rename can work (the cache and the
 temp dir on one file system), is complete when its marker is there (written last), and
 is taken by one run only (the rename is atomic); without one, a run copies.
+
+The cache holds at most ENTRIES entries ($CONDUCTOR_PG_CACHE_ENTRIES), each ~40 MB and
+one per server version, user, database and password: storing one more drops the least
+recently used (every copy and spare taken touches its entry). Only folders carrying
+conductor's manifest count as entries, are ever dropped, or are emptied by
+`conductor clean --cache`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -30,8 +37,10 @@ import shutil
 import stat
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from conductor.process import ownership
 
 FORMAT = 1  # bump whenever what goes into an entry changes (initdb options, layout)
 MANIFEST = "conductor-cache.json"
@@ -39,6 +48,8 @@ DATA = "data"
 SPARE = "spare"
 SPARE_MARKER = "conductor-spare.json"
 STALE_AFTER = 3600.0  # seconds after which a staging folder is a dead run's
+ENTRIES = 5  # entries kept (one per binaries, user, database and password), LRU first out
+ENTRIES_ENV = "CONDUCTOR_PG_CACHE_ENTRIES"  # how many, instead of ENTRIES
 
 
 class CacheDoubt(Exception):
@@ -60,6 +71,24 @@ def root(environ: Mapping[str, str] | None = None) -> Path | None:
         except RuntimeError:
             return None
     return Path(base) / "conductor" / "postgres"
+
+
+def bound(environ: Mapping[str, str] | None = None) -> int:
+    """How many entries the cache keeps: $CONDUCTOR_PG_CACHE_ENTRIES, else ENTRIES; read
+    from conductor's own environment, as the cache's place is (root). ValueError, in
+    one line naming the variable, for anything but a whole number of at least 1
+    (checked when the plan is made, so a run never starts on a typo)."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(ENTRIES_ENV, "")
+    if value == "":
+        return ENTRIES
+    if not value.isascii() or not value.isdigit() or int(value) < 1:
+        raise ValueError(
+            f"{ENTRIES_ENV}={value!r} is not a whole number of at least 1 (how many "
+            f"PostgreSQL template cache entries to keep; default {ENTRIES}); set one, "
+            "or unset it"
+        )
+    return int(value)
 
 
 def key(bindir: Path, *, user: str, database: str, password: str | None) -> str:
@@ -126,6 +155,7 @@ def copy_out(
         raise CacheDoubt(f"{exc.filename} is missing") from None
     # Any other OSError is the destination's (a full disk): not the cache's fault.
     _check_pg_version(dest, manifest)
+    _used(entry)
 
 
 def _check_pg_version(data: Path, manifest: Manifest) -> None:
@@ -165,9 +195,12 @@ def check_against(data: Path, manifest: Manifest) -> None:
     _check_pg_version(data, manifest)
 
 
-def store(data: Path, entries: Path, name: str, cancel: threading.Event) -> bool:
-    """Make `entries/name` a copy of the fresh cluster in `data`. False when another run
-    stored the same entry first (theirs is kept: it is the same cluster)."""
+def store(
+    data: Path, entries: Path, name: str, cancel: threading.Event, *, limit: int = ENTRIES
+) -> bool:
+    """Make `entries/name` a copy of the fresh cluster in `data`, then drop the least
+    recently used entries beyond `limit`. False when another run stored the same entry
+    first (theirs is kept: it is the same cluster)."""
     import tempfile
 
     entries.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -207,9 +240,123 @@ def store(data: Path, entries: Path, name: str, cancel: threading.Event) -> bool
                 return False
             raise
         _drop_stale(entries)
+        evict(entries, name, limit)
         return True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def ours(folder: Path) -> bool:
+    """An entry conductor made: a real folder (not a link) whose manifest, a regular
+    file, names it. Nothing else in the cache folder is ever dropped or emptied."""
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return False
+        manifest = folder / MANIFEST
+        if not stat.S_ISREG(os.lstat(manifest).st_mode):
+            return False
+        return bool(json.loads(manifest.read_text(encoding="utf-8")).get("key") == folder.name)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _used(entry: Path) -> None:
+    """Mark the entry used now: its folder's time orders eviction (least recent first)."""
+    with contextlib.suppress(OSError):
+        os.utime(entry)
+
+
+def evict(entries: Path, keep: str, limit: int) -> list[str]:
+    """Drop conductor's entries beyond `limit`, least recently used first, never `keep`
+    (the one just stored); the names dropped. A run copying from one that goes finds
+    it missing, doubts it and runs initdb: the bound costs time, never a run."""
+    found: list[tuple[float, Path]] = []
+    for folder in entries.iterdir():
+        if folder.name.startswith(".") or folder.name == keep or not ours(folder):
+            continue
+        with contextlib.suppress(OSError):
+            found.append((os.lstat(folder).st_mtime, folder))
+    found.sort(reverse=True)
+    dropped = []
+    for _, folder in found[max(limit - 1, 0) :]:
+        discard(folder)
+        dropped.append(folder.name)
+    return dropped
+
+
+@dataclass
+class Emptied:
+    """What `conductor clean --cache` did: entries removed; what it left alone (not
+    conductor's, or a live run's) and what it could not remove, each one line."""
+
+    folder: Path | None = None  # the cache's folder (None: no home to have one in)
+    removed: list[Path] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def empty(entries: Path) -> Emptied:
+    """Remove every entry conductor made in `entries` (see ours), and the staging and
+    trash folders of dead runs; nothing else, and nothing through a link."""
+    done = Emptied(entries)
+    for made in (entries.parent, entries):  # conductor/ and conductor/postgres/
+        try:
+            info = os.lstat(made)
+        except FileNotFoundError:
+            return done
+        if not stat.S_ISDIR(info.st_mode):
+            what = "a link" if stat.S_ISLNK(info.st_mode) else "not a folder"
+            done.left.append(f"{made} is {what}: conductor did not make it, so it is left")
+            return done
+    for folder in sorted(entries.iterdir()):
+        if ours(folder):
+            problem = _remove(folder)
+            if problem is None:
+                done.removed.append(folder)
+            else:
+                done.failed.append(problem)
+        elif folder.name.startswith((".build-", ".trash-")) and _is_real_folder(folder):
+            if folder.name.startswith(".trash-") or _stale(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                done.left.append(f"{folder}: being built by a live run")
+        else:
+            done.left.append(f"{folder}: no manifest of conductor's in it")
+    return done
+
+
+def _is_real_folder(folder: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(folder).st_mode)
+    except OSError:
+        return False
+
+
+def _stale(folder: Path) -> bool:
+    import time
+
+    try:
+        return time.time() - folder.lstat().st_mtime > STALE_AFTER
+    except OSError:
+        return False
+
+
+def _remove(entry: Path) -> str | None:
+    """Rename aside (so no run starts on it), then delete; None when it is gone, else
+    one line saying what is left and what to do."""
+    trash = entry.with_name(f".trash-{entry.name}-{os.getpid()}-{threading.get_ident()}")
+    try:
+        os.rename(entry, trash)
+    except FileNotFoundError:
+        return None  # dropped by a run meanwhile
+    except OSError as exc:
+        return f"{entry}: cannot be removed ({exc.strerror}); remove it by hand"
+    try:
+        if ownership.delete_tree(trash):
+            return None
+    except ownership.NotOurs as exc:
+        return f"{exc}; left as it is"
+    return f"{trash}: could not be removed entirely; remove it by hand"
 
 
 def claim_spare(entry: Path, dest: Path, owner_uid: int) -> bool:
@@ -247,6 +394,7 @@ def claim_spare(entry: Path, dest: Path, owner_uid: int) -> bool:
             if isinstance(exc, CacheDoubt):
                 raise
             raise CacheDoubt(f"it cannot be examined ({exc})") from None
+        _used(entry)
     return taken
 
 
@@ -287,16 +435,9 @@ def _drop_spare(spare: Path) -> None:
 def _drop_stale(entries: Path) -> None:
     """Staging and trash folders of runs killed mid-way (SIGKILL): ours by their name
     inside our own cache folder, and an hour old, which no live copy ever is."""
-    import time
-
     for folder in entries.iterdir():
-        if not folder.name.startswith((".build-", ".trash-", ".spare-")):
-            continue
-        try:
-            if time.time() - folder.lstat().st_mtime > STALE_AFTER:
-                shutil.rmtree(folder, ignore_errors=True)
-        except OSError:
-            continue
+        if folder.name.startswith((".build-", ".trash-", ".spare-")) and _stale(folder):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def discard(entry: Path) -> None:
@@ -307,7 +448,8 @@ def discard(entry: Path) -> None:
         os.rename(entry, trash)
     except OSError:
         return  # gone already, or replaced by another run: nothing of ours to drop
-    shutil.rmtree(trash, ignore_errors=True)
+    with contextlib.suppress(ownership.NotOurs):  # a mount in it: left, out of use
+        ownership.delete_tree(trash)
 
 
 def _relative(name: object) -> str:
