@@ -11,6 +11,9 @@ succeed (the second rename loses and its folder is dropped). Anything that does 
 match its manifest - a missing or truncated file, a missing manifest - is doubt, and
 doubt means a fresh initdb for this run and a new entry for the next: the cache can
 make a run faster, never break it. The cache is never removed by a run's teardown.
+Damage that keeps every size (a file overwritten with zeros) passes the manifest; the
+server finds it, before it is ready, and the service then falls back once to initdb,
+whose cluster replaces the entry (service.Service._fall_back, clusters.Cluster.refill).
 
 Copying ~40 MB costs 0.1 s on a tmpfs but can cost a second on a busy disk, so a run
 also leaves a spare: once its own server is ready, it copies the entry once more, in
