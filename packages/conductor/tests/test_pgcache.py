@@ -371,23 +371,42 @@ def test_a_run_leaves_a_spare_and_the_next_run_takes_it(conductor, config, warm_
     assert not run_folder(log).exists()
 
 
+def plant(path: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put a FIFO, a Unix socket or a character device (/dev/null's) at `path`."""
+    import socket
+    import stat
+
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":  # bound by its relative name: tmp_path may pass 107 bytes
+        monkeypatch.chdir(path.parent)
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(path.name)
+    else:
+        try:
+            os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("making a device needs root (CAP_MKNOD)")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "device"])
 @pytest.mark.parametrize("where", ["entry", "fresh cluster"])
-def test_a_fifo_is_doubted_without_being_opened(tmp_path, where):
+def test_a_fifo_is_doubted_without_being_opened(tmp_path, monkeypatch, where, kind):
     """Opening a FIFO for reading blocks until a writer comes: a FIFO planted in an entry
-    (or in the cluster being stored) hung the run, deaf to SIGINT and SIGTERM."""
+    (or in the cluster being stored) hung the run, deaf to SIGINT and SIGTERM. A socket
+    or a device is no file of a cluster either."""
     if where == "entry":
         entry = stored(tmp_path)
-        fifo = entry / template_cache.DATA / "postgresql.conf"
-        fifo.unlink()
-        os.mkfifo(fifo)
+        odd = entry / template_cache.DATA / "postgresql.conf"
+        plant(odd, kind, monkeypatch)
 
         def act() -> None:
             template_cache.copy_out(entry, tmp_path / "copy", None, threading.Event())
     else:
         made = fake_cluster(tmp_path / "made")
-        fifo = made / "postgresql.conf"
-        fifo.unlink()
-        os.mkfifo(fifo)
+        odd = made / "postgresql.conf"
+        plant(odd, kind, monkeypatch)
 
         def act() -> None:
             template_cache.store(made, tmp_path / "entries", "k1", threading.Event())
@@ -405,8 +424,279 @@ def test_a_fifo_is_doubted_without_being_opened(tmp_path, where):
     worker.start()
     worker.join(timeout=10)
     if worker.is_alive():  # release the blocked open, so the thread ends
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        if kind == "fifo":
+            os.close(os.open(odd, os.O_WRONLY | os.O_NONBLOCK))
         worker.join(timeout=10)
-        pytest.fail("opening the FIFO blocked")
+        pytest.fail(f"opening the {kind} blocked")
     assert isinstance(outcome[0], template_cache.CacheDoubt), outcome
     assert "not a regular file" in str(outcome[0])
+
+
+def test_a_copy_stops_inside_a_big_file_when_cancelled(tmp_path):
+    """SIGINT/SIGTERM act at once during the copy: the copy looks at `cancel` between
+    steps of a file, not only between files (a 1.5 GB file held a SIGTERM for 6 s)."""
+    import time
+
+    entry = stored(tmp_path)
+    big = entry / template_cache.DATA / "base/1/big"
+    size = 1 << 30  # sparse: nothing to write here, but a whole copy writes 1 GiB
+    with open(big, "wb") as out:
+        out.truncate(size)
+    manifest = json.loads((entry / template_cache.MANIFEST).read_text())
+    manifest["files"].append(["base/1/big", size])
+    (entry / template_cache.MANIFEST).write_text(json.dumps(manifest))
+    cancel = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def copy() -> None:
+        try:
+            template_cache.copy_out(entry, tmp_path / "copy", None, cancel)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=copy, daemon=True)
+    worker.start()
+    copied = tmp_path / "copy/base/1/big"
+    deadline = time.monotonic() + 30
+    while not (copied.exists() and copied.stat().st_size > 0) and worker.is_alive():
+        assert time.monotonic() < deadline, "the copy never reached the big file"
+        time.sleep(0.001)
+    cancel.set()
+    asked = time.monotonic()
+    worker.join(timeout=60)
+    took = time.monotonic() - asked
+    assert isinstance(outcome[0], template_cache.Cancelled), outcome
+    assert copied.stat().st_size < size
+    assert took < 2.0, f"the copy went on for {took:.1f}s after it was cancelled"
+
+
+SPARE_DAMAGE = ["missing PG_VERSION", "emptied file", "fifo", "extra fifo", "missing folder"]
+
+
+def damage_spare(spare_data: Path, damage: str) -> None:
+    """Damage that the spare's marker cannot show: only its entry's manifest can."""
+    if damage == "missing PG_VERSION":
+        (spare_data / "PG_VERSION").unlink()
+    elif damage == "emptied file":  # global/pg_filenode.map; the fake's biggest file
+        victim = spare_data / "global" / "pg_filenode.map"
+        if not victim.exists():
+            victim = max(
+                (p for p in spare_data.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size
+            )
+        os.truncate(victim, 0)
+    elif damage == "fifo":
+        (spare_data / "postgresql.conf").unlink()
+        os.mkfifo(spare_data / "postgresql.conf")
+    elif damage == "extra fifo":
+        os.mkfifo(spare_data / "postgresql.auto.conf.fifo")
+    else:
+        empty = next(
+            p for p in sorted(spare_data.rglob("*")) if p.is_dir() and not any(p.iterdir())
+        )
+        empty.rmdir()
+
+
+@pytest.mark.parametrize("damage", SPARE_DAMAGE)
+def test_a_spare_is_checked_against_its_manifest(tmp_path, damage):
+    entry = stored(tmp_path)
+    assert template_cache.make_spare(entry, None, threading.Event())
+    damage_spare(entry / template_cache.SPARE / template_cache.DATA, damage)
+    with pytest.raises(template_cache.CacheDoubt):
+        template_cache.claim_spare(entry, tmp_path / "run", os.geteuid())
+    assert not (tmp_path / "run").exists()
+    assert sorted(p.name for p in entry.iterdir()) == sorted(
+        [template_cache.DATA, template_cache.MANIFEST]
+    )
+    template_cache.copy_out(entry, tmp_path / "run", None, threading.Event())  # still good
+
+
+@needs_postgres
+@pytest.mark.parametrize("damage", ["missing PG_VERSION", "emptied file"])
+def test_a_damaged_spare_is_not_used(conductor, config, warm_cache, damage):
+    [entry] = entries(warm_cache)
+    assert template_cache.make_spare(entry, clusters._owner(), threading.Event())
+    damage_spare(entry / template_cache.SPARE / template_cache.DATA, damage)
+    result, log = run_db(conductor, config, warm_cache)
+    assert result.code == 0, result.text
+    assert result.out.strip() == "cached"
+    assert "the spare copy" in log, log
+    assert "does not match its manifest" in log, log
+    assert "copied from the cache" in log
+
+
+def zero_file(path: Path) -> None:
+    """Overwrite a file with zeros of its own size: damage no size check can see."""
+    path.write_bytes(bytes(path.stat().st_size))
+
+
+@needs_postgres
+@pytest.mark.parametrize(
+    "damage", ["unreadable cache", "zeroed map in the entry", "zeroed map in the spare"]
+)
+def test_a_cached_cluster_that_fails_before_ready_falls_back_to_initdb(
+    conductor, config, warm_cache, damage
+):
+    """Damage of the same size passes every check of the files; the server fails on
+    it (or, as root, on a `chmod -R 000` cache it runs as `postgres`). That run falls
+    back once to initdb and replaces the entry, and the next one starts from it."""
+    [entry] = entries(warm_cache)
+    if damage == "zeroed map in the entry":
+        zero_file(entry / template_cache.DATA / "global" / "pg_filenode.map")
+    else:
+        assert template_cache.make_spare(entry, clusters._owner(), threading.Event())
+        if damage == "zeroed map in the spare":
+            spare = entry / template_cache.SPARE / template_cache.DATA
+            zero_file(spare / "global" / "pg_filenode.map")
+        else:
+            if os.geteuid() != 0:
+                pytest.skip("as another user, an unreadable cache is not read at all")
+            for top, dirs, files in os.walk(warm_cache):
+                for name in dirs + files:
+                    os.chmod(os.path.join(top, name), 0)
+    before = (entry / template_cache.MANIFEST).stat().st_ino
+    result, log = run_db(conductor, config, warm_cache)
+    assert result.code == 0, result.text
+    assert result.out.strip() == "cached"
+    said = "falling back, once, to a fresh initdb, which replaces the cache entry"
+    assert said in log
+    assert said in (conductor.cwd / "logs" / "db.log").read_text()
+    assert "initdb took" in log
+    assert "cached the cluster in" in log
+    [rebuilt] = entries(warm_cache)
+    assert (rebuilt / template_cache.MANIFEST).stat().st_ino != before
+    again, log = run_db(conductor, config, warm_cache)
+    assert again.code == 0, again.text
+    assert again.out.strip() == "cached"
+    assert from_cache(log)
+    assert "falling back" not in log
+
+
+def test_the_cache_keeps_its_bound_dropping_the_least_recently_used(tmp_path):
+    entries = tmp_path / "entries"
+    made = fake_cluster(tmp_path / "made")
+    for i in range(1, 6):
+        assert template_cache.store(made, entries, f"k{i}", threading.Event(), limit=5)
+        os.utime(entries / f"k{i}", (1000.0 * i, 1000.0 * i))  # k1 the least recent
+    (entries / "mine").mkdir()  # not conductor's: neither counted nor dropped
+    (tmp_path / "outside" / "data").mkdir(parents=True)
+    (tmp_path / "outside" / template_cache.MANIFEST).write_text('{"key": "linked"}')
+    (entries / "linked").symlink_to(tmp_path / "outside")
+    template_cache.copy_out(entries / "k1", tmp_path / "copy", None, threading.Event())
+    assert template_cache.store(made, entries, "k6", threading.Event(), limit=5)
+    assert sorted(p.name for p in entries.iterdir()) == [
+        "k1",
+        "k3",
+        "k4",
+        "k5",
+        "k6",
+        "linked",
+        "mine",
+    ]  # k2 went: k1 was used since
+    assert template_cache.store(made, entries, "k7", threading.Event(), limit=2)
+    assert sorted(p.name for p in entries.iterdir()) == ["k6", "k7", "linked", "mine"]
+    assert (tmp_path / "outside" / template_cache.MANIFEST).exists()
+
+
+def test_the_bound_comes_from_the_environment():
+    assert template_cache.bound({}) == template_cache.ENTRIES == 5
+    assert template_cache.bound({"CONDUCTOR_PG_CACHE_ENTRIES": "12"}) == 12
+    for bad in ("0", "-1", "five", "2.5", "\u0663"):
+        with pytest.raises(ValueError, match="CONDUCTOR_PG_CACHE_ENTRIES=") as info:
+            template_cache.bound({"CONDUCTOR_PG_CACHE_ENTRIES": bad})
+        assert "\n" not in str(info.value)
+
+
+@needs_postgres
+def test_a_bad_cache_bound_is_one_line_and_exit_2(conductor, config):
+    config({"db": {"kind": "postgres"}})
+    conductor.env["CONDUCTOR_PG_CACHE_ENTRIES"] = "none"
+    result = conductor.run("check", "--config", "conductor.toml")
+    assert result.code == 2, result.text
+    [line] = result.err.strip().splitlines()
+    assert "service 'db'" in line
+    assert "CONDUCTOR_PG_CACHE_ENTRIES='none' is not a whole number" in line
+
+
+@needs_postgres
+def test_a_run_keeps_the_cache_within_its_bound(conductor, config, tmp_path):
+    cache = tmp_path / "cache"
+    conductor.env["XDG_CACHE_HOME"] = str(cache)
+    conductor.env["CONDUCTOR_PG_CACHE_ENTRIES"] = "1"
+    for database in ("first", "second"):
+        config({"db": {"kind": "postgres", "database": database}})
+        result = conductor.run("run", "--config", "conductor.toml", "--", "true")
+        assert result.code == 0, result.text
+    [entry] = entries(cache)
+    manifest = json.loads((entry / template_cache.MANIFEST).read_text())
+    assert manifest["key"] == template_cache.key(
+        find_bindir(),  # type: ignore[arg-type]
+        user="postgres",
+        database="second",
+        password=None,
+    )
+
+
+def fill_cache(cache: Path) -> Path:
+    """A cache folder with two entries of conductor's and what conductor did not make."""
+    import time
+
+    entries = cache / "conductor" / "postgres"
+    made = fake_cluster(cache.parent / "made")
+    for name in ("k1", "k2"):
+        assert template_cache.store(made, entries, name, threading.Event())
+    (entries / "mine").mkdir()
+    (entries / "mine" / "keep.txt").write_text("mine")
+    (entries / "other-key").mkdir()  # a manifest that names another folder
+    (entries / "other-key" / template_cache.MANIFEST).write_text('{"key": "k1"}')
+    outside = cache.parent / "outside"
+    outside.mkdir()
+    (outside / template_cache.MANIFEST).write_text('{"key": "linked"}')
+    (entries / "linked").symlink_to(outside)
+    (entries / ".build-live").mkdir()  # a live run's entry being built
+    (entries / ".build-dead").mkdir()  # a killed run's, an hour old
+    old = time.time() - template_cache.STALE_AFTER - 60
+    os.utime(entries / ".build-dead", (old, old))
+    return entries
+
+
+def test_clean_cache_empties_only_what_conductor_made(conductor, tmp_path):
+    cache = tmp_path / "cache"
+    entries = fill_cache(cache)
+    conductor.env["XDG_CACHE_HOME"] = str(cache)
+    result = conductor.run("clean", "--cache")  # no configuration needed
+    assert result.code == 0, result.text
+    assert result.out.splitlines() == [
+        f"removed cache entry {entries / 'k1'}",
+        f"removed cache entry {entries / 'k2'}",
+    ]
+    assert sorted(p.name for p in entries.iterdir()) == [
+        ".build-live",
+        "linked",
+        "mine",
+        "other-key",
+    ]
+    assert (entries / "mine" / "keep.txt").read_text() == "mine"
+    assert (tmp_path / "outside" / template_cache.MANIFEST).exists()
+    [line] = result.err.strip().splitlines()
+    assert line.startswith("conductor: warning: left alone in the cache: ")
+    for name in (".build-live", "linked", "mine", "other-key"):
+        assert str(entries / name) in line
+    again = conductor.run("clean", "--cache")
+    assert again.code == 0, again.text
+    assert again.out.strip() == f"no cache entry to remove in {entries}"
+
+
+def test_clean_cache_never_goes_through_a_link(conductor, tmp_path):
+    real = tmp_path / "real"
+    fill_cache(real)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "conductor").symlink_to(real / "conductor")
+    conductor.env["XDG_CACHE_HOME"] = str(cache)
+    result = conductor.run("clean", "--cache")
+    assert result.code == 0, result.text
+    assert (real / "conductor" / "postgres" / "k1" / template_cache.MANIFEST).exists()
+    [line] = result.err.strip().splitlines()
+    assert f"{cache / 'conductor'} is a link: conductor did not make it" in line
+    assert "Traceback" not in result.text

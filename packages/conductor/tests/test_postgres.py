@@ -280,3 +280,111 @@ def test_a_socket_path_too_long_for_the_os_says_to_shorten_tmpdir(conductor, con
     assert "service 'db'" in lines[0]
     assert "shorten TMPDIR" in lines[0]
     assert "Traceback" not in result.text
+
+
+@needs_postgres
+def test_a_server_without_a_unix_socket_is_ready_without_the_handshake(conductor, config):
+    """Readiness completes a startup handshake over the run's Unix socket; a setting
+    that leaves no socket there (TCP only) must not make the wait for it endless."""
+    psql = find_bindir() / "psql"  # type: ignore[operator]
+    config(
+        {
+            "db": {
+                "kind": "postgres",
+                "ready_timeout": 20,
+                "settings": {"unix_socket_directories": ""},
+            }
+        }
+    )
+    result = conductor.run(
+        "run",
+        "--config",
+        "conductor.toml",
+        "--",
+        "sh",
+        "-c",
+        f'"{psql}" --no-psqlrc -At -d "$DB_URL" -c "select 1"',
+    )
+    assert result.code == 0, result.text
+    assert result.out.strip() == "1"
+    log = (conductor.cwd / "logs" / "conductor.log").read_text()
+    assert "ready without a connection" in log
+
+
+def test_the_handshake_asks_again_while_the_server_cannot_take_connections(tmp_path, monkeypatch):
+    """A fake server: 57P03 (starting up) is asked again, ReadyForQuery proves, any
+    other error is Refused with its SQLSTATE and message; no socket is False."""
+    import asyncio
+    import struct
+
+    from conductor.postgres import handshake
+
+    monkeypatch.chdir(tmp_path)  # a relative socket name: tmp_path may pass 107 bytes
+    answers = [
+        (b"E", b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0"),
+        (b"R", bytes(4)),
+        (b"Z", b"I"),
+        (b"E", b"SFATAL\0VFATAL\0CXX000\0Mrelation mapping file is bad\0\0"),
+    ]
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        (length,) = struct.unpack("!i", await reader.readexactly(4))
+        seen.append(await reader.readexactly(length - 4))
+        kind, payload = answers.pop(0)
+        writer.write(kind + struct.pack("!i", len(payload) + 4) + payload)
+        if kind == b"R":
+            kind, payload = answers.pop(0)
+            writer.write(kind + struct.pack("!i", len(payload) + 4) + payload)
+        await writer.drain()
+        await reader.read()  # Terminate, or the client's close
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_unix_server(serve, "s")
+        async with server:
+            assert await handshake.prove(Path("s"), "app", "appdb") is True
+            with pytest.raises(handshake.Refused) as refused:
+                await handshake.prove(Path("s"), "app", "appdb")
+        assert refused.value.code == "XX000"
+        assert refused.value.message == "FATAL:  relation mapping file is bad"
+        assert await handshake.prove(Path("nothing-here"), "app", "appdb") is False
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+    assert len(seen) == 3
+    assert seen[0][4:] == b"user\0app\0database\0appdb\0application_name\0conductor\0\0"
+
+
+@needs_postgres
+def test_psql_output_of_init_goes_to_the_log_as_it_comes(conductor, config, tmp_path):
+    """An init file that prints 100 MB of NOTICEs: they reach db.log, and conductor's
+    peak memory (VmHWM of COMMAND's parent, conductor itself) stays far below them
+    (buffered, 200 MB took conductor to 444 MB)."""
+    notices = 100_000  # of 1000 characters each
+    init = sql_files(
+        tmp_path,
+        loud=f"do $$ begin for i in 1..{notices} loop "
+        "raise notice '%', repeat('x', 1000); end loop; end $$;\n",
+    )
+    config({"db": {"kind": "postgres", "init": init}})
+    peak = "grep VmHWM /proc/$PPID/status; tr '\\0' ' ' < /proc/$PPID/cmdline"
+    result = conductor.run("run", "--config", "conductor.toml", "--", "sh", "-c", peak)
+    assert result.code == 0, result.text
+    assert "-m conductor run" in result.out  # the parent read is conductor
+    kib = int(re.search(r"VmHWM:\s+(\d+) kB", result.out).group(1))  # type: ignore[union-attr]
+    log = tmp_path / "logs" / "db.log"
+    assert log.stat().st_size > notices * 1000
+    assert kib < 80 * 1024, f"conductor peaked at {kib // 1024} MiB"
+
+
+@needs_postgres
+def test_init_ends_when_psql_exits(conductor, config, tmp_path):
+    r"""A `\!` child that outlives psql and keeps its stderr open: init is over when
+    psql exits, not when that child lets go (it was blamed on the db after 15 s)."""
+    child = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(60)"
+    init = sql_files(tmp_path, child=f"\\! {PY} -c '{child}' &\nselect 1;\n")
+    config({"db": {"kind": "postgres", "init": init, "ready_timeout": 30}})
+    result = conductor.run("run", "--config", "conductor.toml", "--", "true")
+    assert result.code == 0, result.text
+    assert result.seconds < 20, result.text
+    assert "ran 1 init file(s)" in (tmp_path / "logs" / "conductor.log").read_text()

@@ -122,6 +122,12 @@ def _parser() -> argparse.ArgumentParser:
     clean = sub.add_parser("clean", help="stop what a killed run left behind")
     clean.add_argument("--config", type=Path, help="configuration file (for logs_dir)")
     clean.add_argument("--logs-dir", type=Path, help="logs folder of the killed run")
+    clean.add_argument(
+        "--cache",
+        action="store_true",
+        help="empty the PostgreSQL template cache of the entries conductor made (alone, "
+        "unless --config or --logs-dir is given too)",
+    )
     return parser
 
 
@@ -188,10 +194,13 @@ def act(args: argparse.Namespace, command: list[str]) -> int:
                 return asyncio.run(runner.up(config, options, reporter, subreaper=subreaper))
         if args.action == "check":
             return _check(load_config(args.config), args.services or None)
+        status = _clean_cache(reporter) if args.cache else 0
+        if args.cache and args.logs_dir is None and args.config is None:
+            return status
         logs_dir = args.logs_dir
         if logs_dir is None:
             logs_dir = load_config(args.config).logs_dir
-        return _clean(logs_dir.resolve(), reporter)
+        return _clean(logs_dir.resolve(), reporter) or status
     except errors.ConductorError as exc:
         reporter.error(str(exc))
         return exc.exit_code
@@ -243,6 +252,22 @@ def _clean(logs_dir: Path, reporter: Reporter) -> int:
         return errors.EXIT_USAGE
     if not done.stopped and not done.removed and not done.waited:
         print(f"nothing left behind in {logs_dir}")
+    return 0
+
+
+def _clean_cache(reporter: Reporter) -> int:
+    """`clean --cache`: stdout names each entry removed; what was left alone is one
+    warning line, what could not be removed one error line and status 2."""
+    done = runner.clean_cache()
+    for entry in done.removed:
+        print(f"removed cache entry {entry}")
+    if not done.removed:
+        print(f"no cache entry to remove in {done.folder or 'the cache (no home folder)'}")
+    if done.left:
+        reporter.warning("left alone in the cache: " + " | ".join(done.left))
+    if done.failed:
+        reporter.error(" | ".join(done.failed))
+        return errors.EXIT_USAGE
     return 0
 
 

@@ -17,7 +17,7 @@ from conductor.config import schema, templates
 from conductor.config.loading import Config, ReadySpec, ServiceSpec
 from conductor.errors import ConfigError
 from conductor.files import masking
-from conductor.postgres import binaries, clusters
+from conductor.postgres import binaries, clusters, template_cache
 
 
 @dataclass(frozen=True)
@@ -372,6 +372,10 @@ def _postgres_setup(
     problem = clusters.socket_path_problem(folder)
     if problem is not None:
         raise ConfigError(problem, file=config.file, service=name)
+    try:
+        cache_entries = template_cache.bound()
+    except ValueError as exc:
+        raise ConfigError(str(exc), service=name) from None
     return clusters.Setup(
         bindir=bindir,
         folder=folder,
@@ -380,6 +384,7 @@ def _postgres_setup(
         database=fill("database") or "postgres",
         init=tuple(init),
         settings=tuple((k, clusters.setting_value(v)) for k, v in spec.settings.items()),
+        cache_entries=cache_entries,
     )
 
 

@@ -73,8 +73,10 @@ async def wait_ready(
     log_path: Path,
     env: Mapping[str, str],
     cwd: Path,
+    log_from: int = 0,
 ) -> None:
-    """Return once the service passes `spec`; loop until cancelled otherwise."""
+    """Return once the service passes `spec`; loop until cancelled otherwise. A log
+    probe reads from byte `log_from` on."""
     if spec.kind == "started":
         return
     if spec.kind == "tcp":
@@ -83,7 +85,7 @@ async def wait_ready(
     elif spec.kind == "http":
         await wait_http(http_url(spec, host, port), spec.status, spec.body)
     elif spec.kind == "log":
-        await wait_log(log_path, str(spec.target))
+        await wait_log(log_path, str(spec.target), log_from)
     elif spec.kind == "cmd":
         assert isinstance(spec.target, tuple)
         await wait_cmd(spec.target, env, cwd)
@@ -152,9 +154,10 @@ async def _head(response: aiohttp.ClientResponse) -> bytes:
     return data
 
 
-async def wait_log(path: Path, pattern: str) -> None:
-    """Return at the first line matching `pattern` (logs.first_match bounds each line)."""
-    await logs.first_match(path, [re.compile(pattern.encode())])
+async def wait_log(path: Path, pattern: str, start: int = 0) -> None:
+    """Return at the first line from byte `start` on matching `pattern`
+    (logs.first_match bounds each line)."""
+    await logs.first_match(path, [re.compile(pattern.encode())], start=start)
 
 
 async def wait_cmd(argv: tuple[str, ...], env: Mapping[str, str], cwd: Path) -> None:

@@ -22,6 +22,7 @@ from conductor.config import schema
 from conductor.config.loading import Config
 from conductor.files import masking
 from conductor.files.printable import printable
+from conductor.postgres import template_cache
 from conductor.process.command import STOP_GRACE, Command, CommandNotRunnable, check_argv
 from conductor.process.kill import shielded
 from conductor.process.signals import CaptureSignals
@@ -395,6 +396,14 @@ class Cleaned:
     busy: list[str] = field(default_factory=list)
     waited: list[str] = field(default_factory=list)  # for a killed run's watchdog
     warning: str | None = None
+
+
+def clean_cache() -> template_cache.Emptied:
+    """`clean --cache`: empty the PostgreSQL template cache of the entries conductor
+    made (its manifest in them); nothing else in it, and nothing through a link. A
+    run that is copying from one meanwhile doubts it and runs initdb."""
+    entries = template_cache.root()
+    return template_cache.Emptied() if entries is None else template_cache.empty(entries)
 
 
 async def clean(logs_dir: Path) -> Cleaned:

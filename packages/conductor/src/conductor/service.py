@@ -118,6 +118,8 @@ class ServiceLife:
         self.dead = False  # failed after it was ready (said once)
         self.watchers: set[asyncio.Task[None]] = set()
         self.echo: asyncio.Task[None] | None = None
+        self.fatal: asyncio.Task[bytes] | None = None  # the fail.log follower
+        self.log_from = 0  # where this attempt's lines start in its log (see _fall_back)
 
     @property
     def name(self) -> str:
@@ -140,35 +142,93 @@ class ServiceLife:
             await self._reuse(deadline)
             return
         env, cwd = await self._spawn(deadline)
-        assert self.proc is not None
-        report.pid = self.proc.pid
-        self.started = portable.start_time(self.proc.pid)
-        self.run.rundir.add_process(
-            p.name, self.proc.pid, self.started, p.spec.stop_signal, p.spec.stop_timeout
-        )
-        self.run.spawned()
-        fatal = self._fatal_lines()
+        self._launched()
+        self.fatal = self._fatal_lines()
         try:
             if p.spec.kind == "task":
-                await self._finish_task(began, deadline, fatal)
+                await self._finish_task(began, deadline, self.fatal)
                 return
-            await self._until_ready(env, cwd, deadline, fatal)
+            deadline = await self._until_usable(env, cwd, deadline)
             if self.cluster is not None:
                 await self._within(
                     deadline,
-                    self.cluster.finish_start(self._log_fd(), env),
+                    self.cluster.finish_start(self._log_fd(), env, p.log_path),
                     f"init files did not finish within {p.spec.ready_timeout:g}s",
                 )
         except BaseException:
-            if fatal is not None:
-                fatal.cancel()
+            if self.fatal is not None:
+                self.fatal.cancel()
             raise
         report.ready_after_s = time.monotonic() - self.run.started_at
         self.run.reporter.event(p.name, "ready", f"{report.ready_after_s:.2f}s")
         self.ready.set()
         self._background(self._watch())
-        if fatal is not None:
-            self._background(self._watch_fatal(fatal))
+        if self.fatal is not None:
+            self._background(self._watch_fatal(self.fatal))
+
+    def _launched(self) -> None:
+        """Its process, just spawned, in the report and in the run record (the
+        watchdog and clean stop it from there)."""
+        p = self.planned
+        assert self.proc is not None
+        self.report.pid = self.proc.pid
+        self.started = portable.start_time(self.proc.pid)
+        self.run.rundir.add_process(
+            p.name, self.proc.pid, self.started, p.spec.stop_signal, p.spec.stop_timeout
+        )
+        self.run.spawned()
+
+    async def _until_usable(self, env: dict[str, str], cwd: Path, deadline: float) -> float:
+        """Ready (a cluster's database proven to open, in _wait_ready); the deadline
+        that holds then. A cluster from the template cache that fails before that falls
+        back, once, to a fresh initdb, which replaces the cache entry: a damaged entry
+        costs one run an initdb, never the run. The second attempt has a deadline of
+        its own (ready_timeout again), as the first may have spent all of its."""
+        try:
+            await self._until_ready(env, cwd, deadline, self.fatal)
+            return deadline
+        except ServiceFailed as failed:
+            if self.cluster is None or not self.cluster.from_cache:
+                raise
+            reason = failed.reason
+        deadline = await self._fall_back(reason, env, cwd)
+        await self._until_ready(env, cwd, deadline, self.fatal)
+        return deadline
+
+    async def _fall_back(self, reason: str, env: dict[str, str], cwd: Path) -> float:
+        """Say it (conductor.log, the console and the service's log), stop the failed
+        server, refill data/ by initdb and start the server again; the new deadline."""
+        p, cluster, log_fd = self.planned, self.cluster, self._log_fd()
+        assert cluster is not None
+        assert self.proc is not None
+        said = (
+            f"{p.name}: falling back, once, to a fresh initdb, which replaces the cache "
+            f"entry: the cluster from the template cache {reason}"
+        )
+        self.run.reporter.info(said)
+        os.write(log_fd, f"conductor: {said}\n".encode())
+        if self.fatal is not None:
+            self.fatal.cancel()
+        result = await start_stop.stop_service(
+            self.proc,
+            started=self.started,
+            mark=self.run.mark,
+            service=p.name,
+            stop_signal=p.spec.stop_signal,
+            timeout=p.spec.stop_timeout,
+        )
+        logs.logger.info("%s: the failed server %s in %.3fs", p.name, result.how, result.seconds)
+        self.run.rundir.forget_process(self.proc.pid)
+        self.proc = None
+        self.report.ended = self.report.exit_code = None  # the first attempt's, not its
+        # The second attempt's readiness and fail.log lines are its own, after this line.
+        self.log_from = os.fstat(log_fd).st_size
+        self.fatal = self._fatal_lines()
+        deadline = time.monotonic() + p.spec.ready_timeout
+        await self._within(deadline, cluster.refill(log_fd, env), "timed out in initdb")
+        await self._launch(cluster.command(), env, cwd, clusters.run_as())
+        self._launched()
+        return deadline
 
     def _log_fd(self) -> int:
         assert self.log_fd is not None
@@ -204,13 +264,20 @@ class ServiceLife:
             run_as = clusters.run_as()
         if p.spec.kind == "container":
             command = self._engine_run()
+        await self._launch(command, env, cwd, run_as)
+        return env, cwd
+
+    async def _launch(
+        self, command: list[str], env: dict[str, str], cwd: Path, run_as: str | None
+    ) -> None:
         try:
             self.proc = await start_stop.spawn(
-                command, env=env, cwd=cwd, log_fd=self.log_fd, run_as=run_as
+                command, env=env, cwd=cwd, log_fd=self._log_fd(), run_as=run_as
             )
         except OSError as exc:
-            raise ServiceFailed(p.name, f"could not be started: {masking.mask(str(exc))}") from None
-        return env, cwd
+            raise ServiceFailed(
+                self.planned.name, f"could not be started: {masking.mask(str(exc))}"
+            ) from None
 
     def _engine_run(self) -> list[str]:
         """kind = "container": `ENGINE run`, attached, is the service's process (its
@@ -260,12 +327,14 @@ class ServiceLife:
 
     def _fatal_lines(self) -> asyncio.Task[bytes] | None:
         """`fail.log`: the first line of the service's log that a fail regex finds, from
-        the log's start (so nothing written before this is missed); None without one."""
+        the attempt's start (so nothing written before this is missed); None without one."""
         patterns = self.planned.spec.fail.patterns
         if not patterns:
             return None
         compiled = [re.compile(pattern.encode()) for pattern in patterns]
-        return asyncio.create_task(logs.first_match(self.planned.log_path, compiled), name=FATAL)
+        return asyncio.create_task(
+            logs.first_match(self.planned.log_path, compiled, start=self.log_from), name=FATAL
+        )
 
     def _fatal_reason(self, line: bytes) -> str:
         """Which fail.log regex found which line, the line quoted (cut to one screen line)."""
@@ -363,6 +432,18 @@ class ServiceLife:
             self._background(self._watch_fatal(fatal))
 
     async def _wait_ready(self, env: Mapping[str, str], cwd: Path) -> None:
+        """The readiness probe and whose server answered; for a cluster, then, proof
+        that its database opens (the postmaster says it is ready before any backend has
+        read a catalog, which a damaged cache entry fails)."""
+        await self._probe_answers(env, cwd)
+        if self.cluster is not None and not await self.cluster.prove():
+            logs.logger.info(
+                "%s: no Unix socket in %s (a setting moved it): ready without a connection",
+                self.planned.name,
+                self.cluster.socket_dir,
+            )
+
+    async def _probe_answers(self, env: Mapping[str, str], cwd: Path) -> None:
         """The readiness probe, then proof that the server on the service's port is the
         service's own: a port free when the plan was made can be taken by another
         program before the service binds it, and the probe would get its answer."""
@@ -371,7 +452,13 @@ class ServiceLife:
         leader = self.proc.pid
         while True:
             await probes.wait_ready(
-                p.ready, host=p.host, port=p.port, log_path=p.log_path, env=env, cwd=cwd
+                p.ready,
+                host=p.host,
+                port=p.port,
+                log_path=p.log_path,
+                env=env,
+                cwd=cwd,
+                log_from=self.log_from,
             )
             if p.port is None:
                 return

@@ -189,9 +189,15 @@ class LineSplitter:
 
 
 async def follow(
-    path: Path, stop: Callable[[], bool] | None = None, *, window: int = LINE_WINDOW
+    path: Path,
+    stop: Callable[[], bool] | None = None,
+    *,
+    window: int = LINE_WINDOW,
+    start: int = 0,
 ) -> AsyncGenerator[list[Piece], None]:
-    """Yield the lines appended to `path`, as LineSplitter pieces, a batch per read.
+    """Yield the lines appended to `path` from byte `start` on (a line's start: a
+    second attempt of a service reads only its own lines), as LineSplitter pieces, a
+    batch per read.
 
     The loop gets a turn after every read, so a flood delays neither a deadline nor
     Ctrl-C. Ends when `stop()` turns true, after reading to the end, so nothing written
@@ -203,6 +209,7 @@ async def follow(
         await asyncio.sleep(FOLLOW_POLL)
     lines = LineSplitter(window)
     with path.open("rb") as handle:
+        handle.seek(start)
         while True:
             finishing = stop is not None and stop()
             data = handle.read(_CHUNK)
@@ -219,11 +226,14 @@ async def follow(
             await asyncio.sleep(FOLLOW_POLL)
 
 
-async def first_match(path: Path, patterns: Sequence[re.Pattern[bytes]]) -> bytes:
-    """The first line of `path` (as it grows) that one of `patterns` finds. Each line is
-    matched on its first LINE_WINDOW bytes: a line of any length then costs no more time
-    or memory than that (README, "Every wait has its own deadline")."""
-    async with contextlib.aclosing(follow(path)) as batches:
+async def first_match(
+    path: Path, patterns: Sequence[re.Pattern[bytes]], *, start: int = 0
+) -> bytes:
+    """The first line of `path` (as it grows, from byte `start`) that one of `patterns`
+    finds. Each line is matched on its first LINE_WINDOW bytes: a line of any length
+    then costs no more time or memory than that (README, "Every wait has its own
+    deadline")."""
+    async with contextlib.aclosing(follow(path, start=start)) as batches:
         async for batch in batches:
             for piece, starts_line in batch:
                 if starts_line and any(regex.search(piece) for regex in patterns):

@@ -22,11 +22,13 @@ from typing import TypeVar
 
 from conductor.errors import ServiceFailed
 from conductor.files import masking
-from conductor.files.logs import logger
-from conductor.postgres import template_cache
+from conductor.files.logs import logger, tail
+from conductor.postgres import handshake, template_cache
 from conductor.process import ownership, portable, reaper
 
 T = TypeVar("T")
+
+INIT_TAIL_LINES = 30  # of the service's log, read back for psql's error when init fails
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Setup:
     database: str
     init: tuple[tuple[str, Path], ...] = ()  # (as written, absolute path)
     settings: tuple[tuple[str, str], ...] = ()
+    cache_entries: int = template_cache.ENTRIES  # the template cache's bound
 
 
 def plan_folder() -> Path:
@@ -111,6 +114,7 @@ class Cluster:
         self.mark = mark
         self.folder: Path | None = None
         self.entry: Path | None = None  # its cache entry
+        self.from_cache = False  # data/ is the entry's copy or its spare, not initdb's
         self._cancel = threading.Event()
         self._busy = threading.Lock()
         self._spare: asyncio.Future[None] | None = None
@@ -150,28 +154,76 @@ class Cluster:
             name = ""
         if entries is not None:
             self.entry = entries / name
-        uid = (_owner() or (os.geteuid(),))[0]
-        if entries is not None and template_cache.claim_spare(entries / name, self.datadir, uid):
-            logger.info(
-                "%s: cluster taken from the spare copy in %s in %.3fs",
-                self.service,
-                entries / name,
-                time.monotonic() - began,
-            )
-            return
-        if entries is not None and await self._from_cache(entries / name):
-            logger.info(
-                "%s: cluster copied from the cache %s in %.3fs",
-                self.service,
-                entries / name,
-                time.monotonic() - began,
-            )
-            return
+            if await self._from_spare(self.entry):
+                self.from_cache = True
+                logger.info(
+                    "%s: cluster taken from the spare copy in %s in %.3fs",
+                    self.service,
+                    self.entry,
+                    time.monotonic() - began,
+                )
+                return
+            if await self._from_cache(self.entry):
+                self.from_cache = True
+                logger.info(
+                    "%s: cluster copied from the cache %s in %.3fs",
+                    self.service,
+                    self.entry,
+                    time.monotonic() - began,
+                )
+                return
+        await self._fresh(log_fd, env)
+
+    async def _fresh(self, log_fd: int, env: dict[str, str]) -> None:
+        """initdb plus the database, stored in the cache as its entry."""
+        began = time.monotonic()
         await self._initdb(log_fd, env)
         await self._create_database(log_fd, env)
         logger.info("%s: initdb took %.3fs", self.service, time.monotonic() - began)
-        if entries is not None:
-            await self._store(entries, name)
+        if self.entry is not None:
+            await self._store(self.entry.parent, self.entry.name)
+
+    async def refill(self, log_fd: int, env: dict[str, str]) -> None:
+        """The fallback, once, for a cluster from the cache whose server failed before it
+        was ready (stopped by now): its entry is dropped (the spare with it), and data/
+        is made anew by initdb and stored as the entry's replacement."""
+        self.from_cache = False
+        if self.entry is not None:
+            await asyncio.to_thread(template_cache.discard, self.entry)
+        await asyncio.to_thread(shutil.rmtree, self.datadir, True)
+        await self._fresh(log_fd, env)
+
+    async def prove(self) -> bool:
+        """Wait until the service's database opens over the run's Unix socket (ServiceFailed
+        when the server refuses it); False when the socket is not there to prove
+        through (a `unix_socket_directories` setting moved it)."""
+        assert self.folder is not None
+        path = handshake.socket_path(self.socket_dir, self.port)
+        try:
+            return await handshake.prove(path, self.user, self.database)
+        except handshake.Refused as exc:
+            said = masking.mask(exc.message)  # the server's words are data
+            raise ServiceFailed(
+                self.service,
+                f"refused a connection to its database before it was ready: {said} "
+                f"(SQLSTATE {exc.code})",
+            ) from None
+
+    async def _from_spare(self, entry: Path) -> bool:
+        """The spare an earlier run left, taken with one rename and checked against the
+        entry's manifest; a damaged one is dropped and said, and the entry is copied."""
+        uid = (_owner() or (os.geteuid(),))[0]
+        try:
+            return await asyncio.to_thread(template_cache.claim_spare, entry, self.datadir, uid)
+        except template_cache.CacheDoubt as exc:
+            logger.warning(
+                "%s: the spare copy in %s does not match its manifest (%s); it is dropped, "
+                "and this run copies the entry",
+                self.service,
+                entry,
+                exc,
+            )
+            return False
 
     async def _from_cache(self, entry: Path) -> bool:
         if not entry.is_dir():
@@ -205,7 +257,7 @@ class Cluster:
     async def _store(self, entries: Path, name: str) -> None:
         began = time.monotonic()
         try:
-            stored = await self._in_thread(template_cache.store, self.datadir, entries, name)
+            stored = await self._in_thread(self._store_entry, self.datadir, entries, name)
         except (OSError, template_cache.CacheDoubt) as exc:
             logger.warning("%s: could not cache the cluster in %s: %s", self.service, entries, exc)
             return
@@ -217,6 +269,9 @@ class Cluster:
             else f"another run cached the same cluster in {entries / name} first",
             time.monotonic() - began,
         )
+
+    def _store_entry(self, data: Path, entries: Path, name: str, cancel: threading.Event) -> bool:
+        return template_cache.store(data, entries, name, cancel, limit=self.setup.cache_entries)
 
     async def _in_thread(self, work: Callable[..., T], *args: object) -> T:
         """Copy in a worker thread, so the loop keeps serving the other services; the
@@ -349,10 +404,11 @@ class Cluster:
         if code != 0:
             raise ServiceFailed(self.service, f"could not run {name} (status {code}); see its log")
 
-    async def finish_start(self, log_fd: int, env: dict[str, str]) -> None:
-        """Once the server is up: the init files, then (in the background, for the next
-        run) a spare copy of the cache entry."""
-        await self._run_init(log_fd, env)
+    async def finish_start(self, log_fd: int, env: dict[str, str], log_path: Path) -> None:
+        """Once the server is up: the init files (psql writing to the service's log,
+        `log_fd`, which is `log_path`), then (in the background, for the next run) a
+        spare copy of the cache entry."""
+        await self._run_init(log_fd, env, log_path)
         if self.entry is not None and self.folder is not None and self._spare is None:
             try:
                 same_disk = os.stat(self.entry).st_dev == os.stat(self.folder.parent).st_dev
@@ -378,10 +434,15 @@ class Cluster:
                 time.monotonic() - began,
             )
 
-    async def _run_init(self, log_fd: int, env: dict[str, str]) -> None:
+    async def _run_init(self, log_fd: int, env: dict[str, str], log_path: Path) -> None:
         """The `init` SQL files, in order, as `user` on `database`, over the Unix socket,
         in one psql session that stops at the first error. A failure names the file
-        and quotes the server's error line."""
+        and quotes the server's error line.
+
+        psql writes straight into the service's log, as the server does: what it
+        prints (200 MB of NOTICEs, say) is never held in conductor's memory, and init
+        is over when psql exits, whoever else holds its output open (a `\\!` child).
+        Its error is read back from the log's end."""
         if not self.setup.init:
             return
         began = time.monotonic()
@@ -403,19 +464,18 @@ class Cluster:
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log_fd,
-            stderr=asyncio.subprocess.PIPE,
+            stderr=log_fd,
             env={k: v for k, v in env.items() if not k.startswith("PG")},
         )
         try:
-            _, err = await proc.communicate()
+            code = await proc.wait()
         finally:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-        os.write(log_fd, err)  # the service's log keeps psql's messages too
-        if proc.returncode != 0:
-            said = masking.mask(err.decode(errors="replace"))  # psql's words are data
-            raise ServiceFailed(self.service, self._init_failure(said))
+        if code != 0:
+            said = tail(log_path, INIT_TAIL_LINES).lines  # masked: psql's words are data
+            raise ServiceFailed(self.service, self._init_failure(said, code))
         logger.info(
             "%s: ran %d init file(s) in %.3fs",
             self.service,
@@ -423,12 +483,15 @@ class Cluster:
             time.monotonic() - began,
         )
 
-    def _init_failure(self, stderr: str) -> str:
+    def _init_failure(self, said: list[str], code: int) -> str:
         """`init file 'db/schema.sql' failed: ERROR: ...`, from psql's
-        `psql:/abs/db/schema.sql:3: ERROR:  ...` (the file as the config names it)."""
-        lines = [line for line in stderr.splitlines() if line.strip()]
+        `psql:/abs/db/schema.sql:3: ERROR:  ...` (the file as the config names it). Only
+        psql's lines count: the server logs the same error, in its own words, before."""
+        lines = [line for line in said if line.startswith("psql:")]
         error = next((ln for ln in lines if "ERROR:" in ln or "FATAL:" in ln), None)
-        error = error or (lines[-1] if lines else "psql failed without a message")
+        error = error or (lines[-1] if lines else None)
+        if error is None:
+            return f"an init file failed: psql exited with status {code}; see its log"
         for written, path in self.setup.init:
             prefix = f"psql:{path}:"
             if error.startswith(prefix):
@@ -436,13 +499,18 @@ class Cluster:
                 return f"init file '{written}' failed at line {where}: {message.strip()}"
         return f"an init file failed: {error.strip()}"
 
+    def _wait_for_copy(self) -> None:
+        with self._busy:
+            pass
+
     async def remove(self) -> None:
         """Stop any copy under way, then delete the run's folder (never the cache)."""
         self._cancel.set()
         if self._spare is not None:
             await asyncio.gather(self._spare, return_exceptions=True)
-        with self._busy:  # the copy stops at its next file
-            pass
+        # The copy stops within one step (template_cache.STEP); waited for in a thread,
+        # so the loop goes on stopping the other services meanwhile.
+        await asyncio.to_thread(self._wait_for_copy)
         if self.folder is not None:
             try:
                 ownership.remove_folder(str(self.folder), self.mark)
