@@ -213,3 +213,92 @@ def test_unknown_run_key_is_refused(conductor, config, tmp_path):
     assert result.code == 2, result.text
     assert "run.envs" in result.err
     assert len(result.err.strip().splitlines()) == 1
+
+
+def test_env_defaults_and_messages_nest_as_in_docker_compose(conductor, config, tmp_path):
+    """issue 18, item 3: `{env.X:-{env.Y}}` is compose's `${X:-${Y}}`. It used to become
+    the literal text `{env.X:-fromY}` (the inner field filled, the outer left as text),
+    and check and run both exited 0."""
+    svc, cmd = tmp_path / "svc.json", tmp_path / "cmd.json"
+    nested = {
+        "INNER": "{env.CONDUCTOR_TEST_UNSET_VAR:-{env.CONDUCTOR_TEST_SET_VAR}}",
+        "DEEPER": "{env.CONDUCTOR_TEST_UNSET_VAR:-{env.CONDUCTOR_TEST_UNSET_TOO:-deep}}",
+        "OUTER_SET": "{env.CONDUCTOR_TEST_SET_VAR:-{env.CONDUCTOR_TEST_UNSET_VAR}}",
+        "AROUND": "<{env.CONDUCTOR_TEST_UNSET_VAR:-a{env.CONDUCTOR_TEST_SET_VAR}b}>",
+        "BRACES": "{env.CONDUCTOR_TEST_UNSET_VAR:-{{x}}}}}",
+        "PORT": "{env.CONDUCTOR_TEST_UNSET_VAR:-{host}:{port}}",
+    }
+    config(
+        {"api": {**dump_service(svc, env=nested), "port": "auto"}},
+        run={
+            "env": {
+                "FROM_RUN": nested["INNER"],
+                "DB": "{env.CONDUCTOR_TEST_UNSET_VAR:-{services.api.url}}",
+            }
+        },
+    )
+    conductor.env.pop("CONDUCTOR_TEST_UNSET_VAR", None)
+    conductor.env.pop("CONDUCTOR_TEST_UNSET_TOO", None)
+    conductor.env["CONDUCTOR_TEST_SET_VAR"] = "fromY"
+    checked = conductor.run("check", "--config", "conductor.toml")
+    assert checked.code == 0, checked.text
+    result = conductor.run(
+        "run", "--config", "conductor.toml", "--", PY, "-c", COMMAND_DUMP, str(cmd)
+    )
+    assert result.code == 0, result.text
+    env, command_env = read(svc)["env"], read(cmd)["env"]
+    port = command_env["API_PORT"]
+    assert env["INNER"] == "fromY"
+    assert env["DEEPER"] == "deep"
+    assert env["OUTER_SET"] == "fromY"  # the default is not needed: its unset Y is no error
+    assert env["AROUND"] == "<afromYb>"
+    assert env["BRACES"] == "{x}}"
+    assert env["PORT"] == f"127.0.0.1:{port}"
+    assert command_env["FROM_RUN"] == "fromY"
+    assert command_env["DB"] == f"http://127.0.0.1:{port}"
+
+
+def test_a_required_variables_message_may_use_another_variable(conductor, config, tmp_path):
+    """`{env.X:?{env.Y}}`: compose's `${X:?${Y}}`, the message filled in."""
+    svc = tmp_path / "svc.json"
+    config(
+        {
+            "api": dump_service(
+                svc,
+                env={"SECRET": "{env.CONDUCTOR_TEST_UNSET_VAR:?{env.CONDUCTOR_TEST_SET_VAR}}"},
+            )
+        }
+    )
+    conductor.env.pop("CONDUCTOR_TEST_UNSET_VAR", None)
+    conductor.env["CONDUCTOR_TEST_SET_VAR"] = "put SECRET in .env"
+    for args in (["check"], ["run"]):
+        tail = ["--", PY, "-c", "pass"] if args == ["run"] else []
+        result = conductor.run(*args, "--config", "conductor.toml", *tail)
+        assert result.code == 2, result.text
+        (line,) = result.err.strip().splitlines()
+        assert line.endswith("key 'env.SECRET': put SECRET in .env"), line
+    assert not svc.exists()  # nothing started
+
+
+@pytest.mark.parametrize(
+    ("where", "keys"),
+    [
+        ("service env", {"env": {"A": "a}b"}}),
+        ("command", {"command": [PY, "-c", "pass}"]}),
+        ("nested default", {"env": {"A": "{env.CONDUCTOR_TEST_UNSET_VAR:-x}}y}"}}),
+    ],
+)
+def test_a_lone_closing_brace_is_exit_2_naming_the_key(conductor, config, tmp_path, where, keys):
+    """`{{` and `}}` are the documented escapes; a lone `}` is a mistake (a brace left
+    over from an edit), not a literal: exit 2 in check and run alike."""
+    svc = tmp_path / "svc.json"
+    config({"api": {**dump_service(svc), **keys}})
+    key = "command[2]" if where == "command" else "env.A"
+    for args in (["check"], ["run"]):
+        tail = ["--", PY, "-c", "pass"] if args == ["run"] else []
+        result = conductor.run(*args, "--config", "conductor.toml", *tail)
+        assert result.code == 2, (where, result.text)
+        (line,) = result.err.strip().splitlines()
+        assert f"service 'api', key '{key}'" in line, line
+        assert "'}}'" in line, line  # says how to write a literal brace
+    assert not svc.exists()
