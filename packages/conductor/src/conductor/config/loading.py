@@ -132,6 +132,13 @@ def _read(file: Path) -> dict[str, Any]:
         raise ConfigError(
             f"is not valid TOML: {exc}; fix it or pass --config FILE", file=file
         ) from None
+    except RecursionError:
+        # tomllib recurses once per level of nested arrays and inline tables
+        raise ConfigError(
+            "is too deeply nested to read (arrays or tables inside one another, "
+            "hundreds of levels deep); no setting of conductor's nests like that: fix it",
+            file=file,
+        ) from None
 
 
 def _conductor_table(data: dict[str, Any], file: Path) -> dict[str, Any] | None:
