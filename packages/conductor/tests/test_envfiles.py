@@ -5,6 +5,7 @@ service's own (rendered) PATH. Each against real processes."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -302,3 +303,26 @@ def test_a_lone_closing_brace_is_exit_2_naming_the_key(conductor, config, tmp_pa
         assert f"service 'api', key '{key}'" in line, line
         assert "'}}'" in line, line  # says how to write a literal brace
     assert not svc.exists()
+
+
+@pytest.mark.parametrize(
+    ("kind", "what"), [("fifo", "a FIFO"), ("device", "a device"), ("folder", "a folder")]
+)
+def test_an_env_file_that_is_no_file_says_what_it_is(conductor, config, tmp_path, kind, what):
+    """issue 18, item 4: each was "does not exist". A FIFO is never opened (an open
+    waits for a writer), so the run cannot hang on one either."""
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "odd.env")
+        written = "odd.env"
+    elif kind == "device":
+        written = os.devnull
+    else:
+        (tmp_path / "odd.env").mkdir()
+        written = "odd.env"
+    config({"api": dump_service(tmp_path / "svc.json")}, env_file=written)
+    result = conductor.run("check", "--config", "conductor.toml", timeout=60)
+    assert result.code == 2, result.text
+    (line,) = result.err.strip().splitlines()
+    assert "key 'env_file'" in line, line
+    assert f"it is {what}, not a plain file" in line, line
+    assert "does not exist" not in line

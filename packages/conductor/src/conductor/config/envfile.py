@@ -3,9 +3,13 @@ FastAPI templates write them, so settings are written once for the app and its t
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from conductor.errors import ConfigError
+from conductor.files import safe_io
+
+_MAX_BYTES = 64 << 20  # far beyond any .env: a file that large is a mistake
 
 
 def read(
@@ -16,33 +20,19 @@ def read(
     service: str | None = None,
     key: str = "env_file",
 ) -> dict[str, str]:
-    """The variables of `paths` (relative to `root`), later files winning; a file that
-    is missing or unreadable is a ConfigError naming it. python-dotenv is imported only
-    here: a configuration without env_file never pays for it."""
+    """The variables of `paths` (relative to `root`), later files winning. A file that
+    is missing, no plain file (a folder, a FIFO, a device: never opened to wait) or not
+    readable is a ConfigError naming it. python-dotenv is imported only here: a
+    configuration without env_file never pays for it."""
     listed = (paths,) if isinstance(paths, str) else paths
-    if not listed:
-        return {}
-    from dotenv import dotenv_values
-
     values: dict[str, str] = {}
     for i, written in enumerate(listed):
         where = key if isinstance(paths, str) else f"{key}[{i}]"
         try:
-            path = (root / written).resolve()
-            if not path.is_file():
-                raise ConfigError(
-                    f"{path} does not exist; create it or fix the path",
-                    file=file,
-                    service=service,
-                    key=where,
-                )
-            with path.open(encoding="utf-8") as stream:
-                read_values = dotenv_values(stream=stream, interpolate=True)
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
-            raise ConfigError(
-                f"cannot read {written!r}: {exc}", file=file, service=service, key=where
-            ) from None
-        for name, value in read_values.items():
+            found = _read_one(root, written)
+        except _Unreadable as exc:
+            raise ConfigError(str(exc), file=file, service=service, key=where) from None
+        for name, value in found.items():
             if "\0" in name or "=" in name or not name or "\0" in (value or ""):
                 raise ConfigError(
                     f"{written}: variable {name!r} has a NUL byte or '=' in it",
@@ -52,3 +42,22 @@ def read(
                 )
             values[name] = value or ""
     return values
+
+
+class _Unreadable(Exception):
+    """Why one env_file cannot be read; `str()` says it, naming the file."""
+
+
+def _read_one(root: Path, written: str) -> dict[str, str | None]:
+    try:
+        path = (root / written).resolve()
+        text = safe_io.read_text(path, _MAX_BYTES)
+    except FileNotFoundError:
+        raise _Unreadable(f"{root / written} does not exist; create it or fix the path") from None
+    except safe_io.NotPlain as exc:
+        raise _Unreadable(f"{path}: {exc}; point it at a .env file") from None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise _Unreadable(f"cannot read {written!r}: {exc}") from None
+    from dotenv import dotenv_values
+
+    return dotenv_values(stream=io.StringIO(text), interpolate=True)

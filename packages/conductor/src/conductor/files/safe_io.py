@@ -78,14 +78,29 @@ def read_plain(path: Path, limit: int) -> tuple[str, os.stat_result]:
         if exc.errno == errno.ELOOP:
             raise NotPlain("it is a link, which conductor does not follow") from None
         raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)  # before open(): Python refuses to wrap a folder's descriptor
+        raise NotPlain(f"it is {kind(info.st_mode)}, not a plain file")
     with open(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise NotPlain("it is not a plain file")
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise NotPlain(f"it is larger than {limit} bytes")
     return data.decode("utf-8"), info
+
+
+def kind(mode: int) -> str:
+    """What a file of `mode` (st_mode) is, in words: "a folder", "a FIFO", ..."""
+    kinds = [
+        (stat.S_ISREG, "a plain file"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a link"),
+    ]
+    return next((words for test, words in kinds if test(mode)), "not a file")
 
 
 def why_unusable(folder: Path, exc: OSError) -> str:
