@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -326,3 +327,64 @@ def test_an_env_file_that_is_no_file_says_what_it_is(conductor, config, tmp_path
     assert "key 'env_file'" in line, line
     assert f"it is {what}, not a plain file" in line, line
     assert "does not exist" not in line
+
+
+def test_an_unparsable_env_file_line_is_exit_2_naming_file_and_line(conductor, config, tmp_path):
+    """issue 18, item 4: python-dotenv's own warning ("could not parse statement
+    starting at line 2", naming no file), and the run went on without the variable."""
+    (tmp_path / "api.env").write_text("GOOD=1\nexport SECRET hunter2 = x\nLATER=3\n")
+    svc = tmp_path / "svc.json"
+    config({"api": dump_service(svc, env_file="api.env")})
+    for args in (["check"], ["run"]):
+        tail = ["--", PY, "-c", "pass"] if args == ["run"] else []
+        result = conductor.run(*args, "--config", "conductor.toml", *tail)
+        assert result.code == 2, result.text
+        (line,) = result.err.strip().splitlines()
+        assert "service 'api', key 'env_file'" in line, line
+        assert f"{tmp_path / 'api.env'}:2:" in line, line
+        assert "hunter2" not in line  # a line of a .env may hold a secret: never shown
+    assert not svc.exists()
+
+
+def test_reading_an_env_file_takes_time_in_proportion_to_its_size(tmp_path):
+    """issue 18, item 4: python-dotenv's interpolation copies the environment and every
+    variable read so far for each variable: 16,000 variables took 3.5 s. Eight times
+    the variables must take about eight times as long, not sixty-four (best of three,
+    so a busy machine does not decide it)."""
+    from conductor.config import envfile
+
+    def seconds(count: int) -> float:
+        path = tmp_path / f"{count}.env"
+        path.write_text("".join(f"VAR_{i}=value-{i}-${{HOME}}\n" for i in range(count)))
+        best = float("inf")
+        for _ in range(3):
+            began = time.perf_counter()
+            values = envfile.read(path.name, root=tmp_path, file=tmp_path / "c.toml")
+            best = min(best, time.perf_counter() - began)
+        assert len(values) == count
+        assert values[f"VAR_{count - 1}"] == f"value-{count - 1}-{os.environ['HOME']}"
+        return best
+
+    small, large = seconds(2_000), seconds(16_000)
+    assert large < 20 * small, (small, large)
+
+
+def test_the_values_are_python_dotenvs_own(tmp_path, monkeypatch):
+    """The linear reader gives what dotenv_values(interpolate=True) gives: the real
+    environment under the values read so far, a later line winning, a bare NAME empty."""
+    from dotenv import dotenv_values
+
+    from conductor.config import envfile
+
+    monkeypatch.setenv("CONDUCTOR_TEST_SET_VAR", "real")
+    monkeypatch.delenv("CONDUCTOR_TEST_UNSET_VAR", raising=False)
+    text = (
+        "\ufeffA=1\nexport B='two words'\nC=\"${A}-${CONDUCTOR_TEST_SET_VAR}\"\n"
+        "D=${CONDUCTOR_TEST_UNSET_VAR:-fallback} # comment\nBARE\nE=${BARE:-x}\n"
+        "A=again\nF=${A}${LATER}\nLATER=late\nG='${A}'\nH=\"multi\nline\"\n"
+        "CONDUCTOR_TEST_SET_VAR=file\nI=${CONDUCTOR_TEST_SET_VAR}\n"
+    )
+    (tmp_path / ".env").write_text(text)
+    expected = {k: v or "" for k, v in dotenv_values(tmp_path / ".env").items()}
+    assert envfile.read(".env", root=tmp_path, file=tmp_path / "c.toml") == expected
+    assert expected["I"] == "file"  # the file's value over the real one, as dotenv does
