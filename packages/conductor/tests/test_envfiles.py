@@ -388,3 +388,21 @@ def test_the_values_are_python_dotenvs_own(tmp_path, monkeypatch):
     expected = {k: v or "" for k, v in dotenv_values(tmp_path / ".env").items()}
     assert envfile.read(".env", root=tmp_path, file=tmp_path / "c.toml") == expected
     assert expected["I"] == "file"  # the file's value over the real one, as dotenv does
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_run_cwd_that_is_no_folder_is_exit_2_naming_the_key(conductor, config, tmp_path, kind):
+    """issue 18, item 4: COMMAND's spawn failed instead: 127 (missing) or 126 (a file),
+    as if COMMAND itself could not be found or run, and after the services started."""
+    if kind == "file":
+        (tmp_path / "suite").write_text("")
+    svc = tmp_path / "svc.json"
+    config({"api": dump_service(svc)}, run={"cwd": "suite"})
+    for args in (["check"], ["run"]):
+        tail = ["--", PY, "-c", "pass"] if args == ["run"] else []
+        result = conductor.run(*args, "--config", "conductor.toml", *tail)
+        assert result.code == 2, result.text
+        (line,) = result.err.strip().splitlines()
+        assert "key 'run.cwd'" in line, line
+        assert str(tmp_path / "suite") in line, line
+    assert not svc.exists()  # refused before any service started

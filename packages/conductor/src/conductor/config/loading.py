@@ -10,6 +10,7 @@ import graphlib
 import os
 import re
 import shutil
+import stat
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from conductor import environment
 from conductor.config import envfile, schema, templates
 from conductor.config.schema import ReadyKind, ReadySpec, ServiceKind, ServiceSpec
 from conductor.errors import ConfigError
+from conductor.files import safe_io
 
 __all__ = [
     "Config",
@@ -178,6 +180,7 @@ def _parse(table: dict[str, Any], file: Path, prefix: str, logs_dir: Path | str 
         *((f"{prefix}run.env.{k}", v) for k, v in doc.run.env.items()),
     ]:
         _check_command_template(key, template, services, file, environ)
+    _check_run_cwd(doc.run.cwd, root, file, f"{prefix}run.cwd")
     logs = Path(logs_dir if logs_dir is not None else doc.logs_dir)
     return Config(
         file=file,
@@ -191,6 +194,28 @@ def _parse(table: dict[str, Any], file: Path, prefix: str, logs_dir: Path | str 
         run=doc.run,
         python=_python(doc.python, root, file, f"{prefix}python"),
     )
+
+
+def _check_run_cwd(written: str | None, root: Path, file: Path, key: str) -> None:
+    """[run].cwd must be a folder: COMMAND's spawn would fail there only after every
+    service started, as 127 or 126, as if COMMAND itself could not be found or run."""
+    if written is None:
+        return
+    try:
+        folder = (root / written).resolve()
+        mode = folder.stat().st_mode
+    except FileNotFoundError:
+        problem = "does not exist"
+    except (OSError, ValueError) as exc:
+        problem = f"cannot be used ({exc})"
+    else:
+        problem = "" if stat.S_ISDIR(mode) else f"is {safe_io.kind(mode)}, not a folder"
+    if problem:
+        raise ConfigError(
+            f"{root / written} {problem}; point it at the folder COMMAND runs in",
+            file=file,
+            key=key,
+        )
 
 
 def _python(written: str | None, root: Path, file: Path, key: str) -> str:
