@@ -184,3 +184,74 @@ def test_the_shell_really_closes_stdout(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "Bad file descriptor" in proc.stderr
+
+
+def _nothing_written(folder: Path, before: set[str]) -> None:
+    """No file of conductor's appeared in `folder` (the working folder, a home)."""
+    assert {p.name for p in folder.iterdir()} == before, sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("action", ["run", "up", "clean"])
+def test_an_empty_logs_dir_option_is_refused(conductor, config, tmp_path, action):
+    """issue 18, item 4: `--logs-dir "$UNSET"` was the working folder (Path('')), so
+    conductor's files went wherever it was started."""
+    _svc(config)
+    before = {p.name for p in tmp_path.iterdir()}
+    tail = ["--", PY, "-c", "pass"] if action == "run" else []
+    result = conductor.run(
+        action, "--config", "conductor.toml", "--logs-dir", "", *tail, timeout=60
+    )
+    assert result.code == 2, result.text
+    _one_line(result.err, "--logs-dir")
+    assert "empty" in result.err
+    _nothing_written(tmp_path, before)
+
+
+@pytest.mark.parametrize("action", ["check", "run"])
+def test_an_empty_logs_dir_key_is_refused(conductor, config, tmp_path, action):
+    _svc(config, logs_dir="")
+    before = {p.name for p in tmp_path.iterdir()}
+    tail = ["--", PY, "-c", "pass"] if action == "run" else []
+    result = conductor.run(action, "--config", "conductor.toml", *tail)
+    assert result.code == 2, result.text
+    _one_line(result.err, "key 'logs_dir'")
+    assert "empty" in result.err
+    _nothing_written(tmp_path, before)
+
+
+@pytest.mark.parametrize("how", ["option", "option-with-slash", "key"])
+def test_the_users_home_is_no_logs_folder(conductor, config, tmp_path, how):
+    """`--logs-dir "$UNSET/"` as root wrote conductor's files into /; the same slip with
+    a home (`$HOME/$UNSET`) wrote them there. HOME is this test's own folder."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text("# the user's\n")
+    conductor.env["HOME"] = str(home)
+    args = ["run", "--config", "conductor.toml"]
+    if how == "key":
+        _svc(config, logs_dir=str(home))
+        where = "key 'logs_dir'"
+    else:
+        _svc(config)
+        args += ["--logs-dir", str(home) + ("/" if how == "option-with-slash" else "")]
+        where = "key '--logs-dir'"
+    result = conductor.run(*args, "--", PY, "-c", "pass")
+    assert result.code == 2, result.text
+    _one_line(result.err, where)
+    assert "home folder" in result.err
+    _nothing_written(home, {".bashrc"})
+
+
+@pytest.mark.parametrize("action", ["check", "clean"])
+def test_the_root_folder_is_no_logs_folder(conductor, config, tmp_path, action):
+    """`/` itself, as `check` (the key) and `clean` (the option) see it: neither writes
+    anything even before this check, so this test cannot litter `/`. `run` and `up`
+    meet the same check before anything is written (the home case above runs it)."""
+    if action == "check":
+        _svc(config, logs_dir="/")
+        result = conductor.run("check", "--config", "conductor.toml")
+    else:
+        _svc(config)
+        result = conductor.run("clean", "--config", "conductor.toml", "--logs-dir", "/")
+    assert result.code == 2, result.text
+    _one_line(result.err, "the root folder")
