@@ -255,3 +255,44 @@ def test_the_root_folder_is_no_logs_folder(conductor, config, tmp_path, action):
         result = conductor.run("clean", "--config", "conductor.toml", "--logs-dir", "/")
     assert result.code == 2, result.text
     _one_line(result.err, "the root folder")
+
+
+@pytest.mark.parametrize("name", ["report.html", "summary.json", "conductor.log", "svc.log"])
+def test_a_folder_holding_the_users_own_files_at_conductors_names_is_refused(
+    conductor, config, tmp_path, name
+):
+    """issue 18, item 4: `logs_dir = "."` at a project root with the user's own
+    report.html: a run deleted it at its start and wrote its own there. Nothing of the
+    user's is overwritten or removed, nothing is started."""
+    _svc(config, logs_dir=".")
+    (tmp_path / name).write_text("the user's own\n")
+    before = {p.name for p in tmp_path.iterdir()}
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    assert result.code == 2, result.text
+    _one_line(result.err, "as the logs folder")
+    assert "key 'logs_dir'" in result.err
+    assert f"{tmp_path / name}" in result.err
+    assert (tmp_path / name).read_text() == "the user's own\n"
+    _nothing_written(tmp_path, before)
+
+
+def test_a_folder_conductor_has_used_is_its_own_to_write_again(conductor, config, tmp_path):
+    """The other side: the project root with none of conductor's names in it is
+    taken (and marked), and the next run replaces its own files there; so is a logs
+    folder an earlier conductor left (its conductor.log, no mark)."""
+    _svc(config, logs_dir=".")
+    (tmp_path / "notes.txt").write_text("the user's own\n")
+    for _ in range(2):
+        result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+        assert result.code == 0, result.text
+        assert json.loads((tmp_path / "summary.json").read_text())["exit_code"] == 0
+    assert (tmp_path / "notes.txt").read_text() == "the user's own\n"
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "conductor.log").write_text("09:15:02.117 INFO run 0123: starting\n")
+    (earlier / "summary.json").write_text('{"run_id": "0123", "exit_code": 1}\n')
+    result = conductor.run(
+        "run", "--config", "conductor.toml", "--logs-dir", "earlier", "--", PY, "-c", "pass"
+    )
+    assert result.code == 0, result.text
+    assert json.loads((earlier / "summary.json").read_text())["exit_code"] == 0

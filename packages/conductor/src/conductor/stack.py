@@ -214,7 +214,7 @@ class Stack:
         # Everything the file alone can get wrong fails here, before the logs folder is
         # touched; ports are checked below, once a killed run's leftovers are gone.
         unchecked = self._plan()
-        self._claim_logs_dir()
+        self._claim_logs_dir(unchecked)
         if self.logs_dir != unchecked.logs_dir:
             # Busy: this run logs to a run-PID subfolder, which every log path and
             # {logs_dir} names; the only start that plans again.
@@ -258,13 +258,14 @@ class Stack:
                 self._release()
             raise
 
-    def _claim_logs_dir(self) -> None:
-        """Take the logs folder's lock and open conductor.log there; a folder that can
-        be no logs folder (rundir/logsfolder.py: / or a home) is refused first."""
+    def _claim_logs_dir(self, plan: Plan) -> None:
+        """Take the logs folder's lock, and the folder as conductor's (logsfolder: never
+        / or a home, never over the user's own files), and open conductor.log there."""
         try:
             logsfolder.check(self.logs_dir)
             self._lock_logs_dir()
             self._locked = True
+            logsfolder.take(self.logs_dir, plan.written)
             self._log_handler = logs.setup_event_log(self.logs_dir)
         except (OSError, logsfolder.Unfit) as exc:
             self._release()
