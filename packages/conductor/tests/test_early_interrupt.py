@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import subprocess
 import textwrap
+from pathlib import Path
+
+import pytest
 
 from support import PY, default_sigint
 
@@ -51,9 +54,22 @@ DURING_ARGUMENTS = textwrap.dedent(
 )
 
 
-def launch(arm: str) -> subprocess.CompletedProcess[str]:
+# Ctrl-C while the configuration is read (a slow .env, a big pyproject): the moment
+# python-dotenv, which reads its env_file, is first imported; conductor's own modules
+# are all loaded by then.
+DURING_CONFIG = DURING_IMPORT.replace('name == "asyncio"', 'name.split(".")[0] == "dotenv"')
+
+
+def launch(
+    arm: str, argv: tuple[str, ...] = ("check",), cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PY, "-c", LAUNCH.format(arm=arm)],
+        [
+            PY,
+            "-c",
+            LAUNCH.format(arm=arm).replace('["conductor", "check"]', repr(["conductor", *argv])),
+        ],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
@@ -75,3 +91,18 @@ def test_ctrl_c_while_conductor_reads_its_arguments() -> None:
     assert result.returncode == 130, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr == "conductor: interrupted before anything was started\n"
+
+
+@pytest.mark.parametrize("action", ["check", "run", "up", "clean"])
+def test_ctrl_c_while_conductor_reads_its_configuration(tmp_path: Path, action: str) -> None:
+    """issue 18, item 4: one line and 130, not a traceback nor a silent exit."""
+    (tmp_path / ".env").write_text("A=1\n")
+    (tmp_path / "conductor.toml").write_text(
+        'env_file = ".env"\n[services.a]\ncommand = ["sleep", "60"]\n'
+    )
+    argv = (action, *(["--", "true"] if action == "run" else []))
+    result = launch(DURING_CONFIG, argv, cwd=tmp_path)
+    assert result.returncode == 130, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"conductor: {action} interrupted (Ctrl-C)"), line
+    assert not (tmp_path / "_e2e_logs").exists()  # nothing was started

@@ -32,6 +32,13 @@ HOSTILE = {
     "name_with_newline": ('[services."a\\nb"]', SLEEP),
     "names_collide": ("[services.a-b]", SLEEP, "[services.a_b]", SLEEP),
     "tool_is_text": ('tool = "x"',),
+    # issue 18, item 4: tomllib recurses once per level; this was a RecursionError
+    "deeply_nested_array": (
+        "[services.a]",
+        SLEEP,
+        "env = { A = " + "[" * 100_000 + "]" * 100_000 + " }",
+    ),
+    "deeply_nested_table": ("[services.a]", SLEEP, "x = " + "{ a = " * 5_000 + "1" + " }" * 5_000),
 }
 
 
@@ -55,3 +62,25 @@ def test_load_config_raises_only_config_error(tmp_path: Path) -> None:
         path.write_text("\n".join(lines) + "\n")
         with pytest.raises(ConfigError):
             load_config(path)
+
+
+@pytest.mark.parametrize("action", ["check", "clean", "up", "found"])
+def test_a_deeply_nested_document_is_one_line_in_every_action(
+    conductor: Conductor, tmp_path: Path, action: str
+) -> None:
+    """issue 18, item 4: a RecursionError traceback in check, run and clean alike; also
+    when the document is the pyproject.toml found by walking up (no --config)."""
+    deep = "\n".join(HOSTILE["deeply_nested_array"]) + "\n"
+    if action == "found":
+        (tmp_path / "pyproject.toml").write_text(
+            deep.replace("[services.a]", "[tool.conductor.services.a]")
+        )
+        result = conductor.run("check")
+    else:
+        (tmp_path / "c.toml").write_text(deep)
+        result = conductor.run(action, "--config", "c.toml")
+    assert "Traceback" not in result.text, result.text
+    assert result.code == 2, result.text
+    (line,) = result.err.strip().splitlines()
+    assert "too deeply nested" in line, line
+    assert "c.toml" in line or "pyproject.toml" in line, line

@@ -184,3 +184,115 @@ def test_the_shell_really_closes_stdout(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "Bad file descriptor" in proc.stderr
+
+
+def _nothing_written(folder: Path, before: set[str]) -> None:
+    """No file of conductor's appeared in `folder` (the working folder, a home)."""
+    assert {p.name for p in folder.iterdir()} == before, sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("action", ["run", "up", "clean"])
+def test_an_empty_logs_dir_option_is_refused(conductor, config, tmp_path, action):
+    """issue 18, item 4: `--logs-dir "$UNSET"` was the working folder (Path('')), so
+    conductor's files went wherever it was started."""
+    _svc(config)
+    before = {p.name for p in tmp_path.iterdir()}
+    tail = ["--", PY, "-c", "pass"] if action == "run" else []
+    result = conductor.run(
+        action, "--config", "conductor.toml", "--logs-dir", "", *tail, timeout=60
+    )
+    assert result.code == 2, result.text
+    _one_line(result.err, "--logs-dir")
+    assert "empty" in result.err
+    _nothing_written(tmp_path, before)
+
+
+@pytest.mark.parametrize("action", ["check", "run"])
+def test_an_empty_logs_dir_key_is_refused(conductor, config, tmp_path, action):
+    _svc(config, logs_dir="")
+    before = {p.name for p in tmp_path.iterdir()}
+    tail = ["--", PY, "-c", "pass"] if action == "run" else []
+    result = conductor.run(action, "--config", "conductor.toml", *tail)
+    assert result.code == 2, result.text
+    _one_line(result.err, "key 'logs_dir'")
+    assert "empty" in result.err
+    _nothing_written(tmp_path, before)
+
+
+@pytest.mark.parametrize("how", ["option", "option-with-slash", "key"])
+def test_the_users_home_is_no_logs_folder(conductor, config, tmp_path, how):
+    """`--logs-dir "$UNSET/"` as root wrote conductor's files into /; the same slip with
+    a home (`$HOME/$UNSET`) wrote them there. HOME is this test's own folder."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text("# the user's\n")
+    conductor.env["HOME"] = str(home)
+    args = ["run", "--config", "conductor.toml"]
+    if how == "key":
+        _svc(config, logs_dir=str(home))
+        where = "key 'logs_dir'"
+    else:
+        _svc(config)
+        args += ["--logs-dir", str(home) + ("/" if how == "option-with-slash" else "")]
+        where = "key '--logs-dir'"
+    result = conductor.run(*args, "--", PY, "-c", "pass")
+    assert result.code == 2, result.text
+    _one_line(result.err, where)
+    assert "home folder" in result.err
+    _nothing_written(home, {".bashrc"})
+
+
+@pytest.mark.parametrize("action", ["check", "clean"])
+def test_the_root_folder_is_no_logs_folder(conductor, config, tmp_path, action):
+    """`/` itself, as `check` (the key) and `clean` (the option) see it: neither writes
+    anything even before this check, so this test cannot litter `/`. `run` and `up`
+    meet the same check before anything is written (the home case above runs it)."""
+    if action == "check":
+        _svc(config, logs_dir="/")
+        result = conductor.run("check", "--config", "conductor.toml")
+    else:
+        _svc(config)
+        result = conductor.run("clean", "--config", "conductor.toml", "--logs-dir", "/")
+    assert result.code == 2, result.text
+    _one_line(result.err, "the root folder")
+
+
+@pytest.mark.parametrize("name", ["report.html", "summary.json", "conductor.log", "svc.log"])
+def test_a_folder_holding_the_users_own_files_at_conductors_names_is_refused(
+    conductor, config, tmp_path, name
+):
+    """issue 18, item 4: `logs_dir = "."` at a project root with the user's own
+    report.html: a run deleted it at its start and wrote its own there. Nothing of the
+    user's is overwritten or removed, nothing is started."""
+    _svc(config, logs_dir=".")
+    (tmp_path / name).write_text("the user's own\n")
+    before = {p.name for p in tmp_path.iterdir()}
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    assert result.code == 2, result.text
+    _one_line(result.err, "as the logs folder")
+    assert "key 'logs_dir'" in result.err
+    assert f"{tmp_path / name}" in result.err
+    assert (tmp_path / name).read_text() == "the user's own\n"
+    _nothing_written(tmp_path, before)
+
+
+def test_a_folder_conductor_has_used_is_its_own_to_write_again(conductor, config, tmp_path):
+    """The other side: the project root with none of conductor's names in it is
+    taken (and marked), and the next run replaces its own files there; so is a logs
+    folder an earlier conductor left (its conductor.log, no mark)."""
+    _svc(config, logs_dir=".")
+    (tmp_path / "notes.txt").write_text("the user's own\n")
+    for _ in range(2):
+        result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+        assert result.code == 0, result.text
+        assert json.loads((tmp_path / "summary.json").read_text())["exit_code"] == 0
+    assert (tmp_path / "notes.txt").read_text() == "the user's own\n"
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "conductor.log").write_text("09:15:02.117 INFO run 0123: starting\n")
+    (earlier / "summary.json").write_text('{"run_id": "0123", "exit_code": 1}\n')
+    result = conductor.run(
+        "run", "--config", "conductor.toml", "--logs-dir", "earlier", "--", PY, "-c", "pass"
+    )
+    assert result.code == 0, result.text
+    assert json.loads((earlier / "summary.json").read_text())["exit_code"] == 0

@@ -19,6 +19,7 @@ import pytest
 from conductor.errors import LogsDirBusy
 from conductor.process import ownership
 from conductor.rundir import lockfile, runfolders
+from conductor.rundir.logsfolder import MARK_NAME
 from conductor.rundir.run_record import LOCK_NAME, RunDir
 from support import PY, fake, plant_link
 
@@ -280,7 +281,8 @@ def test_no_lock_file_is_left_after_a_run(conductor, config, tmp_path):
     result = a_run(conductor, config)
     assert result.code == 0, result.text
     assert not (tmp_path / "logs" / LOCK_NAME).exists()
-    assert not list((tmp_path / "logs").glob(".conductor*"))
+    # only conductor's mark stays: the folder is its own (rundir/logsfolder.py)
+    assert list((tmp_path / "logs").glob(".conductor*")) == [tmp_path / "logs" / MARK_NAME]
 
 
 def test_no_lock_file_is_left_after_up_or_clean(conductor, config, tmp_path, up):

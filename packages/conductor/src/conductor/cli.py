@@ -20,6 +20,7 @@ from conductor.plan import make_plan
 from conductor.probes import describe
 from conductor.process.subreaper import Subreaper
 from conductor.report.console import Reporter, redact
+from conductor.rundir import logsfolder
 
 USAGE_RUN = "conductor run [options] [SERVICE ...] -- COMMAND [ARG ...]"
 
@@ -41,7 +42,6 @@ def _parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--logs-dir",
-            type=Path,
             help="where logs, summary.json and the run "
             "record go (default: logs_dir from the configuration)",
         )
@@ -121,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     clean = sub.add_parser("clean", help="stop what a killed run left behind")
     clean.add_argument("--config", type=Path, help="configuration file (for logs_dir)")
-    clean.add_argument("--logs-dir", type=Path, help="logs folder of the killed run")
+    clean.add_argument("--logs-dir", help="logs folder of the killed run")
     clean.add_argument(
         "--cache",
         action="store_true",
@@ -197,7 +197,7 @@ def act(args: argparse.Namespace, command: list[str]) -> int:
         status = _clean_cache(reporter) if args.cache else 0
         if args.cache and args.logs_dir is None and args.config is None:
             return status
-        logs_dir = args.logs_dir
+        logs_dir = _logs_dir_option(args)
         if logs_dir is None:
             logs_dir = load_config(args.config).logs_dir
         return _clean(logs_dir.resolve(), reporter) or status
@@ -271,6 +271,16 @@ def _clean_cache(reporter: Reporter) -> int:
     return 0
 
 
+def _logs_dir_option(args: argparse.Namespace) -> Path | None:
+    """--logs-dir, resolved; None when not given. Kept as written until checked: an
+    empty one (`--logs-dir "$UNSET"`) would otherwise be Path(""), the working folder."""
+    if args.logs_dir is None:
+        return None
+    if problem := logsfolder.unfit(args.logs_dir):
+        raise errors.ConfigError(problem, key="--logs-dir")
+    return Path(args.logs_dir).resolve()
+
+
 def _options(args: argparse.Namespace) -> runner.Options:
     env: dict[str, str] = {}
     for item in args.env:
@@ -282,7 +292,7 @@ def _options(args: argparse.Namespace) -> runner.Options:
         env=env,
         subfolder_if_busy=args.if_busy == "subfolder",
         services=args.services,
-        logs_dir=args.logs_dir.resolve() if args.logs_dir else None,
+        logs_dir=_logs_dir_option(args),
         timeout=args.timeout,
         auto_ports=args.auto_ports,
         show_logs=args.show_logs,

@@ -16,8 +16,9 @@ from conductor import container, environment, ports
 from conductor.config import schema, templates
 from conductor.config.loading import Config, ReadySpec, ServiceSpec
 from conductor.errors import ConfigError
-from conductor.files import masking
+from conductor.files import logs, masking
 from conductor.postgres import binaries, clusters, template_cache
+from conductor.report import summary
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,12 @@ class Plan:
     services: Mapping[str, PlannedService]
     skipped: Mapping[str, str]
     context: templates.Context
+
+    @property
+    def written(self) -> list[str]:
+        """The names of the files a run of this plan writes in its logs folder."""
+        own = [logs.EVENT_LOG, *summary.REPORT_FILES]
+        return own + [service.log_path.name for service in self.services.values()]
 
 
 def make_plan(

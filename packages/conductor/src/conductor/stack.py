@@ -18,14 +18,14 @@ from conductor import environment
 from conductor.config.loading import Config
 from conductor.environment import Address
 from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
-from conductor.files import logs, masking, safe_io
+from conductor.files import logs, masking
 from conductor.plan import Plan, check_ports, make_plan
 from conductor.process import kill, ownership, portable, reaper
 from conductor.process.kill import shielded
 from conductor.process.subreaper import Subreaper
 from conductor.report import summary
 from conductor.report.console import Reporter, ServiceReport
-from conductor.rundir import runfolders, watchdog
+from conductor.rundir import logsfolder, runfolders, watchdog
 from conductor.rundir.run_record import RunDir
 from conductor.service import ECHO_DRAIN, Preload, RunContext, ServiceLife, Teardown
 
@@ -165,14 +165,9 @@ class Stack:
         if warning:
             self.reporter.warning(warning)
 
-    def _unusable_logs_dir(self, exc: OSError) -> ConfigError:
-        """One line for a logs folder that is a file, lies under a file, or is not
-        writable: which folder, what is wrong, and where it was configured."""
-        message = (
-            f"cannot use {self.logs_dir} as the logs folder "
-            f"({safe_io.why_unusable(self.logs_dir, exc)}); "
-            "point it at a folder conductor can create and write"
-        )
+    def _unusable_logs_dir(self, exc: OSError | logsfolder.Unfit) -> ConfigError:
+        """One line for a logs folder conductor cannot use, and where it was set."""
+        message = logsfolder.why_not(self.logs_dir, exc)
         if self._logs_dir_given:
             return ConfigError(message, key="--logs-dir")
         return ConfigError(message, file=self.config.file, key="logs_dir")
@@ -219,7 +214,7 @@ class Stack:
         # Everything the file alone can get wrong fails here, before the logs folder is
         # touched; ports are checked below, once a killed run's leftovers are gone.
         unchecked = self._plan()
-        self._claim_logs_dir()
+        self._claim_logs_dir(unchecked)
         if self.logs_dir != unchecked.logs_dir:
             # Busy: this run logs to a run-PID subfolder, which every log path and
             # {logs_dir} names; the only start that plans again.
@@ -263,13 +258,16 @@ class Stack:
                 self._release()
             raise
 
-    def _claim_logs_dir(self) -> None:
-        """Take the logs folder's lock and open conductor.log there."""
+    def _claim_logs_dir(self, plan: Plan) -> None:
+        """Take the logs folder's lock, and the folder as conductor's (logsfolder: never
+        / or a home, never over the user's own files), and open conductor.log there."""
         try:
+            logsfolder.check(self.logs_dir)
             self._lock_logs_dir()
             self._locked = True
+            logsfolder.take(self.logs_dir, plan.written)
             self._log_handler = logs.setup_event_log(self.logs_dir)
-        except OSError as exc:
+        except (OSError, logsfolder.Unfit) as exc:
             self._release()
             raise self._unusable_logs_dir(exc) from None
         if problem := summary.forget(self.logs_dir):

@@ -10,6 +10,7 @@ import graphlib
 import os
 import re
 import shutil
+import stat
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -21,6 +22,8 @@ from conductor import environment
 from conductor.config import envfile, schema, templates
 from conductor.config.schema import ReadyKind, ReadySpec, ServiceKind, ServiceSpec
 from conductor.errors import ConfigError
+from conductor.files import safe_io
+from conductor.rundir import logsfolder
 
 __all__ = [
     "Config",
@@ -132,6 +135,13 @@ def _read(file: Path) -> dict[str, Any]:
         raise ConfigError(
             f"is not valid TOML: {exc}; fix it or pass --config FILE", file=file
         ) from None
+    except RecursionError:
+        # tomllib recurses once per level of nested arrays and inline tables
+        raise ConfigError(
+            "is too deeply nested to read (arrays or tables inside one another, "
+            "hundreds of levels deep); no setting of conductor's nests like that: fix it",
+            file=file,
+        ) from None
 
 
 def _conductor_table(data: dict[str, Any], file: Path) -> dict[str, Any] | None:
@@ -171,6 +181,9 @@ def _parse(table: dict[str, Any], file: Path, prefix: str, logs_dir: Path | str 
         *((f"{prefix}run.env.{k}", v) for k, v in doc.run.env.items()),
     ]:
         _check_command_template(key, template, services, file, environ)
+    _check_run_cwd(doc.run.cwd, root, file, f"{prefix}run.cwd")
+    if problem := logsfolder.unfit(doc.logs_dir, root):
+        raise ConfigError(problem, file=file, key=f"{prefix}logs_dir")
     logs = Path(logs_dir if logs_dir is not None else doc.logs_dir)
     return Config(
         file=file,
@@ -184,6 +197,28 @@ def _parse(table: dict[str, Any], file: Path, prefix: str, logs_dir: Path | str 
         run=doc.run,
         python=_python(doc.python, root, file, f"{prefix}python"),
     )
+
+
+def _check_run_cwd(written: str | None, root: Path, file: Path, key: str) -> None:
+    """[run].cwd must be a folder: COMMAND's spawn would fail there only after every
+    service started, as 127 or 126, as if COMMAND itself could not be found or run."""
+    if written is None:
+        return
+    try:
+        folder = (root / written).resolve()
+        mode = folder.stat().st_mode
+    except FileNotFoundError:
+        problem = "does not exist"
+    except (OSError, ValueError) as exc:
+        problem = f"cannot be used ({exc})"
+    else:
+        problem = "" if stat.S_ISDIR(mode) else f"is {safe_io.kind(mode)}, not a folder"
+    if problem:
+        raise ConfigError(
+            f"{root / written} {problem}; point it at the folder COMMAND runs in",
+            file=file,
+            key=key,
+        )
 
 
 def _python(written: str | None, root: Path, file: Path, key: str) -> str:

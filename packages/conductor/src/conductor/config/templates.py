@@ -8,16 +8,16 @@ values are filled (`Context`) only once every port is settled.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import sys
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from conductor.errors import ConfigError
 
-_FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 _SERVICE_ATTRS = ("host", "port", "url")
 POSTGRES_ATTRS = ("user", "password", "database", "socket_dir")  # kind = "postgres" only
 SIMPLE_NAMES = ("python", "root", "host", "port", "url", "logs_dir")
@@ -52,56 +52,134 @@ def config_error(
 
 
 def fields(template: str) -> Iterator[str]:
-    """The placeholder names in `template`, in order (escaped braces are skipped)."""
-    for match in _FIELD.finditer(template):
-        if match.group(1) is not None:
-            yield match.group(1).strip()
-    if re.search(r"(?<!\{)\{(?!\{)[^}]*$", _FIELD.sub("", template)):
-        raise TemplateError("has an unclosed '{' (write '{{' for a literal brace)")
+    """The placeholder names in `template`, in order, those nested in an `{env...}`
+    default or message after the one they are in (escaped braces are skipped).
+    TemplateError when its braces do not pair up."""
+    yield from _names(parse(template))
 
 
 # {env.NAME}, {env.NAME:-default} (unset or empty: the default), {env.NAME:?message}
 # (unset or empty: the run ends with the message), as in docker compose and the shell.
+# The default and the message are templates themselves: `{env.X:-{env.Y}}` is compose's
+# `${X:-${Y}}`.
 _ENV = re.compile(r"env\.(?P<var>[^.:{}]+)(?::(?P<op>[-?])(?P<arg>.*))?", re.DOTALL)
+_BRACE = re.compile(r"[{}]")
+MAX_NESTING = 16  # placeholders inside placeholders, at most this deep
 
 
 @dataclass(frozen=True)
 class EnvRef:
-    """A parsed `{env...}` placeholder."""
+    """A parsed `{env...}` placeholder; `arg`, its default or message, parsed."""
 
     var: str
     op: str | None  # "-", "?" or None
-    arg: str
-
-    def value(self, environ: Mapping[str, str]) -> str:
-        """What the placeholder becomes; TemplateError when it cannot be filled."""
-        found = environ.get(self.var)
-        if self.op == "-":
-            return found or self.arg
-        if self.op == "?" and not found:
-            raise TemplateError(
-                self.arg.strip() or f"environment variable {self.var} is not set or empty"
-            )
-        if found is None:
-            raise TemplateError(
-                f"uses '{{env.{self.var}}}' but environment variable {self.var} is not set; "
-                f"set it, or give a default: {{env.{self.var}:-DEFAULT}}"
-            )
-        return found
+    arg: tuple[Node, ...]
 
 
-def env_ref(name: str) -> EnvRef | None:
-    """`name` as an `{env...}` placeholder, or None when it is not one."""
+@dataclass(frozen=True)
+class Field:
+    """A placeholder: its name as written (stripped), and what it means when it is an
+    `{env...}` one."""
+
+    name: str
+    env: EnvRef | None
+
+
+Node = str | Field  # literal text (escapes already undone), or a placeholder
+
+
+@functools.lru_cache(maxsize=4096)
+def parse(template: str) -> tuple[Node, ...]:
+    """`template` as text and placeholders. `{{` and `}}` are literal braces; inside a
+    placeholder braces nest (`{env.X:-{env.Y}}`), so a default's own braces must pair.
+    TemplateError for a lone `}`, an unclosed `{` or nesting past MAX_NESTING."""
+    nodes: list[Node] = []
+    text: list[str] = []
+    at = 0
+    while (brace := _BRACE.search(template, at)) is not None:
+        text.append(template[at : brace.start()])
+        at = brace.start()
+        if template.startswith(("{{", "}}"), at):
+            text.append(template[at])
+            at += 2
+            continue
+        if template[at] == "}":
+            raise TemplateError("has a lone '}' (write '}}' for a literal brace)")
+        end = _closing(template, at)
+        if any(text):
+            nodes.append("".join(text))
+        text = []
+        nodes.append(_field(template[at + 1 : end]))
+        at = end + 1
+    text.append(template[at:])
+    if any(text):
+        nodes.append("".join(text))
+    return tuple(nodes)
+
+
+def _closing(template: str, start: int) -> int:
+    """Where the placeholder opened at `start` closes: its matching `}`."""
+    depth = 0
+    for brace in _BRACE.finditer(template, start):
+        depth += 1 if brace.group() == "{" else -1
+        if depth == 0:
+            return brace.start()
+        if depth > MAX_NESTING:
+            raise TemplateError(f"nests placeholders more than {MAX_NESTING} deep")
+    raise TemplateError("has an unclosed '{' (write '{{' for a literal brace)")
+
+
+def _field(body: str) -> Field:
+    name = body.strip()
     match = _ENV.fullmatch(name)
     if match is None:
-        return None
-    return EnvRef(match["var"], match["op"], match["arg"] or "")
+        return Field(name, None)
+    return Field(name, EnvRef(match["var"], match["op"], parse(match["arg"] or "")))
+
+
+def _names(nodes: tuple[Node, ...]) -> Iterator[str]:
+    for node in nodes:
+        if isinstance(node, Field):
+            yield node.name
+            if node.env is not None:
+                yield from _names(node.env.arg)
+
+
+def _fill(
+    nodes: tuple[Node, ...], environ: Mapping[str, str], value_of: Callable[[str], str]
+) -> str:
+    """`nodes` filled: `{env...}` from `environ` (a default or message only when it is
+    needed, so its own variables need not be set otherwise), any other placeholder by
+    `value_of`. TemplateError when one cannot be filled."""
+    out: list[str] = []
+    for node in nodes:
+        if isinstance(node, str):
+            out.append(node)
+            continue
+        ref = node.env
+        if ref is None:
+            out.append(value_of(node.name))
+            continue
+        found = environ.get(ref.var)
+        if ref.op == "-":
+            out.append(found or _fill(ref.arg, environ, value_of))
+        elif ref.op == "?" and not found:
+            message = _fill(ref.arg, environ, value_of).strip()
+            raise TemplateError(message or f"environment variable {ref.var} is not set or empty")
+        elif found is None:
+            raise TemplateError(
+                f"uses '{{env.{ref.var}}}' but environment variable {ref.var} is not set; "
+                f"set it, or give a default: {{env.{ref.var}:-DEFAULT}}"
+            )
+        else:
+            out.append(found)
+    return "".join(out)
 
 
 def check_name(name: str, services: Collection[str], postgres: Collection[str] = ()) -> None:
     """Raise TemplateError unless `name` is one conductor knows how to fill; `postgres`
     are the services of kind "postgres", which offer POSTGRES_ATTRS too."""
-    if name in SIMPLE_NAMES or env_ref(name) is not None:
+    if name in SIMPLE_NAMES or _ENV.fullmatch(name) is not None:
         return
     parts = name.split(".")
     if parts[0] == "services" and len(parts) == 3:
@@ -144,13 +222,14 @@ class Scope:
 
 
 def check(template: str, scope: Scope) -> None:
-    """Raise TemplateError unless every placeholder of `template` can be filled in `scope`."""
-    for name in fields(template):
+    """Raise TemplateError unless every placeholder of `template` can be filled in `scope`:
+    every name is known and allowed where it stands (in a default too), and every
+    `{env...}` has a value (its default's, when it needs one)."""
+    nodes = parse(template)
+    for name in _names(nodes):
         check_name(name, scope.services, scope.postgres)
         _check_owner(name, scope)
-        ref = env_ref(name)
-        if ref is not None:
-            ref.value(scope.environ)
+    _fill(nodes, scope.environ, lambda name: "")  # the run's own values come later
 
 
 def _check_owner(name: str, scope: Scope) -> None:
@@ -184,22 +263,13 @@ def referenced_services(template: str) -> set[str]:
 def render(template: str, context: Mapping[str, str]) -> str:
     """Fill every placeholder from `context`; a missing one raises TemplateError."""
 
-    def replace(match: re.Match[str]) -> str:
-        whole = match.group(0)
-        if whole == "{{":
-            return "{"
-        if whole == "}}":
-            return "}"
-        name = match.group(1).strip()
-        ref = env_ref(name)
-        if ref is not None:
-            return ref.value(_Environ(context))
+    def value_of(name: str) -> str:
         try:
             return context[name]
         except KeyError:
             raise TemplateError(f"'{{{name}}}' has no value here") from None
 
-    return _FIELD.sub(replace, template)
+    return _fill(parse(template), _Environ(context), value_of)
 
 
 class _Environ(Mapping[str, str]):

@@ -19,6 +19,7 @@ from typing import IO
 from conductor.files import masking, safe_io
 from conductor.files.printable import printable
 
+EVENT_LOG = "conductor.log"  # conductor's own events, in every logs folder
 FOLLOW_POLL = 0.005
 _CHUNK = 1 << 16
 # The most of one line a reader holds: the log probe matches a line's first LINE_WINDOW
@@ -245,7 +246,7 @@ def setup_event_log(logs_dir: Path, *, append: bool = False) -> logging.Handler:
     """Send conductor's own events to <logs_dir>/conductor.log for the post-mortem (a
     fresh one per run; the watchdog appends to the run's own)."""
     logs_dir.mkdir(parents=True, exist_ok=True)
-    path = logs_dir / "conductor.log"
+    path = logs_dir / EVENT_LOG
     fd = safe_io.append_to(path) if append else safe_io.create(path, append=True)
     handler = logging.FileHandler(path, encoding="utf-8", delay=True)
     handler.stream = open(fd, "a", encoding="utf-8")  # noqa: SIM115 (the handler closes it)

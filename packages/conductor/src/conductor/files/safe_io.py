@@ -72,20 +72,50 @@ def read_text(path: Path, limit: int) -> str:
 def read_plain(path: Path, limit: int) -> tuple[str, os.stat_result]:
     """`read_text`, with the status of the very file that was read (its owner, its
     age), taken from the open file, not looked up again by name."""
+    fd, info = _open_plain(path)
+    with open(fd, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise NotPlain(f"it is larger than {limit} bytes")
+    return data.decode("utf-8"), info
+
+
+def read_head(path: Path, size: int) -> bytes:
+    """The first `size` bytes of the plain file at `path` (of any length); NotPlain
+    and OSError as for read_text."""
+    fd, _ = _open_plain(path)
+    with open(fd, "rb") as handle:
+        return handle.read(size)
+
+
+def _open_plain(path: Path) -> tuple[int, os.stat_result]:
+    """`path` open for reading, only when it is a plain file and not a link; never
+    waits (a FIFO there is refused, not opened to block)."""
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise NotPlain("it is a link, which conductor does not follow") from None
         raise
-    with open(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise NotPlain("it is not a plain file")
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise NotPlain(f"it is larger than {limit} bytes")
-    return data.decode("utf-8"), info
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)  # before open(): Python refuses to wrap a folder's descriptor
+        raise NotPlain(f"it is {kind(info.st_mode)}, not a plain file")
+    return fd, info
+
+
+def kind(mode: int) -> str:
+    """What a file of `mode` (st_mode) is, in words: "a folder", "a FIFO", ..."""
+    kinds = [
+        (stat.S_ISREG, "a plain file"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a link"),
+    ]
+    return next((words for test, words in kinds if test(mode)), "not a file")
 
 
 def why_unusable(folder: Path, exc: OSError) -> str:
