@@ -17,15 +17,14 @@ from types import TracebackType
 from conductor import environment
 from conductor.config.loading import Config
 from conductor.environment import Address
-from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
-from conductor.files import logs, masking, safe_io
+from conductor.errors import ConductorError, ServiceFailed
+from conductor.files import masking
+from conductor.logs_folder import LogsFolder
 from conductor.plan import Plan, check_ports, make_plan
-from conductor.process import kill, ownership, portable, reaper
+from conductor.process import kill, ownership, reaper
 from conductor.process.kill import shielded
 from conductor.process.subreaper import Subreaper
-from conductor.report import summary
 from conductor.report.console import Reporter, ServiceReport
-from conductor.rundir import runfolders, watchdog
 from conductor.rundir.run_record import RunDir
 from conductor.service import ECHO_DRAIN, Preload, RunContext, ServiceLife, Teardown
 
@@ -49,12 +48,8 @@ class Stack:
         subfolder_if_busy: bool = False,
     ) -> None:
         self.config = config
-        self.subfolder_if_busy = subfolder_if_busy
         self.request_env = dict(command_env or {})  # --env: COMMAND's REQUEST layer
         self.names = services
-        self.logs_dir = (logs_dir or config.logs_dir).resolve()
-        self._base_logs_dir = self.logs_dir  # logs_dir may become a run-PID subfolder of it
-        self._logs_dir_given = logs_dir is not None
         self.auto_ports = auto_ports
         self.show_logs = show_logs
         self.reporter = reporter or Reporter()
@@ -65,6 +60,9 @@ class Stack:
             )
         self.subreaper = subreaper
         self.run_id = os.urandom(16).hex()
+        self._folder = LogsFolder(
+            config, logs_dir, self.reporter, self.run_id, subfolder_if_busy=subfolder_if_busy
+        )
         self.plan: Plan | None = None
         self.services: dict[str, ServiceLife] = {}  # the started set, in start order
         self.died: list[str] = []
@@ -73,14 +71,10 @@ class Stack:
         self.ready_at: float | None = None
         self.leftovers: list[str] = []
         self.skipped: dict[str, ServiceReport] = {}
-        self._rundir = RunDir(self.logs_dir)
-        self._locked = False
         self._teardown = Teardown()
         self._preload = Preload(http=False)  # made again for the plan at the start
         self._used = False
-        self._log_handler: object | None = None
         self._reaper: reaper.Reaper | None = None
-        self._watchdog: watchdog.Watchdog | None = None
 
     # public view ----------------------------------------------------------------
     @property
@@ -107,9 +101,15 @@ class Stack:
         return environment.address_env(self.addresses)
 
     @property
+    def logs_dir(self) -> Path:
+        """The run's logs folder: a run-PID subfolder of the configured one when that
+        was busy (final once the start has claimed it)."""
+        return self._folder.path
+
+    @property
     def rundir(self) -> RunDir:
         """The logs folder's lock and run record (`conductor up` publishes itself there)."""
-        return self._rundir
+        return self._folder.rundir
 
     @property
     def mark(self) -> ownership.Mark:
@@ -142,40 +142,6 @@ class Stack:
     def command_env(self) -> environment.Environment:
         """COMMAND's environment (environment.command), with the run's mark."""
         return self._command_env(self.mark)
-
-    def _lock_logs_dir(self) -> None:
-        """Own the logs folder; when another run holds it and we may, use a subfolder of
-        it instead, so simultaneous runs (two `nox -s e2e`) both go ahead."""
-        try:
-            self._rundir.lock()
-        except LogsDirBusy:
-            if not self.subfolder_if_busy:
-                raise
-            busy = self.logs_dir
-            self.logs_dir, made = runfolders.subfolder(busy)
-            self._rundir = RunDir(self.logs_dir)
-            self._rundir.lock()
-            runfolders.claim(self.logs_dir, self.run_id, made=made)
-            self.reporter.info(f"{busy} is used by another run; this run logs to {self.logs_dir}")
-
-    def _prune(self) -> None:
-        """Finished run-PID subfolders of the configured logs folder beyond the newest
-        few go (runfolders.py); whatever goes wrong is one warning, never the run's end."""
-        warning = runfolders.prune(self._base_logs_dir).warning()
-        if warning:
-            self.reporter.warning(warning)
-
-    def _unusable_logs_dir(self, exc: OSError) -> ConfigError:
-        """One line for a logs folder that is a file, lies under a file, or is not
-        writable: which folder, what is wrong, and where it was configured."""
-        message = (
-            f"cannot use {self.logs_dir} as the logs folder "
-            f"({safe_io.why_unusable(self.logs_dir, exc)}); "
-            "point it at a folder conductor can create and write"
-        )
-        if self._logs_dir_given:
-            return ConfigError(message, key="--logs-dir")
-        return ConfigError(message, file=self.config.file, key="logs_dir")
 
     async def __aenter__(self) -> Stack:
         await self.start()
@@ -219,19 +185,19 @@ class Stack:
         # Everything the file alone can get wrong fails here, before the logs folder is
         # touched; ports are checked below, once a killed run's leftovers are gone.
         unchecked = self._plan()
-        self._claim_logs_dir()
+        self._folder.claim()
         if self.logs_dir != unchecked.logs_dir:
             # Busy: this run logs to a run-PID subfolder, which every log path and
             # {logs_dir} names; the only start that plans again.
             unchecked = self._plan()
-        self._prune()
+        self._folder.prune()
         self._adopt_orphans()
         plan = await self._clear_and_check(unchecked)
         self._begin_record()
         self._preload = Preload(http=any(p.ready.kind == "http" for p in plan.services.values()))
         run = RunContext(
             self.mark,
-            self._rundir,
+            self._folder.rundir,
             self.reporter,
             self.started_at,
             self._teardown,
@@ -259,21 +225,9 @@ class Stack:
                 command_env=self.request_env,
             )
         except BaseException:
-            if self._locked:
+            if self._folder.locked:
                 self._release()
             raise
-
-    def _claim_logs_dir(self) -> None:
-        """Take the logs folder's lock and open conductor.log there."""
-        try:
-            self._lock_logs_dir()
-            self._locked = True
-            self._log_handler = logs.setup_event_log(self.logs_dir)
-        except OSError as exc:
-            self._release()
-            raise self._unusable_logs_dir(exc) from None
-        if problem := summary.forget(self.logs_dir):
-            self.reporter.warning(problem)
 
     def _adopt_orphans(self) -> None:
         """As subreaper we adopt every orphan below us: wait for each as it dies, not
@@ -287,7 +241,7 @@ class Stack:
         """Stop what a killed run left in the folder, then check the plan's ports (the
         leftovers may have held them)."""
         try:
-            earlier = await self._rundir.stop_leftovers()
+            earlier = await self._folder.rundir.stop_leftovers()
             self.leftovers = earlier.stopped
             if self.leftovers:
                 self.reporter.warning(
@@ -310,16 +264,10 @@ class Stack:
         """The run record, then the watchdog: if conductor dies from here on, before
         any service has started, the watchdog cleans up."""
         try:
-            self._rundir.begin(self.mark)
+            self._folder.begin_record(self.mark)
         except OSError as exc:
             self._release()
-            raise self._unusable_logs_dir(exc) from None
-        self._watchdog = watchdog.start(self.logs_dir, self.run_id, self._rundir.lock_fd)
-        if self._watchdog is not None:
-            logs.logger.debug("watchdog: pid %d", self._watchdog.pid)
-            self._rundir.tell = self._watchdog.tell
-        elif not portable.WINDOWS:
-            logs.logger.warning("watchdog: could not be started; if conductor dies, run clean")
+            raise self._folder.unusable(exc) from None
 
     async def _bring_all_up(self) -> None:
         """Every service's start at once (each waits for its dependencies); the first
@@ -376,7 +324,7 @@ class Stack:
 
     async def stop(self) -> None:
         """Stop every service, dependents first; idempotent; never leaves a process."""
-        if self._teardown.over or not self._locked:
+        if self._teardown.over or not self._folder.locked:
             return
         self._teardown.stopping = True
         try:
@@ -398,8 +346,8 @@ class Stack:
             # What escaped its service's group: marked strays of any service or COMMAND,
             # and (the CLI only) adopted orphans. Services are asyncio's to reap.
             exclude = leaders | reaper.own_pids()  # the watchdog included: it is no stray
-            if self._watchdog is not None:
-                exclude.add(self._watchdog.pid)
+            if self._folder.watchdog is not None:
+                exclude.add(self._folder.watchdog.pid)
             sweep = kill.Targets(self.mark, subreaper=self.subreaper, exclude=exclude)
             found = (await kill.stop(sweep, signal.SIGKILL, kill.KILL_WAIT, describe=True)).found
             if found:
@@ -432,19 +380,9 @@ class Stack:
         await asyncio.gather(*echoes, return_exceptions=True)
 
     def _release(self) -> None:
-        self._rundir.tell = None
-        if self._watchdog is not None:
-            # Everything is stopped: the watchdog goes before the lock it shares.
-            self._watchdog.dismiss()
-            self._watchdog = None
+        self._folder.dismiss_watchdog()
         if self._reaper is not None:
             self._reaper.reap()  # the last orphans of the sweep, if SIGCHLD is still queued
             self._reaper.uninstall()
             self._reaper = None
-        if self._log_handler is not None:
-            logs.close_event_log(self._log_handler)  # type: ignore[arg-type]
-            self._log_handler = None
-        if self._locked:
-            runfolders.finish(self.logs_dir, self.run_id)
-            self._rundir.release()
-            self._locked = False
+        self._folder.release()
