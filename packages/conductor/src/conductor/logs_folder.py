@@ -109,8 +109,20 @@ class LogsFolder:
         """Everything is stopped: the watchdog goes, before the lock it shares."""
         self.rundir.tell = None
         if self.watchdog is not None:
-            self.watchdog.dismiss()
+            with logs.step("told the watchdog the run is over, and waited for it to exit"):
+                self.watchdog.dismiss()
             self.watchdog = None
+
+    def close(self, record: summary.Summary | None, *, table: bool) -> None:
+        """The run's last step: summary.json and report.html from `record` (then the
+        closing table, with `table`), while the folder is still the run's; then it is
+        let go. Idempotent."""
+        if record is not None:
+            with logs.step("wrote summary.json and report.html"):
+                summary.write(self.path, record, self.reporter, table=table)
+        if self._log_handler is not None:
+            logs.logger.info("teardown: over; letting go of %s", self.path)
+        self.release()
 
     def release(self) -> None:
         """Let go of the folder: conductor.log closed, a run-PID subfolder's marker

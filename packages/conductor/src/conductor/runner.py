@@ -19,7 +19,7 @@ from conductor import attach, errors
 from conductor.attach import AttachedStack, AttachMode
 from conductor.config import schema
 from conductor.config.loading import Config
-from conductor.files import masking
+from conductor.files import logs, masking
 from conductor.files.printable import printable
 from conductor.process.command import STOP_GRACE, Command, CommandNotRunnable, check_argv
 from conductor.process.kill import shielded
@@ -103,6 +103,7 @@ def _stack(
         subreaper=subreaper,
         command_env=options.env,
         subfolder_if_busy=options.subfolder_if_busy,
+        hold_until_closed=True,  # _summarize writes summary.json before the folder goes
     )
 
 
@@ -210,19 +211,25 @@ async def run(
             if cmd is not None:
                 cmd.kill_now()
 
-        with CaptureSignals(force):
-            torn = time.monotonic()
-            if cmd is not None:
-                await shielded(cmd.terminate(TIMEOUT_GRACE))
-            await shielded(stack.stop())
-            ended = time.monotonic()
-        final = outcome.status() or status
-        stopped_for_death = stack.died and not options.keep_going and not outcome.status()
-        if final is None or stopped_for_death or (final == 0 and stack.died):
-            final = errors.EXIT_SERVICE_FAILED
-        command_span = (command_began, command_ended or torn) if command_began else None
-        if isinstance(stack, Stack):  # an attached run writes nothing in the up's folder
-            _summarize(stack, final, command, command_span, torn, ended)
+        try:
+            with CaptureSignals(force):
+                torn = time.monotonic()
+                if cmd is not None:
+                    with logs.step("stopped COMMAND") as notes:
+                        notes.append("it was running" if cmd.running else "it had exited")
+                        await shielded(cmd.terminate(TIMEOUT_GRACE))
+                await shielded(stack.stop())
+                ended = time.monotonic()
+            final = outcome.status() or status
+            stopped_for_death = stack.died and not options.keep_going and not outcome.status()
+            if final is None or stopped_for_death or (final == 0 and stack.died):
+                final = errors.EXIT_SERVICE_FAILED
+            command_span = (command_began, command_ended or torn) if command_began else None
+            if isinstance(stack, Stack):  # an attached run writes nothing in the up's folder
+                _summarize(stack, final, command, command_span, torn, ended)
+        finally:
+            if isinstance(stack, Stack):
+                stack.close()  # when _summarize did not get to it
     return final
 
 
@@ -266,7 +273,8 @@ def _summarize(
     torn: float,
     ended: float,
 ) -> None:
-    """summary.json, report.html and the closing table, for `run` and `up` alike."""
+    """summary.json, report.html and the closing table, for `run` and `up` alike, while
+    the run still holds its logs folder; then the folder is let go."""
     record = summary.summarize(
         stack,
         action="run" if command is not None else "up",
@@ -276,7 +284,7 @@ def _summarize(
         torn=torn,
         ended=ended,
     )
-    summary.write(stack, record)
+    stack.close(record)
 
 
 async def _supervise(
@@ -373,11 +381,14 @@ async def up(
             died.cancel()
             stopped.cancel()
         finally:
-            torn = time.monotonic()
-            await shielded(stack.stop())
-            if status is None:
-                status = outcome.status() or (errors.EXIT_SERVICE_FAILED if stack.died else 0)
-            _summarize(stack, status, None, None, torn, time.monotonic())
+            try:
+                torn = time.monotonic()
+                await shielded(stack.stop())
+                if status is None:
+                    status = outcome.status() or (errors.EXIT_SERVICE_FAILED if stack.died else 0)
+                _summarize(stack, status, None, None, torn, time.monotonic())
+            finally:
+                stack.close()  # when _summarize did not get to it
     return status
 
 

@@ -18,12 +18,13 @@ from conductor import environment
 from conductor.config.loading import Config
 from conductor.environment import Address
 from conductor.errors import ConductorError, ServiceFailed
-from conductor.files import masking
+from conductor.files import logs, masking
 from conductor.logs_folder import LogsFolder
 from conductor.plan import Plan, check_ports, make_plan
 from conductor.process import kill, ownership, reaper
 from conductor.process.kill import shielded
 from conductor.process.subreaper import Subreaper
+from conductor.report import summary
 from conductor.report.console import Reporter, ServiceReport
 from conductor.rundir.run_record import RunDir
 from conductor.service import ECHO_DRAIN, Preload, RunContext, ServiceLife, Teardown
@@ -46,8 +47,13 @@ class Stack:
         subreaper: Subreaper | None = None,
         command_env: dict[str, str] | None = None,
         subfolder_if_busy: bool = False,
+        hold_until_closed: bool = False,
     ) -> None:
         self.config = config
+        # The caller writes the run's summary: stop() keeps the logs folder (its lock and
+        # conductor.log) until close(record), so that nothing of this run is written
+        # after another run may have taken the folder.
+        self.hold_until_closed = hold_until_closed
         self.request_env = dict(command_env or {})  # --env: COMMAND's REQUEST layer
         self.names = services
         self.auto_ports = auto_ports
@@ -328,28 +334,11 @@ class Stack:
             return
         self._teardown.stopping = True
         try:
-            tasks: dict[str, asyncio.Task[None]] = {}
-            # One /proc scan per teardown: one per service made 500 stops overrun theirs.
             leaders = {s.proc.pid for s in self.services.values() if s.proc is not None}
-            strays = ownership.marked_by_service(self.mark, leaders | reaper.own_pids())
-
-            async def stop_one(name: str) -> None:
-                dependents = [
-                    tasks[n] for n, s in self.services.items() if name in s.planned.depends_on
-                ]
-                await asyncio.gather(*dependents, return_exceptions=True)
-                await self.services[name].stop(strays.get(name, []))
-
-            for name in reversed(list(self.services)):
-                tasks[name] = asyncio.create_task(stop_one(name))
-            await asyncio.gather(*tasks.values())
-            # What escaped its service's group: marked strays of any service or COMMAND,
-            # and (the CLI only) adopted orphans. Services are asyncio's to reap.
-            exclude = leaders | reaper.own_pids()  # the watchdog included: it is no stray
-            if self._folder.watchdog is not None:
-                exclude.add(self._folder.watchdog.pid)
-            sweep = kill.Targets(self.mark, subreaper=self.subreaper, exclude=exclude)
-            found = (await kill.stop(sweep, signal.SIGKILL, kill.KILL_WAIT, describe=True)).found
+            await self._stop_services(leaders)
+            with logs.step("swept for processes that escaped their service's group") as notes:
+                found = await self._sweep(leaders)
+                notes.append(f"{len(found)} found" if found else "none found")
             if found:
                 self.reporter.warning(
                     f"killed {len(found)} leftover process(es) that escaped their service's "
@@ -357,32 +346,80 @@ class Stack:
                 )
         finally:
             self._teardown.over = True
-            watchers = {
-                *self._preload.tasks,
-                *(t for s in self.services.values() for t in s.watchers),
-            }
-            for task in watchers:
-                task.cancel()
-            await asyncio.gather(*watchers, return_exceptions=True)
-            await self._drain_echoes()
-            self._release()
+            with logs.step("ended the log followers") as notes:
+                watchers = {
+                    *self._preload.tasks,
+                    *(t for s in self.services.values() for t in s.watchers),
+                }
+                for task in watchers:
+                    task.cancel()
+                await asyncio.gather(*watchers, return_exceptions=True)
+                notes.append(await self._drain_echoes())
+            self._finish_teardown()
+            if not self.hold_until_closed:
+                self.close()
 
-    async def _drain_echoes(self) -> None:
+    async def _stop_services(self, leaders: set[int]) -> None:
+        """Every service's stop, dependents first."""
+        tasks: dict[str, asyncio.Task[None]] = {}
+        # One /proc scan per teardown: one per service made 500 stops overrun theirs.
+        with logs.step("scanned /proc for the services' strays") as notes:
+            strays = ownership.marked_by_service(self.mark, leaders | reaper.own_pids())
+            notes.append(f"{sum(map(len, strays.values()))} found")
+
+        async def stop_one(name: str) -> None:
+            dependents = [
+                tasks[n] for n, s in self.services.items() if name in s.planned.depends_on
+            ]
+            await asyncio.gather(*dependents, return_exceptions=True)
+            await self.services[name].stop(strays.get(name, []))
+
+        with logs.step(f"stopped {len(self.services)} service(s)"):
+            for name in reversed(list(self.services)):
+                tasks[name] = asyncio.create_task(stop_one(name))
+            await asyncio.gather(*tasks.values())
+
+    async def _sweep(self, leaders: set[int]) -> list[str]:
+        """What escaped its service's group: marked strays of any service or COMMAND,
+        and (the CLI only) adopted orphans, killed. Services are asyncio's to reap."""
+        exclude = leaders | reaper.own_pids()  # the watchdog included: it is no stray
+        if self._folder.watchdog is not None:
+            exclude.add(self._folder.watchdog.pid)
+        sweep = kill.Targets(self.mark, subreaper=self.subreaper, exclude=exclude)
+        return (await kill.stop(sweep, signal.SIGKILL, kill.KILL_WAIT, describe=True)).found
+
+    async def _drain_echoes(self) -> str:
         """Echo tasks see the teardown over, print what is left of each log, and end; a service
         that wrote faster than the console could show gets ECHO_DRAIN, not a say in how
-        long teardown takes."""
+        long teardown takes. What happened, for conductor.log."""
         echoes = [s.echo for s in self.services.values() if s.echo is not None]
         if not echoes:
-            return
+            return "no --show-logs"
         _, late = await asyncio.wait(echoes, timeout=ECHO_DRAIN)
         for task in late:
             task.cancel()
         await asyncio.gather(*echoes, return_exceptions=True)
+        if late:
+            return f"--show-logs of {len(late)} service(s) cut after {ECHO_DRAIN:g}s"
+        return "--show-logs caught up"
 
-    def _release(self) -> None:
+    def _finish_teardown(self) -> None:
+        """Nothing of the run is left: the watchdog and the orphan reaper go."""
         self._folder.dismiss_watchdog()
         if self._reaper is not None:
             self._reaper.reap()  # the last orphans of the sweep, if SIGCHLD is still queued
             self._reaper.uninstall()
             self._reaper = None
-        self._folder.release()
+
+    def _release(self) -> None:
+        """A start that failed before any service: let go of everything at once."""
+        self._finish_teardown()
+        self.close()
+
+    def close(self, record: summary.Summary | None = None, *, table: bool = True) -> None:
+        """The run's last step, after stop(): its summary.json and report.html (from
+        `record`, when the run got as far as a plan; then the closing table, with
+        `table`), then the logs folder is let go (conductor.log closed, the lock
+        released). stop() calls it itself unless the Stack was made with
+        hold_until_closed. Idempotent."""
+        self._folder.close(record if self.plan is not None else None, table=table)

@@ -11,7 +11,8 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import AsyncGenerator, Callable, Sequence
+import time
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -229,6 +230,21 @@ async def first_match(path: Path, patterns: Sequence[re.Pattern[bytes]]) -> byte
                 if starts_line and any(regex.search(piece) for regex in patterns):
                     return piece
     raise AssertionError("follow() without stop never ends")  # pragma: no cover
+
+
+@contextlib.contextmanager
+def step(what: str) -> Iterator[list[str]]:
+    """One line in conductor.log for one step of a teardown, once it is over: what it
+    did, how long it took, and what the caller adds to the list it is given
+    (`teardown: swept for escaped processes in 0.004s (none found)`). A slow teardown
+    is then read off conductor.log, step by step."""
+    began = time.monotonic()
+    notes: list[str] = []
+    try:
+        yield notes
+    finally:
+        more = f" ({'; '.join(notes)})" if notes else ""
+        logger.info("teardown: %s in %.3fs%s", what, time.monotonic() - began, more)
 
 
 def setup_event_log(logs_dir: Path, *, append: bool = False) -> logging.Handler:
