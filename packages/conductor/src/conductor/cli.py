@@ -67,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
             "a run-PID subfolder of it",
         )
         p.add_argument(
+            "--keep-logs",
+            metavar="N",
+            help="keep the files of the last N runs in runs/ of the logs folder (0 keeps "
+            "none; default: [run].keep_logs, else none: each run replaces the last one's)",
+        )
+        p.add_argument(
             "--env",
             action="append",
             default=[],
@@ -265,6 +271,7 @@ def _options(args: argparse.Namespace) -> runner.Options:
         keep_going=getattr(args, "keep_going", False),
         stop_grace=getattr(args, "stop_grace", runner.DEATH_GRACE),
         cwd=args.cwd.resolve() if getattr(args, "cwd", None) else None,
+        keep_logs=None if args.keep_logs is None else runner.parse_keep_logs(args.keep_logs),
     )
 
 

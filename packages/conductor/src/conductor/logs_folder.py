@@ -1,6 +1,7 @@
 """A run's logs folder, from taking it to letting it go: its lock (or, when another run
 holds it and the run may, a run-PID subfolder of it), conductor.log, the run record and
-the watchdog that shares the lock, and the pruning of old run-PID subfolders.
+the watchdog that shares the lock, the pruning of old run-PID subfolders, and at the end
+summary.json, the run's files kept in runs/ (--keep-logs) and the release.
 
 The Stack (stack.py) runs its services in it; what happens in the folder, and in what
 order, is here, so that the Stack keeps the set of services and their order.
@@ -11,8 +12,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from conductor.config import schema
 from conductor.config.loading import Config
-from conductor.errors import ConfigError, LogsDirBusy
+from conductor.errors import ConductorError, ConfigError, LogsDirBusy
 from conductor.files import logs, safe_io
 from conductor.process import ownership, portable
 from conductor.report import summary
@@ -33,8 +35,17 @@ class LogsFolder:
         run_id: str,
         *,
         subfolder_if_busy: bool,
+        keep_logs: int | None = None,
     ) -> None:
         self.config = config
+        # --keep-logs: this many runs' files kept in runs/ of `base` (None: the
+        # configuration's [run].keep_logs; None there too: runs/ is never looked at).
+        if keep_logs is not None and not schema.is_runs_to_keep(keep_logs):
+            raise ConductorError(f"keep_logs must be {schema.RUNS_TO_KEEP}, not {keep_logs!r}")
+        self._keep_given = keep_logs is not None
+        self.keep_logs = config.run.keep_logs if keep_logs is None else keep_logs
+        self.kept: Path | None = None  # where this run's files are kept, once it is over
+        self._keeping: runfolders.Keeping | None = None
         self.path = (logs_dir or config.logs_dir).resolve()
         self.base = self.path  # the configured folder: path may become a subfolder of it
         self._given = logs_dir is not None
@@ -45,6 +56,19 @@ class LogsFolder:
         self.locked = False
         self.watchdog: watchdog.Watchdog | None = None
         self._log_handler: logging.Handler | None = None
+
+    def check_runs(self) -> None:
+        """With keep_logs, a runs/ that is a link or a file is refused before anything
+        starts (exit 2), not found out when the run is over."""
+        if self.keep_logs is None:
+            return
+        problem = runfolders.runs_problem(self.base)
+        if problem is None:
+            return
+        message = f"cannot keep logs: {problem}"
+        if self._keep_given:
+            raise ConfigError(message, key="--keep-logs")
+        raise ConfigError(message, file=self.config.file, key="run.keep_logs")
 
     def claim(self) -> None:
         """Take the folder's lock (LogsDirBusy when another run holds it and no subfolder
@@ -113,13 +137,50 @@ class LogsFolder:
                 self.watchdog.dismiss()
             self.watchdog = None
 
-    def close(self, record: summary.Summary | None, *, table: bool) -> None:
+    def begin_keep(self, started: float) -> None:
+        """With keep_logs, this run's folder in runs/ (made now, filled by close()), so
+        that summary.json can say where its files are kept."""
+        if not self.keep_logs or not self.locked:
+            return
+        keeping = runfolders.begin_keep(self.base, self.run_id, started)
+        if isinstance(keeping, str):
+            self.reporter.warning(f"this run's logs are not kept (keep_logs): {keeping}")
+            return
+        self._keeping, self.kept = keeping, keeping.folder
+
+    def _keep(self, service_logs: list[Path]) -> None:
+        """This run's files into its folder in runs/, then runs/ pruned to keep_logs."""
+        assert self.keep_logs is not None
+        what = "kept the run's files" if self.kept else "kept none of the run's files"
+        with logs.step(what) as notes:
+            if self.kept is not None:
+                notes.append(str(self.kept))
+            problems: list[str] = []
+            if self._keeping is not None:
+                names = (logs.EVENT_LOG, *summary.REPORT_FILES)
+                files = [self.path / name for name in names] + service_logs
+                problems = runfolders.finish_keep(self._keeping, files)
+                self._keeping = None
+            pruned = runfolders.prune_kept(self.base, self.keep_logs)
+            notes.append(f"keep_logs {self.keep_logs}: {len(pruned.removed)} older pruned")
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            self.reporter.warning(f"keeping this run's logs in {self.kept}: {problems[0]}{more}")
+        if warning := pruned.warning():
+            self.reporter.warning(warning)
+
+    def close(
+        self, record: summary.Summary | None, *, table: bool, keep: list[Path] | None = None
+    ) -> None:
         """The run's last step: summary.json and report.html from `record` (then the
-        closing table, with `table`), while the folder is still the run's; then it is
-        let go. Idempotent."""
+        closing table, with `table`), while the folder is still the run's; with
+        keep_logs, the run's files (those, conductor.log and the service logs `keep`)
+        kept in runs/; then the folder is let go. Idempotent."""
         if record is not None:
             with logs.step("wrote summary.json and report.html"):
                 summary.write(self.path, record, self.reporter, table=table)
+        if keep is not None and self.locked and self.keep_logs is not None:
+            self._keep(keep)
         if self._log_handler is not None:
             logs.logger.info("teardown: over; letting go of %s", self.path)
         self.release()

@@ -58,6 +58,9 @@ class Options:
     stop_grace: float = DEATH_GRACE
     # `run` only: COMMAND's folder (--cwd), over [run].cwd.
     cwd: Path | None = None
+    # --keep-logs: keep this many runs' files in runs/ of the logs folder; None: the
+    # configuration's [run].keep_logs.
+    keep_logs: int | None = None
 
     def __post_init__(self) -> None:
         # NaN made every deadline check false (a busy loop), 0 meant "no limit": a
@@ -70,11 +73,28 @@ class Options:
             raise errors.ConductorError(
                 f"--stop-grace must be a number of seconds, 0 or more, not {self.stop_grace!r}"
             )
+        if self.keep_logs is not None and not schema.is_runs_to_keep(self.keep_logs):
+            raise bad_keep_logs(self.keep_logs)
         if self.cwd is not None and not self.cwd.is_dir():
             raise errors.ConductorError(
                 f"--cwd {printable(str(self.cwd))}: no such folder; give COMMAND a folder "
                 "that exists"
             )
+
+
+def bad_keep_logs(value: object) -> errors.ConductorError:
+    """The one line for a --keep-logs that is no number of runs."""
+    return errors.ConductorError(
+        f"--keep-logs must be {schema.RUNS_TO_KEEP}, not {printable(repr(value))}; "
+        "e.g. --keep-logs 5"
+    )
+
+
+def parse_keep_logs(text: str) -> int:
+    """--keep-logs N from the command line: ASCII digits only (no sign, no fraction)."""
+    if not (text.isascii() and text.isdigit()):
+        raise bad_keep_logs(text)
+    return int(text)
 
 
 @dataclass
@@ -104,6 +124,7 @@ def _stack(
         command_env=options.env,
         subfolder_if_busy=options.subfolder_if_busy,
         hold_until_closed=True,  # _summarize writes summary.json before the folder goes
+        keep_logs=options.keep_logs,
     )
 
 

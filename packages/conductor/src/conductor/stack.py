@@ -48,6 +48,7 @@ class Stack:
         command_env: dict[str, str] | None = None,
         subfolder_if_busy: bool = False,
         hold_until_closed: bool = False,
+        keep_logs: int | None = None,
     ) -> None:
         self.config = config
         # The caller writes the run's summary: stop() keeps the logs folder (its lock and
@@ -66,14 +67,21 @@ class Stack:
             )
         self.subreaper = subreaper
         self.run_id = os.urandom(16).hex()
+        # keep_logs (--keep-logs): None is the configuration's [run].keep_logs.
         self._folder = LogsFolder(
-            config, logs_dir, self.reporter, self.run_id, subfolder_if_busy=subfolder_if_busy
+            config,
+            logs_dir,
+            self.reporter,
+            self.run_id,
+            subfolder_if_busy=subfolder_if_busy,
+            keep_logs=keep_logs,
         )
         self.plan: Plan | None = None
         self.services: dict[str, ServiceLife] = {}  # the started set, in start order
         self.died: list[str] = []
         self.died_event = asyncio.Event()
         self.started_at = time.monotonic()
+        self.started_time = time.time()  # the same moment by the wall clock: runs/ names
         self.ready_at: float | None = None
         self.leftovers: list[str] = []
         self.skipped: dict[str, ServiceReport] = {}
@@ -111,6 +119,11 @@ class Stack:
         """The run's logs folder: a run-PID subfolder of the configured one when that
         was busy (final once the start has claimed it)."""
         return self._folder.path
+
+    @property
+    def kept(self) -> Path | None:
+        """--keep-logs: the folder in runs/ this run's files are kept in, once it is over."""
+        return self._folder.kept
 
     @property
     def rundir(self) -> RunDir:
@@ -187,10 +200,11 @@ class Stack:
                 "`async with` (or start())"
             )
         self._used = True
-        self.started_at = time.monotonic()
+        self.started_at, self.started_time = time.monotonic(), time.time()
         # Everything the file alone can get wrong fails here, before the logs folder is
         # touched; ports are checked below, once a killed run's leftovers are gone.
         unchecked = self._plan()
+        self._folder.check_runs()
         self._folder.claim()
         if self.logs_dir != unchecked.logs_dir:
             # Busy: this run logs to a run-PID subfolder, which every log path and
@@ -356,6 +370,8 @@ class Stack:
                 await asyncio.gather(*watchers, return_exceptions=True)
                 notes.append(await self._drain_echoes())
             self._finish_teardown()
+            if self.plan is not None:
+                self._folder.begin_keep(self.started_time)
             if not self.hold_until_closed:
                 self.close()
 
@@ -422,4 +438,8 @@ class Stack:
         `table`), then the logs folder is let go (conductor.log closed, the lock
         released). stop() calls it itself unless the Stack was made with
         hold_until_closed. Idempotent."""
-        self._folder.close(record if self.plan is not None else None, table=table)
+        if self.plan is None:
+            self._folder.close(None, table=table)
+            return
+        service_logs = [s.planned.log_path for s in self.services.values()]
+        self._folder.close(record, table=table, keep=service_logs)

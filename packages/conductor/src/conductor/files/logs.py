@@ -28,6 +28,7 @@ _CHUNK = 1 << 16
 LINE_WINDOW = 1 << 16
 TAIL_BYTES = 8192  # the failure tail: at most this much of the log's end...
 TAIL_LINE_BYTES = 1024  # ...and this much of any one line
+EVENT_LOG = "conductor.log"  # conductor's own events, in the logs folder
 
 logger = logging.getLogger("conductor")
 # Until a run opens conductor.log, events go nowhere: without this, Python's last-resort
@@ -251,7 +252,7 @@ def setup_event_log(logs_dir: Path, *, append: bool = False) -> logging.Handler:
     """Send conductor's own events to <logs_dir>/conductor.log for the post-mortem (a
     fresh one per run; the watchdog appends to the run's own)."""
     logs_dir.mkdir(parents=True, exist_ok=True)
-    path = logs_dir / "conductor.log"
+    path = logs_dir / EVENT_LOG
     fd = safe_io.append_to(path) if append else safe_io.create(path, append=True)
     handler = logging.FileHandler(path, encoding="utf-8", delay=True)
     handler.stream = open(fd, "a", encoding="utf-8")  # noqa: SIM115 (the handler closes it)

@@ -78,6 +78,8 @@ class Summary(msgspec.Struct, frozen=True, kw_only=True):
     # COMMAND (or the plugin's tests) never ran
     phases: dict[Phase, tuple[float, float]]
     services: dict[str, ServiceSummary]
+    # --keep-logs: the folder in runs/ this run's files are kept in; null when not kept
+    kept_in: str | None = None
 
 
 def _round(value: float) -> float:
@@ -155,6 +157,7 @@ def summarize(
         ),
         phases=phases,
         services={name: service(report, began) for name, report in stack.reports.items()},
+        kept_in=None if stack.kept is None else str(stack.kept),
     )
 
 
