@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -120,6 +121,12 @@ def test_a_container_starts_answers_logs_and_is_removed(
     for name in ("cache.log", "conductor.log", "summary.json", "report.html"):
         assert SECRET not in (logs / name).read_text(), name
     assert containers.of_run(run_id) == []  # stopped and removed
+    # Removing it is a wait of teardown of its own, named in conductor.log.
+    events = (logs / "conductor.log").read_text()
+    engine = containers.on.name
+    assert re.search(
+        rf"cache: removed its container conductor-\S+ \({engine} rm --volumes\) in", events
+    )
 
 
 def test_a_container_that_exits_before_it_is_ready_is_125_with_its_tail(

@@ -4,6 +4,7 @@ each against real processes (issue 12)."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 from pathlib import Path
 
@@ -189,6 +190,86 @@ def test_fail_log_after_ready_stops_the_command(conductor, config, tmp_path):
     assert "'FATAL: the database went away'" in result.err
     assert (tmp_path / "command-got").read_text() == "SIGINT"
     assert result.seconds < 1 + 15  # the grace and a bound, not the command's 40 s
+
+
+# A traceback as Python prints one, written over time: the line fail.log finds comes
+# first, the line that explains it last. {after} is what the service does then.
+TRACEBACK = (
+    "import pathlib, sys, time\n"
+    "{before}"
+    "lines = ['Traceback (most recent call last):', '  File \"app.py\", line 3, in <module>',"
+    " '    import genesis_missing', \"ModuleNotFoundError: No module named 'genesis_missing'\"]\n"
+    "for line in lines:\n"
+    "    sys.stderr.write(line + '\\n'); sys.stderr.flush(); time.sleep(0.2)\n"
+    "{after}"
+)
+EXPLAINED = "backend | ModuleNotFoundError: No module named 'genesis_missing'"
+
+
+def traceback_service(after: str, before: str = "") -> dict[str, object]:
+    return {
+        "command": py(TRACEBACK.format(before=before, after=after)),
+        "ready": {"log": "READY"},
+        "fail": {"log": "Traceback"},
+    }
+
+
+def test_fail_log_tail_waits_for_the_traceback_to_end(conductor, config, tmp_path):
+    """The tail is read once the service has exited, not the instant the first line
+    matched: it ends with the traceback's last line (issue 19 item 4)."""
+    config({"backend": traceback_service("sys.exit(1)")})
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    assert result.code == 125, result.text
+    assert "printed a fatal line (fail.log 'Traceback')" in result.err
+    assert EXPLAINED in result.err
+    log = (tmp_path / "logs" / "conductor.log").read_text()
+    assert "after its fatal line: it exited" in log, log
+
+
+def test_fail_log_tail_of_a_service_that_goes_quiet(conductor, config, tmp_path):
+    """A service that prints its traceback and hangs on: the tail is read once its
+    output has been quiet for 0.5 s."""
+    config({"backend": traceback_service("time.sleep(60)")})
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    assert result.code == 125, result.text
+    assert EXPLAINED in result.err
+    log = (tmp_path / "logs" / "conductor.log").read_text()
+    assert "after its fatal line: its output was quiet for 0.5s" in log, log
+    assert result.seconds < 30  # not the 60 s it would hang
+
+
+def test_fail_log_tail_after_ready_waits_too(conductor, config, tmp_path):
+    """A traceback while COMMAND runs: the failure's tail has its last line, and
+    COMMAND is stopped."""
+    ready_then_wait = (
+        "print('READY', flush=True)\n"
+        "while not pathlib.Path('command-started').exists(): time.sleep(0.01)\n"
+    )
+    config({"backend": traceback_service("time.sleep(60)", before=ready_then_wait)})
+    result = conductor.run(
+        "run", "--config", "conductor.toml", "--stop-grace", "1", "--", *py(LONG_COMMAND)
+    )
+    assert result.code == 125, result.text
+    assert "while the command ran" in result.err or "printed a fatal line" in result.err
+    assert EXPLAINED in result.err
+    assert (tmp_path / "command-got").read_text() == "SIGINT"
+
+
+def test_fail_log_tail_of_a_service_that_never_stops_writing_is_bounded(
+    conductor, config, tmp_path
+):
+    """The wait has its own deadline: a service that goes on writing after its fatal
+    line gets 2 s, then its tail is what it had written by then."""
+    chatter = "while True:\n    print('still here', flush=True); time.sleep(0.05)\n"
+    config({"backend": traceback_service(chatter)})
+    result = conductor.run("run", "--config", "conductor.toml", "--", PY, "-c", "pass")
+    assert result.code == 125, result.text
+    assert EXPLAINED in result.err
+    log = (tmp_path / "logs" / "conductor.log").read_text()
+    waited = re.search(r"backend: waited ([\d.]+)s after its fatal line: it is still writing", log)
+    assert waited, log
+    assert 2.0 <= float(waited.group(1)) < 10, log
+    assert result.seconds < 30
 
 
 def test_fail_log_regex_is_checked_as_bytes(conductor, config, tmp_path):

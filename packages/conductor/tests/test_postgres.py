@@ -57,6 +57,8 @@ def test_throwaway_cluster_serves_a_database_and_is_removed(conductor, config, t
     folders = re.findall(r"db: run folder (\S+)", events)
     assert folders
     assert all(not Path(folder).exists() for folder in folders)
+    # Deleting it is a wait of teardown after the server stopped, named on its own.
+    assert re.search(rf"db: removed its run folder {re.escape(folders[0])} in [\d.]+s", events)
 
 
 def test_missing_binaries_say_what_to_install(config, monkeypatch):

@@ -163,6 +163,24 @@ def test_one_stack_for_the_run_env_fixture_header_summary(pytester, runs):
     assert gone(web["pid"])
 
 
+def test_the_plugins_own_stack_is_kept_by_run_keep_logs(pytester, runs):
+    """[run].keep_logs keeps the plugin's runs too, summary.json in them (issue 19)."""
+    write_config(
+        pytester.path / "conductor.toml", {"web": WEB}, logs_dir="logs", run={"keep_logs": 1}
+    )
+    pytester.makepyfile(test_web="def test_web(conductor_stack):\n    conductor_stack.url('web')\n")
+    for _ in range(2):
+        runs("--conductor-config", "conductor.toml", "--conductor-stack", "web").assert_outcomes(
+            passed=1
+        )
+    report = summary(pytester.path)
+    kept = pytester.path / "logs" / "runs"
+    (only,) = kept.iterdir()
+    assert report["kept_in"] == str(only)
+    assert json.loads((only / "summary.json").read_text())["run_id"] == report["run_id"]
+    assert (only / "web.log").exists()
+
+
 def test_a_plugin_run_draws_its_timeline_like_conductor_run_does(pytester, runs):
     """The plugin wrote summary.json without the run's start and phases: every time on
     the timeline was null, and report.html's lanes were empty."""

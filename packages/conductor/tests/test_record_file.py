@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conductor.rundir import logsfolder
+from conductor.rundir import folder_rules
 from support import PY, Conductor, plant_link, write_config
 
 SERVICE = {
@@ -52,7 +52,7 @@ def test_no_file_of_the_run_is_written_through_a_planted_link(
     logs.mkdir()
     # conductor's own folder, where another process planted the link (in a folder that
     # is not conductor's, a file at one of its names stops the run: test_one_line.py)
-    logsfolder.mark(logs)
+    folder_rules.mark(logs)
     victim = plant_link(logs / name, link)
     result = conductor.run("run", "--config", "c.toml", "--", PY, "-c", "pass")
     assert result.code == 0, result.text

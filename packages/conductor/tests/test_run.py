@@ -321,6 +321,44 @@ def test_child_ignoring_sigterm_is_killed_with_its_group(conductor, config, tmp_
     assert gone(child)
 
 
+# After COMMAND, in this order; the last one is after the summary's `ended`.
+TEARDOWN_STEPS = [
+    "stopped COMMAND",
+    "scanned /proc for the services' strays",
+    "stopped 2 service(s)",
+    "swept for processes that escaped their service's group",
+    "ended the log followers",
+    "told the watchdog the run is over, and waited for it to exit",
+    "wrote summary.json and report.html",
+]
+
+
+def test_conductor_log_names_each_step_of_teardown_with_its_time(conductor, config, tmp_path):
+    """A teardown slower than its services' stops is read off conductor.log: one line
+    per step, with how long it took, down to summary.json, written while the run still
+    holds its folder (issue 19 item 5)."""
+    config(
+        {
+            "db": {"command": fake("logline"), "ready": {"log": "READY"}},
+            "api": {"command": fake("tcp", "--port", "{port}"), "port": "auto"},
+        }
+    )
+    result = conductor.run(
+        "run", "--config", "conductor.toml", "--show-logs", "--", PY, "-c", "pass"
+    )
+    assert result.code == 0, result.text
+    log = (tmp_path / "logs" / "conductor.log").read_text()
+    steps = re.findall(r"teardown: (.+?) in (\d+\.\d+)s", log)
+    assert [name for name, _ in steps] == TEARDOWN_STEPS, log
+    assert "teardown: ended the log followers in" in log
+    assert "(--show-logs caught up)" in log
+    assert "(none found)" in log
+    # Every step but the summary's is part of teardown_s, and accounts for it.
+    teardown_s = read_summary(tmp_path)["durations"]["teardown_s"]
+    assert sum(float(took) for _, took in steps[:-1]) <= teardown_s + 0.01, log
+    assert log.rstrip().endswith(f"teardown: over; letting go of {tmp_path / 'logs'}"), log
+
+
 def test_show_logs_streams_prefixed_lines(conductor, config, tmp_path):
     config({"svc": {"command": fake("logline"), "ready": {"log": "READY"}}})
     result = conductor.run(

@@ -19,7 +19,7 @@ import pytest
 from conductor.errors import LogsDirBusy
 from conductor.process import ownership
 from conductor.rundir import lockfile, runfolders
-from conductor.rundir.logsfolder import MARK_NAME
+from conductor.rundir.folder_rules import MARK_NAME
 from conductor.rundir.run_record import LOCK_NAME, RunDir
 from support import PY, fake, plant_link
 
@@ -281,7 +281,7 @@ def test_no_lock_file_is_left_after_a_run(conductor, config, tmp_path):
     result = a_run(conductor, config)
     assert result.code == 0, result.text
     assert not (tmp_path / "logs" / LOCK_NAME).exists()
-    # only conductor's mark stays: the folder is its own (rundir/logsfolder.py)
+    # only conductor's mark stays: the folder is its own (rundir/folder_rules.py)
     assert list((tmp_path / "logs").glob(".conductor*")) == [tmp_path / "logs" / MARK_NAME]
 
 

@@ -91,11 +91,13 @@ def run_command(
     show_logs: bool = False,
     keep_going: bool = False,
     stop_grace: float | None = None,
+    keep_logs: int | None = None,
 ) -> int:
     """`conductor run` from Python (blocking); the exit status it would give.
 
     `keep_going` and `stop_grace` are `--keep-going` and `--stop-grace`: by default a
-    service that dies while COMMAND runs stops COMMAND."""
+    service that dies while COMMAND runs stops COMMAND. `keep_logs` is `--keep-logs`
+    (None: the configuration's [run].keep_logs)."""
     import asyncio
 
     from conductor import runner
@@ -110,5 +112,6 @@ def run_command(
         show_logs=show_logs,
         keep_going=keep_going,
         stop_grace=runner.DEATH_GRACE if stop_grace is None else stop_grace,
+        keep_logs=keep_logs,
     )
     return asyncio.run(runner.run(load_config(config), command, options))

@@ -20,7 +20,7 @@ from conductor.plan import make_plan
 from conductor.probes import describe
 from conductor.process.subreaper import Subreaper
 from conductor.report.console import Reporter, redact
-from conductor.rundir import logsfolder
+from conductor.rundir import folder_rules
 
 USAGE_RUN = "conductor run [options] [SERVICE ...] -- COMMAND [ARG ...]"
 
@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
             default="fail",
             help="when another run uses the logs folder: fail (default), or log to "
             "a run-PID subfolder of it",
+        )
+        p.add_argument(
+            "--keep-logs",
+            metavar="N",
+            help="keep the files of the last N runs in runs/ of the logs folder (0 keeps "
+            "none; default: [run].keep_logs, else none: each run replaces the last one's)",
         )
         p.add_argument(
             "--env",
@@ -276,7 +282,7 @@ def _logs_dir_option(args: argparse.Namespace) -> Path | None:
     empty one (`--logs-dir "$UNSET"`) would otherwise be Path(""), the working folder."""
     if args.logs_dir is None:
         return None
-    if problem := logsfolder.unfit(args.logs_dir):
+    if problem := folder_rules.unfit(args.logs_dir):
         raise errors.ConfigError(problem, key="--logs-dir")
     return Path(args.logs_dir).resolve()
 
@@ -300,6 +306,7 @@ def _options(args: argparse.Namespace) -> runner.Options:
         keep_going=getattr(args, "keep_going", False),
         stop_grace=getattr(args, "stop_grace", runner.DEATH_GRACE),
         cwd=args.cwd.resolve() if getattr(args, "cwd", None) else None,
+        keep_logs=None if args.keep_logs is None else runner.parse_keep_logs(args.keep_logs),
     )
 
 

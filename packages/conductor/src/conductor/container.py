@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Literal, cast
 import msgspec
 
 from conductor.errors import ConductorError
+from conductor.files.logs import logger
+from conductor.files.printable import printable
 from conductor.process import portable, reaper
 from conductor.process.ownership import Mark, NotOurs
 
@@ -486,7 +488,16 @@ async def stop(
             await _kill(engine, found.id, "SIGKILL")
             await wait_exit(engine, found.id, KILLED_SECONDS)
     last = await inspect(engine, found.id)
+    began = time.monotonic()
     await remove(engine, found.id)
+    # Part of the service's stop: said on its own, as a wait of teardown.
+    logger.info(
+        "%s: removed its container %s (%s rm --volumes) in %.3fs",
+        service,
+        printable(found.name),
+        engine.name,
+        time.monotonic() - began,
+    )
     return Stopped(outcome, None if last is None else last.exit_code)
 
 

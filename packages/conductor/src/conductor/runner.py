@@ -20,7 +20,7 @@ from conductor import attach, errors
 from conductor.attach import AttachedStack, AttachMode
 from conductor.config import schema
 from conductor.config.loading import Config
-from conductor.files import masking
+from conductor.files import logs, masking
 from conductor.files.printable import printable
 from conductor.postgres import template_cache
 from conductor.process.command import STOP_GRACE, Command, CommandNotRunnable, check_argv
@@ -60,6 +60,9 @@ class Options:
     stop_grace: float = DEATH_GRACE
     # `run` only: COMMAND's folder (--cwd), over [run].cwd.
     cwd: Path | None = None
+    # --keep-logs: keep this many runs' files in runs/ of the logs folder; None: the
+    # configuration's [run].keep_logs.
+    keep_logs: int | None = None
 
     def __post_init__(self) -> None:
         # NaN made every deadline check false (a busy loop), 0 meant "no limit": a
@@ -72,11 +75,28 @@ class Options:
             raise errors.ConductorError(
                 f"--stop-grace must be a number of seconds, 0 or more, not {self.stop_grace!r}"
             )
+        if self.keep_logs is not None and not schema.is_runs_to_keep(self.keep_logs):
+            raise bad_keep_logs(self.keep_logs)
         if self.cwd is not None and not self.cwd.is_dir():
             raise errors.ConductorError(
                 f"--cwd {printable(str(self.cwd))}: no such folder; give COMMAND a folder "
                 "that exists"
             )
+
+
+def bad_keep_logs(value: object) -> errors.ConductorError:
+    """The one line for a --keep-logs that is no number of runs."""
+    return errors.ConductorError(
+        f"--keep-logs must be {schema.RUNS_TO_KEEP}, not {printable(repr(value))}; "
+        "e.g. --keep-logs 5"
+    )
+
+
+def parse_keep_logs(text: str) -> int:
+    """--keep-logs N from the command line: ASCII digits only (no sign, no fraction)."""
+    if not (text.isascii() and text.isdigit()):
+        raise bad_keep_logs(text)
+    return int(text)
 
 
 @dataclass
@@ -105,6 +125,8 @@ def _stack(
         subreaper=subreaper,
         command_env=options.env,
         subfolder_if_busy=options.subfolder_if_busy,
+        hold_until_closed=True,  # _summarize writes summary.json before the folder goes
+        keep_logs=options.keep_logs,
     )
 
 
@@ -214,19 +236,25 @@ async def run(
             if cmd is not None:
                 cmd.kill_now()
 
-        with CaptureSignals(force):
-            torn = time.monotonic()
-            if cmd is not None:
-                await shielded(cmd.terminate(TIMEOUT_GRACE))
-            await shielded(stack.stop())
-            ended = time.monotonic()
-        final = outcome.status() or status
-        stopped_for_death = stack.died and not options.keep_going and not outcome.status()
-        if final is None or stopped_for_death or (final == 0 and stack.died):
-            final = errors.EXIT_SERVICE_FAILED
-        command_span = (command_began, command_ended or torn) if command_began else None
-        if isinstance(stack, Stack):  # an attached run writes nothing in the up's folder
-            _summarize(stack, final, command, command_span, torn, ended)
+        try:
+            with CaptureSignals(force):
+                torn = time.monotonic()
+                if cmd is not None:
+                    with logs.step("stopped COMMAND") as notes:
+                        notes.append("it was running" if cmd.running else "it had exited")
+                        await shielded(cmd.terminate(TIMEOUT_GRACE))
+                await shielded(stack.stop())
+                ended = time.monotonic()
+            final = outcome.status() or status
+            stopped_for_death = stack.died and not options.keep_going and not outcome.status()
+            if final is None or stopped_for_death or (final == 0 and stack.died):
+                final = errors.EXIT_SERVICE_FAILED
+            command_span = (command_began, command_ended or torn) if command_began else None
+            if isinstance(stack, Stack):  # an attached run writes nothing in the up's folder
+                _summarize(stack, final, command, command_span, torn, ended)
+        finally:
+            if isinstance(stack, Stack):
+                stack.close()  # when _summarize did not get to it
     return final
 
 
@@ -270,7 +298,8 @@ def _summarize(
     torn: float,
     ended: float,
 ) -> None:
-    """summary.json, report.html and the closing table, for `run` and `up` alike."""
+    """summary.json, report.html and the closing table, for `run` and `up` alike, while
+    the run still holds its logs folder; then the folder is let go."""
     record = summary.summarize(
         stack,
         action="run" if command is not None else "up",
@@ -280,7 +309,7 @@ def _summarize(
         torn=torn,
         ended=ended,
     )
-    summary.write(stack, record)
+    stack.close(record)
 
 
 async def _supervise(
@@ -377,11 +406,14 @@ async def up(
             died.cancel()
             stopped.cancel()
         finally:
-            torn = time.monotonic()
-            await shielded(stack.stop())
-            if status is None:
-                status = outcome.status() or (errors.EXIT_SERVICE_FAILED if stack.died else 0)
-            _summarize(stack, status, None, None, torn, time.monotonic())
+            try:
+                torn = time.monotonic()
+                await shielded(stack.stop())
+                if status is None:
+                    status = outcome.status() or (errors.EXIT_SERVICE_FAILED if stack.died else 0)
+                _summarize(stack, status, None, None, torn, time.monotonic())
+            finally:
+                stack.close()  # when _summarize did not get to it
     return status
 
 

@@ -37,6 +37,12 @@ FATAL = "fail.log"  # the name of a service's fail.log follower task
 FATAL_QUOTE = 300  # the most of a fatal line a failure quotes
 # After teardown, how long --show-logs may go on printing what services wrote before.
 ECHO_DRAIN = 2.0
+# After a fatal line, the failure waits for the service to finish saying why (a
+# traceback's last line is the one that explains it) before its tail is read: until it
+# exits, or its log has not grown for SETTLE_QUIET; never longer than SETTLE_MAX.
+SETTLE_QUIET = 0.5
+SETTLE_MAX = 2.0
+_SETTLE_POLL = 0.02
 
 
 @dataclass
@@ -363,8 +369,57 @@ class ServiceLife:
         for task in done:
             if task.get_name() == FATAL:
                 reason = self._fatal_reason(typing.cast(bytes, task.result()))
+                self.report.failed_at = time.monotonic()
+                await self._settle()
                 raise ServiceFailed(self.planned.name, reason)
         return done
+
+    async def _settle(self) -> None:
+        """After a fatal line, before its tail is read: until the service exits or its
+        log has been quiet for SETTLE_QUIET, at most SETTLE_MAX (its own deadline: no
+        other wait is stretched by more). conductor.log says how it ended."""
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        began = time.monotonic()
+        exited = asyncio.ensure_future(proc.wait())
+        try:
+            how = await self._quiet_or_exit(exited, began)
+        finally:
+            exited.cancel()
+        logs.logger.info(
+            "%s: waited %.2fs after its fatal line: %s",
+            self.name,
+            time.monotonic() - began,
+            how,
+        )
+
+    async def _quiet_or_exit(self, exited: asyncio.Future[int], began: float) -> str:
+        size, changed = self._log_size(), began
+        while True:
+            await asyncio.wait({exited}, timeout=_SETTLE_POLL)
+            if exited.done():
+                return "it exited"
+            now = time.monotonic()
+            grown = self._log_size()
+            if grown != size:
+                size, changed = grown, now
+            elif now - changed >= SETTLE_QUIET:
+                return f"its output was quiet for {SETTLE_QUIET:g}s"
+            if now - began >= SETTLE_MAX:
+                return (
+                    f"it is still writing; its tail is what it had written by then "
+                    f"({SETTLE_MAX:g}s at most)"
+                )
+
+    def _log_size(self) -> int:
+        """How much the service has written to its log (-1 when that cannot be seen)."""
+        try:
+            if self.log_fd is not None:
+                return os.fstat(self.log_fd).st_size
+            return self.planned.log_path.stat().st_size
+        except OSError:
+            return -1
 
     async def _until_ready(
         self,
@@ -531,12 +586,20 @@ class ServiceLife:
         self._died(f"{start_stop.describe_exit(self.proc.returncode)} while the command ran")
 
     async def _watch_fatal(self, fatal: asyncio.Task[bytes]) -> None:
-        """fail.log after readiness: a matching line fails the run as a death does."""
+        """fail.log after readiness: a matching line fails the run as a death does, once
+        the service has finished saying why (_settle). Reported even if teardown begins
+        meanwhile (it then stops the service, which ends the wait)."""
         try:
             line = await fatal
         finally:
             fatal.cancel()
-        if not self.run.teardown.stopping and not self.dead:
+        if self.run.teardown.stopping or self.dead:
+            return
+        self.dead = True  # said once: its exit during the wait is no second death
+        self.report.failed_at = time.monotonic()
+        try:
+            await self._settle()
+        finally:
             self._died(self._fatal_reason(line))
 
     def _died(self, reason: str) -> None:

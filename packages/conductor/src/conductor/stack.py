@@ -17,15 +17,15 @@ from types import TracebackType
 from conductor import environment
 from conductor.config.loading import Config
 from conductor.environment import Address
-from conductor.errors import ConductorError, ConfigError, LogsDirBusy, ServiceFailed
+from conductor.errors import ConductorError, ServiceFailed
 from conductor.files import logs, masking
+from conductor.logs_folder import LogsFolder
 from conductor.plan import Plan, check_ports, make_plan
-from conductor.process import kill, ownership, portable, reaper
+from conductor.process import kill, ownership, reaper
 from conductor.process.kill import shielded
 from conductor.process.subreaper import Subreaper
 from conductor.report import summary
 from conductor.report.console import Reporter, ServiceReport
-from conductor.rundir import logsfolder, runfolders, watchdog
 from conductor.rundir.run_record import RunDir
 from conductor.service import ECHO_DRAIN, Preload, RunContext, ServiceLife, Teardown
 
@@ -47,14 +47,16 @@ class Stack:
         subreaper: Subreaper | None = None,
         command_env: dict[str, str] | None = None,
         subfolder_if_busy: bool = False,
+        hold_until_closed: bool = False,
+        keep_logs: int | None = None,
     ) -> None:
         self.config = config
-        self.subfolder_if_busy = subfolder_if_busy
+        # The caller writes the run's summary: stop() keeps the logs folder (its lock and
+        # conductor.log) until close(record), so that nothing of this run is written
+        # after another run may have taken the folder.
+        self.hold_until_closed = hold_until_closed
         self.request_env = dict(command_env or {})  # --env: COMMAND's REQUEST layer
         self.names = services
-        self.logs_dir = (logs_dir or config.logs_dir).resolve()
-        self._base_logs_dir = self.logs_dir  # logs_dir may become a run-PID subfolder of it
-        self._logs_dir_given = logs_dir is not None
         self.auto_ports = auto_ports
         self.show_logs = show_logs
         self.reporter = reporter or Reporter()
@@ -65,22 +67,28 @@ class Stack:
             )
         self.subreaper = subreaper
         self.run_id = os.urandom(16).hex()
+        # keep_logs (--keep-logs): None is the configuration's [run].keep_logs.
+        self._folder = LogsFolder(
+            config,
+            logs_dir,
+            self.reporter,
+            self.run_id,
+            subfolder_if_busy=subfolder_if_busy,
+            keep_logs=keep_logs,
+        )
         self.plan: Plan | None = None
         self.services: dict[str, ServiceLife] = {}  # the started set, in start order
         self.died: list[str] = []
         self.died_event = asyncio.Event()
         self.started_at = time.monotonic()
+        self.started_time = time.time()  # the same moment by the wall clock: runs/ names
         self.ready_at: float | None = None
         self.leftovers: list[str] = []
         self.skipped: dict[str, ServiceReport] = {}
-        self._rundir = RunDir(self.logs_dir)
-        self._locked = False
         self._teardown = Teardown()
         self._preload = Preload(http=False)  # made again for the plan at the start
         self._used = False
-        self._log_handler: object | None = None
         self._reaper: reaper.Reaper | None = None
-        self._watchdog: watchdog.Watchdog | None = None
 
     # public view ----------------------------------------------------------------
     @property
@@ -107,9 +115,20 @@ class Stack:
         return environment.address_env(self.addresses)
 
     @property
+    def logs_dir(self) -> Path:
+        """The run's logs folder: a run-PID subfolder of the configured one when that
+        was busy (final once the start has claimed it)."""
+        return self._folder.path
+
+    @property
+    def kept(self) -> Path | None:
+        """--keep-logs: the folder in runs/ this run's files are kept in, once it is over."""
+        return self._folder.kept
+
+    @property
     def rundir(self) -> RunDir:
         """The logs folder's lock and run record (`conductor up` publishes itself there)."""
-        return self._rundir
+        return self._folder.rundir
 
     @property
     def mark(self) -> ownership.Mark:
@@ -142,35 +161,6 @@ class Stack:
     def command_env(self) -> environment.Environment:
         """COMMAND's environment (environment.command), with the run's mark."""
         return self._command_env(self.mark)
-
-    def _lock_logs_dir(self) -> None:
-        """Own the logs folder; when another run holds it and we may, use a subfolder of
-        it instead, so simultaneous runs (two `nox -s e2e`) both go ahead."""
-        try:
-            self._rundir.lock()
-        except LogsDirBusy:
-            if not self.subfolder_if_busy:
-                raise
-            busy = self.logs_dir
-            self.logs_dir, made = runfolders.subfolder(busy)
-            self._rundir = RunDir(self.logs_dir)
-            self._rundir.lock()
-            runfolders.claim(self.logs_dir, self.run_id, made=made)
-            self.reporter.info(f"{busy} is used by another run; this run logs to {self.logs_dir}")
-
-    def _prune(self) -> None:
-        """Finished run-PID subfolders of the configured logs folder beyond the newest
-        few go (runfolders.py); whatever goes wrong is one warning, never the run's end."""
-        warning = runfolders.prune(self._base_logs_dir).warning()
-        if warning:
-            self.reporter.warning(warning)
-
-    def _unusable_logs_dir(self, exc: OSError | logsfolder.Unfit) -> ConfigError:
-        """One line for a logs folder conductor cannot use, and where it was set."""
-        message = logsfolder.why_not(self.logs_dir, exc)
-        if self._logs_dir_given:
-            return ConfigError(message, key="--logs-dir")
-        return ConfigError(message, file=self.config.file, key="logs_dir")
 
     async def __aenter__(self) -> Stack:
         await self.start()
@@ -210,23 +200,24 @@ class Stack:
                 "`async with` (or start())"
             )
         self._used = True
-        self.started_at = time.monotonic()
+        self.started_at, self.started_time = time.monotonic(), time.time()
         # Everything the file alone can get wrong fails here, before the logs folder is
         # touched; ports are checked below, once a killed run's leftovers are gone.
         unchecked = self._plan()
-        self._claim_logs_dir(unchecked)
+        self._folder.check_runs()
+        self._folder.claim(unchecked.written)
         if self.logs_dir != unchecked.logs_dir:
             # Busy: this run logs to a run-PID subfolder, which every log path and
             # {logs_dir} names; the only start that plans again.
             unchecked = self._plan()
-        self._prune()
+        self._folder.prune()
         self._adopt_orphans()
         plan = await self._clear_and_check(unchecked)
         self._begin_record()
         self._preload = Preload(http=any(p.ready.kind == "http" for p in plan.services.values()))
         run = RunContext(
             self.mark,
-            self._rundir,
+            self._folder.rundir,
             self.reporter,
             self.started_at,
             self._teardown,
@@ -254,24 +245,9 @@ class Stack:
                 command_env=self.request_env,
             )
         except BaseException:
-            if self._locked:
+            if self._folder.locked:
                 self._release()
             raise
-
-    def _claim_logs_dir(self, plan: Plan) -> None:
-        """Take the logs folder's lock, and the folder as conductor's (logsfolder: never
-        / or a home, never over the user's own files), and open conductor.log there."""
-        try:
-            logsfolder.check(self.logs_dir)
-            self._lock_logs_dir()
-            self._locked = True
-            logsfolder.take(self.logs_dir, plan.written)
-            self._log_handler = logs.setup_event_log(self.logs_dir)
-        except (OSError, logsfolder.Unfit) as exc:
-            self._release()
-            raise self._unusable_logs_dir(exc) from None
-        if problem := summary.forget(self.logs_dir):
-            self.reporter.warning(problem)
 
     def _adopt_orphans(self) -> None:
         """As subreaper we adopt every orphan below us: wait for each as it dies, not
@@ -285,7 +261,7 @@ class Stack:
         """Stop what a killed run left in the folder, then check the plan's ports (the
         leftovers may have held them)."""
         try:
-            earlier = await self._rundir.stop_leftovers()
+            earlier = await self._folder.rundir.stop_leftovers()
             self.leftovers = earlier.stopped
             if self.leftovers:
                 self.reporter.warning(
@@ -308,16 +284,10 @@ class Stack:
         """The run record, then the watchdog: if conductor dies from here on, before
         any service has started, the watchdog cleans up."""
         try:
-            self._rundir.begin(self.mark)
+            self._folder.begin_record(self.mark)
         except OSError as exc:
             self._release()
-            raise self._unusable_logs_dir(exc) from None
-        self._watchdog = watchdog.start(self.logs_dir, self.run_id, self._rundir.lock_fd)
-        if self._watchdog is not None:
-            logs.logger.debug("watchdog: pid %d", self._watchdog.pid)
-            self._rundir.tell = self._watchdog.tell
-        elif not portable.WINDOWS:
-            logs.logger.warning("watchdog: could not be started; if conductor dies, run clean")
+            raise self._folder.unusable(exc) from None
 
     async def _bring_all_up(self) -> None:
         """Every service's start at once (each waits for its dependencies); the first
@@ -374,32 +344,15 @@ class Stack:
 
     async def stop(self) -> None:
         """Stop every service, dependents first; idempotent; never leaves a process."""
-        if self._teardown.over or not self._locked:
+        if self._teardown.over or not self._folder.locked:
             return
         self._teardown.stopping = True
         try:
-            tasks: dict[str, asyncio.Task[None]] = {}
-            # One /proc scan per teardown: one per service made 500 stops overrun theirs.
             leaders = {s.proc.pid for s in self.services.values() if s.proc is not None}
-            strays = ownership.marked_by_service(self.mark, leaders | reaper.own_pids())
-
-            async def stop_one(name: str) -> None:
-                dependents = [
-                    tasks[n] for n, s in self.services.items() if name in s.planned.depends_on
-                ]
-                await asyncio.gather(*dependents, return_exceptions=True)
-                await self.services[name].stop(strays.get(name, []))
-
-            for name in reversed(list(self.services)):
-                tasks[name] = asyncio.create_task(stop_one(name))
-            await asyncio.gather(*tasks.values())
-            # What escaped its service's group: marked strays of any service or COMMAND,
-            # and (the CLI only) adopted orphans. Services are asyncio's to reap.
-            exclude = leaders | reaper.own_pids()  # the watchdog included: it is no stray
-            if self._watchdog is not None:
-                exclude.add(self._watchdog.pid)
-            sweep = kill.Targets(self.mark, subreaper=self.subreaper, exclude=exclude)
-            found = (await kill.stop(sweep, signal.SIGKILL, kill.KILL_WAIT, describe=True)).found
+            await self._stop_services(leaders)
+            with logs.step("swept for processes that escaped their service's group") as notes:
+                found = await self._sweep(leaders)
+                notes.append(f"{len(found)} found" if found else "none found")
             if found:
                 self.reporter.warning(
                     f"killed {len(found)} leftover process(es) that escaped their service's "
@@ -407,42 +360,86 @@ class Stack:
                 )
         finally:
             self._teardown.over = True
-            watchers = {
-                *self._preload.tasks,
-                *(t for s in self.services.values() for t in s.watchers),
-            }
-            for task in watchers:
-                task.cancel()
-            await asyncio.gather(*watchers, return_exceptions=True)
-            await self._drain_echoes()
-            self._release()
+            with logs.step("ended the log followers") as notes:
+                watchers = {
+                    *self._preload.tasks,
+                    *(t for s in self.services.values() for t in s.watchers),
+                }
+                for task in watchers:
+                    task.cancel()
+                await asyncio.gather(*watchers, return_exceptions=True)
+                notes.append(await self._drain_echoes())
+            self._finish_teardown()
+            if self.plan is not None:
+                self._folder.begin_keep(self.started_time)
+            if not self.hold_until_closed:
+                self.close()
 
-    async def _drain_echoes(self) -> None:
+    async def _stop_services(self, leaders: set[int]) -> None:
+        """Every service's stop, dependents first."""
+        tasks: dict[str, asyncio.Task[None]] = {}
+        # One /proc scan per teardown: one per service made 500 stops overrun theirs.
+        with logs.step("scanned /proc for the services' strays") as notes:
+            strays = ownership.marked_by_service(self.mark, leaders | reaper.own_pids())
+            notes.append(f"{sum(map(len, strays.values()))} found")
+
+        async def stop_one(name: str) -> None:
+            dependents = [
+                tasks[n] for n, s in self.services.items() if name in s.planned.depends_on
+            ]
+            await asyncio.gather(*dependents, return_exceptions=True)
+            await self.services[name].stop(strays.get(name, []))
+
+        with logs.step(f"stopped {len(self.services)} service(s)"):
+            for name in reversed(list(self.services)):
+                tasks[name] = asyncio.create_task(stop_one(name))
+            await asyncio.gather(*tasks.values())
+
+    async def _sweep(self, leaders: set[int]) -> list[str]:
+        """What escaped its service's group: marked strays of any service or COMMAND,
+        and (the CLI only) adopted orphans, killed. Services are asyncio's to reap."""
+        exclude = leaders | reaper.own_pids()  # the watchdog included: it is no stray
+        if self._folder.watchdog is not None:
+            exclude.add(self._folder.watchdog.pid)
+        sweep = kill.Targets(self.mark, subreaper=self.subreaper, exclude=exclude)
+        return (await kill.stop(sweep, signal.SIGKILL, kill.KILL_WAIT, describe=True)).found
+
+    async def _drain_echoes(self) -> str:
         """Echo tasks see the teardown over, print what is left of each log, and end; a service
         that wrote faster than the console could show gets ECHO_DRAIN, not a say in how
-        long teardown takes."""
+        long teardown takes. What happened, for conductor.log."""
         echoes = [s.echo for s in self.services.values() if s.echo is not None]
         if not echoes:
-            return
+            return "no --show-logs"
         _, late = await asyncio.wait(echoes, timeout=ECHO_DRAIN)
         for task in late:
             task.cancel()
         await asyncio.gather(*echoes, return_exceptions=True)
+        if late:
+            return f"--show-logs of {len(late)} service(s) cut after {ECHO_DRAIN:g}s"
+        return "--show-logs caught up"
 
-    def _release(self) -> None:
-        self._rundir.tell = None
-        if self._watchdog is not None:
-            # Everything is stopped: the watchdog goes before the lock it shares.
-            self._watchdog.dismiss()
-            self._watchdog = None
+    def _finish_teardown(self) -> None:
+        """Nothing of the run is left: the watchdog and the orphan reaper go."""
+        self._folder.dismiss_watchdog()
         if self._reaper is not None:
             self._reaper.reap()  # the last orphans of the sweep, if SIGCHLD is still queued
             self._reaper.uninstall()
             self._reaper = None
-        if self._log_handler is not None:
-            logs.close_event_log(self._log_handler)  # type: ignore[arg-type]
-            self._log_handler = None
-        if self._locked:
-            runfolders.finish(self.logs_dir, self.run_id)
-            self._rundir.release()
-            self._locked = False
+
+    def _release(self) -> None:
+        """A start that failed before any service: let go of everything at once."""
+        self._finish_teardown()
+        self.close()
+
+    def close(self, record: summary.Summary | None = None, *, table: bool = True) -> None:
+        """The run's last step, after stop(): its summary.json and report.html (from
+        `record`, when the run got as far as a plan; then the closing table, with
+        `table`), then the logs folder is let go (conductor.log closed, the lock
+        released). stop() calls it itself unless the Stack was made with
+        hold_until_closed. Idempotent."""
+        if self.plan is None:
+            self._folder.close(None, table=table)
+            return
+        service_logs = [s.planned.log_path for s in self.services.values()]
+        self._folder.close(record, table=table, keep=service_logs)

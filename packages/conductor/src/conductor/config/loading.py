@@ -23,7 +23,7 @@ from conductor.config import envfile, schema, templates
 from conductor.config.schema import ReadyKind, ReadySpec, ServiceKind, ServiceSpec
 from conductor.errors import ConfigError
 from conductor.files import safe_io
-from conductor.rundir import logsfolder
+from conductor.rundir import folder_rules
 
 __all__ = [
     "Config",
@@ -182,7 +182,7 @@ def _parse(table: dict[str, Any], file: Path, prefix: str, logs_dir: Path | str 
     ]:
         _check_command_template(key, template, services, file, environ)
     _check_run_cwd(doc.run.cwd, root, file, f"{prefix}run.cwd")
-    if problem := logsfolder.unfit(doc.logs_dir, root):
+    if problem := folder_rules.unfit(doc.logs_dir, root):
         raise ConfigError(problem, file=file, key=f"{prefix}logs_dir")
     logs = Path(logs_dir if logs_dir is not None else doc.logs_dir)
     return Config(

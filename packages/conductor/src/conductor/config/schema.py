@@ -88,6 +88,21 @@ def is_seconds(value: float) -> bool:
     return 0 < value <= MAX_SECONDS  # False for NaN
 
 
+RUNS_TO_KEEP = "a whole number of runs to keep, 0 or more (0 keeps none)"
+RunsToKeep = Annotated[
+    int,
+    Meta(
+        ge=0,
+        description="a whole number of runs to keep, 0 or more (0 keeps none; e.g. keep_logs = 5)",
+    ),
+]
+
+
+def is_runs_to_keep(value: object) -> bool:
+    """The rule of `RunsToKeep`, for values that come from elsewhere (--keep-logs)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 class Invalid(ValueError):
     """A rule across keys of one table is broken; `key` is relative to that table."""
 
@@ -394,10 +409,14 @@ class ServiceSpec(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class RunSpec(Struct, frozen=True, forbid_unknown_fields=True):
-    """`[run]`: COMMAND's own settings, so `conductor run -- pytest` needs no flags."""
+    """`[run]`: the run's own settings (COMMAND's env and cwd, how many runs to keep), so
+    `conductor run -- pytest` needs no flags."""
 
     env: Env = {}
     cwd: Text | None = None
+    # Keep this many runs' files in runs/ of the logs folder (--keep-logs); None: none
+    # are kept and runs/ is never looked at.
+    keep_logs: RunsToKeep | None = None
 
     def __post_init__(self) -> None:
         check_env(self.env, "env")

@@ -11,7 +11,8 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import AsyncGenerator, Callable, Sequence
+import time
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -28,6 +29,7 @@ _CHUNK = 1 << 16
 LINE_WINDOW = 1 << 16
 TAIL_BYTES = 8192  # the failure tail: at most this much of the log's end...
 TAIL_LINE_BYTES = 1024  # ...and this much of any one line
+EVENT_LOG = "conductor.log"  # conductor's own events, in the logs folder
 
 logger = logging.getLogger("conductor")
 # Until a run opens conductor.log, events go nowhere: without this, Python's last-resort
@@ -240,6 +242,21 @@ async def first_match(
                 if starts_line and any(regex.search(piece) for regex in patterns):
                     return piece
     raise AssertionError("follow() without stop never ends")  # pragma: no cover
+
+
+@contextlib.contextmanager
+def step(what: str) -> Iterator[list[str]]:
+    """One line in conductor.log for one step of a teardown, once it is over: what it
+    did, how long it took, and what the caller adds to the list it is given
+    (`teardown: swept for escaped processes in 0.004s (none found)`). A slow teardown
+    is then read off conductor.log, step by step."""
+    began = time.monotonic()
+    notes: list[str] = []
+    try:
+        yield notes
+    finally:
+        more = f" ({'; '.join(notes)})" if notes else ""
+        logger.info("teardown: %s in %.3fs%s", what, time.monotonic() - began, more)
 
 
 def setup_event_log(logs_dir: Path, *, append: bool = False) -> logging.Handler:

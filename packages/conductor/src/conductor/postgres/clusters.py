@@ -504,16 +504,32 @@ class Cluster:
             pass
 
     async def remove(self) -> None:
-        """Stop any copy under way, then delete the run's folder (never the cache)."""
+        """Stop any copy under way, then delete the run's folder (never the cache). Each
+        is a wait of teardown after the server stopped: conductor.log names it."""
         self._cancel.set()
+        began = time.monotonic()
         if self._spare is not None:
             await asyncio.gather(self._spare, return_exceptions=True)
         # The copy stops within one step (template_cache.STEP); waited for in a thread,
         # so the loop goes on stopping the other services meanwhile.
         await asyncio.to_thread(self._wait_for_copy)
+        if self._spare is not None:
+            logger.info(
+                "%s: waited %.3fs for the spare copy to stop",
+                self.service,
+                time.monotonic() - began,
+            )
         if self.folder is not None:
+            began = time.monotonic()
             try:
                 ownership.remove_folder(str(self.folder), self.mark)
             except ownership.NotOurs as exc:  # made by this run: should not happen, so say it
                 logger.warning("%s: run folder left in place: %s", self.service, exc)
+            else:
+                logger.info(
+                    "%s: removed its run folder %s in %.3fs",
+                    self.service,
+                    self.folder,
+                    time.monotonic() - began,
+                )
             self.folder = None

@@ -167,11 +167,13 @@ class OwnedRun:
             reporter=reporter,
             command_env=self.request.env,
             subfolder_if_busy=True,
+            hold_until_closed=True,  # finish() writes summary.json before the folder goes
         )
         held = HeldInThread(lambda: stack, "conductor-stack", on_interrupt=stack.kill_now)
         self._catch_sigterm()
+        self.stack = stack  # a failed start holds its folder too, until finish() closes it
         held.__enter__()
-        self._held, self.stack = held, stack
+        self._held = held
         env = stack.exported_env()
         seconds = time.monotonic() - self.began
         description = (
@@ -228,7 +230,7 @@ class OwnedRun:
                     torn=stopping,
                     ended=ended,
                 )
-                summary.write(self.stack, record, table=self.verbosity >= 0)
+                self.stack.close(record, table=self.verbosity >= 0)
                 result |= summary.to_builtins(record)
                 return result
             result["durations"] = {
@@ -240,6 +242,8 @@ class OwnedRun:
             if self.live is not None:
                 result["services"] = _plain(self.live.addresses)
         finally:
+            if self.stack is not None:
+                self.stack.close()  # when it did not get as far as its summary
             self._restore()
             self._release_sigterm()
             if self._stream is not None and self._stream is not sys.stderr:

@@ -160,7 +160,10 @@ class Reporter:
         logger.error("%s %s", service, reason)
         report = self.services.get(service)
         if report is not None:
-            report.failed_at, report.detail = time.monotonic(), reason
+            # A fatal line's failure is said once its service has finished saying why;
+            # it failed when it printed the line.
+            report.failed_at = report.failed_at or time.monotonic()
+            report.detail = reason
         end = tail(log_path, TAIL_LINES) if log_path else Tail([], cut=False)
         note = (
             f"… (tail cut at {TAIL_BYTES // 1024} KiB, {TAIL_LINE_BYTES // 1024} KiB a line; "

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from conductor.files import masking, safe_io
-from conductor.report.console import ENDED_BADLY, Outcome, ServiceReport, Status, redact
+from conductor.report.console import ENDED_BADLY, Outcome, Reporter, ServiceReport, Status, redact
 
 if TYPE_CHECKING:
     from conductor.stack import Stack
@@ -79,6 +79,8 @@ class Summary(msgspec.Struct, frozen=True, kw_only=True):
     # COMMAND (or the plugin's tests) never ran
     phases: dict[Phase, tuple[float, float]]
     services: dict[str, ServiceSummary]
+    # --keep-logs: the folder in runs/ this run's files are kept in; null when not kept
+    kept_in: str | None = None
 
 
 def _round(value: float) -> float:
@@ -157,22 +159,22 @@ def summarize(
         ),
         phases=phases,
         services={name: service(report, began) for name, report in stack.reports.items()},
+        kept_in=None if stack.kept is None else str(stack.kept),
     )
 
 
-def write(stack: Stack, summary: Summary, *, table: bool = True) -> None:
-    """summary.json and report.html in the stack's logs folder, then the closing table
+def write(logs_dir: Path, summary: Summary, reporter: Reporter, *, table: bool = True) -> None:
+    """summary.json and report.html in the run's logs folder, then the closing table
     (with `table`). A run that never got as far as a plan (bad configuration, a busy
-    folder) has none; a folder gone or full is a warning, never a changed exit status."""
-    if stack.plan is None:
-        return
-    path = stack.logs_dir / "summary.json"
+    folder) has none (the Stack does not call this); a folder gone or full is a
+    warning, never a changed exit status."""
+    path = logs_dir / "summary.json"
     try:
-        save(stack.logs_dir, summary)
+        save(logs_dir, summary)
     except OSError as exc:
-        stack.reporter.warning(f"could not write {path}: {exc.strerror or exc}")
+        reporter.warning(f"could not write {path}: {exc.strerror or exc}")
     if table:
-        stack.reporter.table(path.with_name("report.html"))
+        reporter.table(path.with_name("report.html"))
 
 
 def forget(logs_dir: Path) -> str | None:
