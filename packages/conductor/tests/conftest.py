@@ -39,6 +39,8 @@ def conductor(tmp_path: Path, shared_cache: Path) -> Iterator[Conductor]:
         with contextlib.suppress(psutil.Error):
             proc.send_signal(signal.SIGKILL)
     assert not left, f"processes left behind: {[p.pid for p in left]}"
+    if runner.engine_calls is not None:  # a docker variant (support.use_engine)
+        assert runner.engine_calls.exists(), "conductor never ran docker: this proved nothing"
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -174,6 +176,7 @@ class Conductor:
         self.cwd = cwd
         self.marker = marker
         self.env = {**os.environ, "CONDUCTOR_TEST_MARKER": marker, "COLUMNS": "200"}
+        self.engine_calls: Path | None = None  # use_engine's log of conductor's docker calls
 
     def argv(self, *args: str) -> list[str]:
         return [PY, "-m", "conductor", *args]
@@ -297,7 +300,27 @@ def use_engine(conductor: Conductor, engine: images.TestEngine) -> Conductor:
     if engine != images.PODMAN:
         conductor.env["CONDUCTOR_CONTAINER_ENGINE"] = engine.name
         conductor.env.update(engine.env)
+        conductor.engine_calls = _log_calls(conductor, engine.name)
     return conductor
+
+
+def _log_calls(conductor: Conductor, name: str) -> Path:
+    """Put a `name` on conductor's PATH that logs each call, then runs the real one: the
+    conductor fixture fails a test whose conductor never called it. With podman's API
+    standing in for a Docker daemon, a container made by podman's own client is seen
+    by docker too, so a test could pass on docker having never run it."""
+    real = shutil.which(name, path=conductor.env.get("PATH"))
+    assert real is not None, name
+    shim = conductor.cwd / f".{name}-shim"
+    shim.mkdir(exist_ok=True)
+    calls = shim / "calls"
+    script = shim / name
+    script.write_text(
+        f'#!/bin/sh\necho "$1" >> {shlex.quote(str(calls))}\nexec {shlex.quote(real)} "$@"\n'
+    )
+    script.chmod(0o755)
+    conductor.env["PATH"] = f"{shim}{os.pathsep}{conductor.env.get('PATH', '')}"
+    return calls
 
 
 class Containers:

@@ -700,3 +700,66 @@ def test_clean_cache_never_goes_through_a_link(conductor, tmp_path):
     [line] = result.err.strip().splitlines()
     assert f"{cache / 'conductor'} is a link: conductor did not make it" in line
     assert "Traceback" not in result.text
+
+
+def bind_mount(victim: Path, at: Path) -> None:
+    """Mount `victim` at `at` (made here), or skip where bind mounts are not available."""
+    import subprocess
+
+    at.mkdir(parents=True)
+    if subprocess.run(["mount", "--bind", str(victim), str(at)], capture_output=True).returncode:
+        pytest.skip("bind mounts are not available here (needs root)")
+
+
+@pytest.mark.parametrize("folder", [".trash-k1-1-2", ".build-dead"])
+def test_clean_cache_never_deletes_through_a_mount(conductor, tmp_path, folder):
+    """A folder mounted in a dead run's trash or staging folder is another filesystem's:
+    clean leaves it, says so, and deletes nothing under it (an entry's own are, already)."""
+    import subprocess
+    import time
+
+    cache = tmp_path / "cache"
+    entries = fill_cache(cache)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("not conductor's")
+    inside = entries / folder / "m"
+    bind_mount(victim, inside)
+    try:
+        old = time.time() - template_cache.STALE_AFTER - 60
+        os.utime(entries / folder, (old, old))
+        conductor.env["XDG_CACHE_HOME"] = str(cache)
+        result = conductor.run("clean", "--cache")
+        assert (victim / "precious").read_text() == "not conductor's"
+    finally:
+        subprocess.run(["umount", str(inside)], check=True)
+    assert f"it holds the mount point {inside}" in result.err, result.text
+    assert "Traceback" not in result.text
+
+
+@pytest.mark.parametrize("folder", [".build-dead", "spare"])
+def test_a_run_never_deletes_through_a_mount_in_the_cache(tmp_path, folder):
+    """What a run drops on its own (a dead run's staging folder when it stores an entry,
+    an unusable spare when it looks for one) is left whole when something is mounted in
+    it."""
+    import subprocess
+    import time
+
+    entry = stored(tmp_path)
+    where = (entry.parent if folder.startswith(".") else entry) / folder
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("not conductor's")
+    bind_mount(victim, where / "m")
+    mounted = where / "m"
+    try:
+        old = time.time() - template_cache.STALE_AFTER - 60
+        os.utime(where, (old, old))
+        if folder == "spare":  # no marker: not usable, so dropped
+            assert not template_cache.claim_spare(entry, tmp_path / "taken", os.geteuid())
+            [mounted] = [m for m in entry.glob(".trash-spare-*/m")] or [mounted]
+        else:
+            assert template_cache.store(tmp_path / "made", entry.parent, "k2", threading.Event())
+        assert (victim / "precious").read_text() == "not conductor's"
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)

@@ -57,11 +57,31 @@ def test_no_file_of_the_run_is_written_through_a_planted_link(
     result = conductor.run("run", "--config", "c.toml", "--", PY, "-c", "pass")
     assert result.code == 0, result.text
     assert victim.read_text() == "precious\n"  # what plant_link wrote
-    if name.endswith(".tmp"):  # the run's temporary file took its place, then moved
-        assert not os.path.lexists(logs / name)
+    if name.endswith(".tmp"):  # not a name of conductor's: the link is left as it is
+        assert (logs / name).is_symlink() or (logs / name).stat().st_nlink == 2
     else:  # the run's own file took its place
         assert (logs / name).is_file()
         assert not (logs / name).is_symlink()
+
+
+def test_a_users_file_beside_a_name_of_conductors_is_left(
+    conductor: Conductor, tmp_path: Path
+) -> None:
+    """A folder shared with the user's own files (`logs_dir = "."`): conductor writes
+    its files whole by a temporary name first, and that name, too, is no user's file's
+    (summary.json.tmp used to be unlinked and taken, in a folder that was not
+    conductor's)."""
+    names = ["summary.json.tmp", "report.html.tmp", ".conductor-run.json.tmp"]
+    names.append(".conductor-logs.tmp")
+    for name in names:
+        (tmp_path / name).write_text("mine\n")
+    write_config(tmp_path / "c.toml", {"svc": SERVICE}, logs_dir=".")
+    result = conductor.run("run", "--config", "c.toml", "--", PY, "-c", "pass")
+    assert result.code == 0, result.text
+    for name in names:
+        assert (tmp_path / name).read_text() == "mine\n", name
+    assert (tmp_path / "summary.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp") and p.name not in names]
 
 
 def test_appending_to_a_fifo_planted_as_conductor_log_fails_at_once(tmp_path: Path) -> None:

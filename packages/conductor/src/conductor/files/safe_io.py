@@ -36,6 +36,18 @@ def create(path: Path, mode: int = 0o644, *, append: bool = False) -> int:
     return os.open(path, flags, mode)
 
 
+def _fresh_beside(path: Path, mode: int) -> tuple[int, Path]:
+    """A file just made beside `path` at an unused random name, open for writing."""
+    import secrets
+
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode), tmp
+        except FileExistsError:
+            continue  # someone's file (or link) at that name: left, another name tried
+
+
 def append_to(path: Path, mode: int = 0o644) -> int:
     """`path` opened to append (made if missing), only if it is a plain file of one
     link: the watchdog adds to the run's own conductor.log, never to a link's target.
@@ -51,11 +63,19 @@ def append_to(path: Path, mode: int = 0o644) -> int:
 
 def replace(path: Path, text: str, mode: int = 0o644) -> None:
     """Put `text` at `path` at once: readers see the old file or the new one, never
-    half of it; a link at `path` is replaced, not written through."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(create(tmp, mode), "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(tmp, path)
+    half of it; a link at `path` is replaced, not written through. The text is written
+    first to a new name of its own (O_EXCL; `mode` as umask allows), never one that may
+    be the user's: a fixed `NAME.tmp` was unlinked and taken, in a folder shared with
+    the user's files."""
+    fd, tmp = _fresh_beside(path, mode)
+    try:
+        with open(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 class NotPlain(ValueError):

@@ -320,7 +320,8 @@ def empty(entries: Path) -> Emptied:
                 done.failed.append(problem)
         elif folder.name.startswith((".build-", ".trash-")) and _is_real_folder(folder):
             if folder.name.startswith(".trash-") or _stale(folder):
-                shutil.rmtree(folder, ignore_errors=True)
+                if problem := _delete(folder):
+                    done.left.append(problem)
             else:
                 done.left.append(f"{folder}: being built by a live run")
         else:
@@ -432,7 +433,18 @@ def _drop_spare(spare: Path) -> None:
         os.rename(spare, trash)
     except OSError:
         return
-    shutil.rmtree(trash, ignore_errors=True)
+    _delete(trash)
+
+
+def _delete(folder: Path) -> str | None:
+    """Delete a folder of conductor's in the cache, but never through a mount point in
+    it (ownership.delete_tree: shutil.rmtree alone deleted what a bind mount showed
+    there); None when that was done, else the one line saying what was left."""
+    try:
+        ownership.delete_tree(folder)
+    except ownership.NotOurs as exc:
+        return f"{exc}; left as it is"
+    return None
 
 
 def _drop_stale(entries: Path) -> None:
@@ -440,7 +452,7 @@ def _drop_stale(entries: Path) -> None:
     inside our own cache folder, and an hour old, which no live copy ever is."""
     for folder in entries.iterdir():
         if folder.name.startswith((".build-", ".trash-", ".spare-")) and _stale(folder):
-            shutil.rmtree(folder, ignore_errors=True)
+            _delete(folder)
 
 
 def discard(entry: Path) -> None:
