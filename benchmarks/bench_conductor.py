@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -27,12 +28,16 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import alternatives
 
 HERE = Path(__file__).resolve().parent
+# The baseline (minimal_launcher.py), run beside conductor in the same measure(): not an
+# anchor, the least any launcher does; conductor's cost over it is a row of its own.
+MINIMAL = "minimal launcher"
 
 # A service: sleeps DELAY (its own start time), listens, stamps "<began> <listening>",
 # answers HTTP; with FLOOD_MB it first writes that much to stdout and stamps the seconds.
@@ -98,6 +103,9 @@ class Run:
     command_end: float
     services: list[tuple[float, float]]  # (began, listening)
     flood_s: float | None = None
+    cpu: float = 0.0  # user + sys seconds of the tool and every process it reaped
+    # With importtime: (module, self µs) of what the tool imported before its first spawn.
+    imports: list[tuple[str, int]] = field(default_factory=list)
 
 
 def free_port() -> int:
@@ -112,7 +120,27 @@ def service_argv(delay: float, port: int, stamp: Path, flood: int) -> list[str]:
     return [sys.executable, str(script), str(delay), str(port), str(stamp), str(flood)]
 
 
-def run_once(tool: str, work: Path, delays: list[float], flood: int = 0) -> Run:
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def imported_before_spawn(output: str, tool: str) -> list[tuple[str, int]]:
+    """`-X importtime` lines of a run's stderr, up to conductor's first "NAME: starting"
+    (it prints that just before its first spawn; the launcher imports all it needs first)."""
+    found = []
+    for line in output.splitlines():
+        if tool == "conductor" and line.startswith("conductor: ") and line.endswith(": starting"):
+            break
+        if line.startswith("import time:") and not line.endswith("imported package"):
+            self_us, _, name = line.removeprefix("import time:").split("|")
+            found.append((name.strip(), int(self_us)))
+    return found
+
+
+def run_once(
+    tool: str, work: Path, delays: list[float], flood: int = 0, *, importtime: bool = False
+) -> Run:
     for old in work.glob("*.stamp*"):
         old.unlink()
     ports = [free_port() for _ in delays]
@@ -133,6 +161,7 @@ def run_once(tool: str, work: Path, delays: list[float], flood: int = 0) -> Run:
         (work / "conductor.toml").write_text("\n".join(lines) + "\n")
         argv = [
             sys.executable,
+            *(["-X", "importtime"] if importtime else []),
             "-m",
             "conductor",
             "run",
@@ -147,8 +176,15 @@ def run_once(tool: str, work: Path, delays: list[float], flood: int = 0) -> Run:
             (service_argv(d, p, stamps[i], flood), p)
             for i, (d, p) in enumerate(zip(delays, ports, strict=True))
         ]
-        launch = alternatives.LAUNCHERS[tool](work, specs, command)
+        if tool == MINIMAL:
+            launch = alternatives.minimal(work, specs, command)
+            if importtime:
+                python, *rest = launch.argv
+                launch = alternatives.Launch([python, "-X", "importtime", *rest])
+        else:
+            launch = alternatives.LAUNCHERS[tool](work, specs, command)
     out = (work / "tool.out").open("wb")
+    cpu_before = children_cpu()
     launched = time.time()
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -169,6 +205,7 @@ def run_once(tool: str, work: Path, delays: list[float], flood: int = 0) -> Run:
     watchdog.start()
     code = proc.wait()
     wall = time.perf_counter() - started
+    cpu = children_cpu() - cpu_before
     watchdog.cancel()
     if code == -signal.SIGKILL:
         raise SystemExit(f"{tool} did not finish within 120 s; see {work / 'tool.out'}")
@@ -184,7 +221,8 @@ def run_once(tool: str, work: Path, delays: list[float], flood: int = 0) -> Run:
     flood_s = None
     if flood:
         flood_s = max(float(Path(str(s) + ".flood").read_text()) for s in stamps)
-    return Run(wall, launched, exited, c_start, c_end, services, flood_s)  # type: ignore[arg-type]
+    imports = imported_before_spawn((work / "tool.out").read_text(), tool) if importtime else []
+    return Run(wall, launched, exited, c_start, c_end, services, flood_s, cpu, imports)  # type: ignore[arg-type]
 
 
 def _gone(pid: int) -> bool:
@@ -282,7 +320,15 @@ def measure(tool: str, runs: int) -> dict[str, float | None]:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         run_once(tool, work, [0.1])  # warm caches (npx, imports) before measuring
-        single = [run_once(tool, work, [0.5]) for _ in range(runs)]
+        single, baseline = [], []
+        for _ in range(runs):  # conductor and the launcher in turns: the same load for both
+            single.append(run_once(tool, work, [0.5]))
+            if tool == "conductor":
+                baseline.append(run_once(MINIMAL, work, [0.5]))
+        imports = {
+            t: [run_once(t, work, [0.0], importtime=True) for _ in range(3)]
+            for t in ((tool, MINIMAL) if tool == "conductor" else ())
+        }
         three, flood = [], []
         if every_row:
             three = [run_once(tool, work, [1.0, 1.0, 1.0]) for _ in range(max(3, runs // 2))]
@@ -299,16 +345,12 @@ def measure(tool: str, runs: int) -> dict[str, float | None]:
     def med(values: list[float]) -> float:
         return statistics.median(values)
 
+    def overhead(r: Run) -> float:
+        return r.wall - (r.services[0][1] - r.services[0][0]) - (r.command_end - r.command_start)
+
     return {
-        "overhead_ms": 1000
-        * med(
-            [
-                r.wall - (r.services[0][1] - r.services[0][0]) - (r.command_end - r.command_start)
-                for r in single
-            ]
-        )
-        if every_row
-        else None,
+        "overhead_ms": 1000 * med([overhead(r) for r in single]) if every_row else None,
+        **(against_launcher(single, baseline, imports, overhead) if baseline else {}),
         "latency_ms": 1000 * med([r.command_start - r.services[0][1] for r in single]),
         "three_s": med([r.command_start - r.launched for r in three]) if three else None,
         "teardown_ms": 1000 * med([r.exited - r.command_end for r in single]),
@@ -318,6 +360,45 @@ def measure(tool: str, runs: int) -> dict[str, float | None]:
         "teardown_500_s": med(scale[500]) if scale else None,
     }
 
+
+def against_launcher(
+    single: list[Run],
+    baseline: list[Run],
+    imports: dict[str, list[Run]],
+    overhead: Callable[[Run], float],
+) -> dict[str, float | None]:
+    """conductor and the minimal launcher, run in turns: each one's value, and
+    conductor's cost over it (the median of the run-by-run differences)."""
+    found: dict[str, float | None] = {}
+    for key, of in (("overhead_ms", overhead), ("cpu_ms", lambda r: r.cpu)):
+        ours = [1000 * of(r) for r in single]
+        theirs = [1000 * of(r) for r in baseline]
+        found[f"launcher_{key}"] = statistics.median(theirs)
+        found[f"over_launcher_{key}"] = statistics.median(
+            [a - b for a, b in zip(ours, theirs, strict=True)]
+        )
+    found["cpu_ms"] = statistics.median([1000 * r.cpu for r in single])
+    for tool, prefix in (("conductor", ""), (MINIMAL, "launcher_")):
+        runs = imports[tool]
+        found[f"{prefix}import_ms"] = statistics.median(
+            [sum(us for _, us in r.imports) / 1000 for r in runs]
+        )
+        found[f"{prefix}import_modules"] = statistics.median([len(r.imports) for r in runs])
+    found["over_launcher_import_ms"] = found["import_ms"] - found["launcher_import_ms"]  # type: ignore[operator]
+    found["over_launcher_import_modules"] = (
+        found["import_modules"] - found["launcher_import_modules"]  # type: ignore[operator]
+    )
+    return found
+
+
+# conductor against the minimal launcher: label, key (conductor's; launcher_KEY and
+# over_launcher_KEY are the others), unit, target on the cost, its test.
+LAUNCHER_ROWS: list[tuple[str, str, str, str, Callable[[float], bool] | None]] = [
+    ("wrapper overhead", "overhead_ms", "ms", "<= 60 ms", lambda v: v <= 60),
+    ("CPU of a one-service run (user + sys, all processes)", "cpu_ms", "ms", "-", None),
+    ("imports before the first spawn (-X importtime, self times)", "import_ms", "ms", "-", None),
+    ("modules imported before the first spawn", "import_modules", "", "-", None),
+]
 
 ROWS = [
     ("wrapper overhead", "overhead_ms", "ms", "<= 150 ms", lambda v: v <= 150, False),
@@ -432,6 +513,23 @@ def main() -> None:
             f"| {label} | {a:.{digits}f} {unit} | {' | '.join(cells)} | {target} | "
             f"{'yes' if ok(a) else 'NO'} |"
         )
+    print_against_launcher(ours)
+
+
+def print_against_launcher(ours: dict[str, float | None]) -> None:
+    print(
+        "\nconductor against benchmarks/minimal_launcher.py (the least a Python program does "
+        "for the same job), run in turns with it; cost: the median of run-by-run "
+        "differences\n"
+    )
+    print("| metric | conductor | minimal launcher | cost over the launcher | target | met |")
+    print("|---|---:|---:|---:|---|---|")
+    for label, key, unit, target, ok in LAUNCHER_ROWS:
+        values = [ours[key], ours[f"launcher_{key}"], ours[f"over_launcher_{key}"]]
+        a, b, cost = (f"{v or 0:.0f}" if not unit else f"{v or 0:.1f} {unit}" for v in values)
+        over = ours[f"over_launcher_{key}"] or 0.0
+        met = "-" if ok is None else "yes" if ok(over) else "NO"
+        print(f"| {label} | {a} | {b} | {cost} | {target} | {met} |")
 
 
 if __name__ == "__main__":
