@@ -10,14 +10,22 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from conductor import container, environment, ports
+from conductor import environment, ports
 from conductor.config import schema, templates
 from conductor.config.loading import Config, ReadySpec, ServiceSpec
 from conductor.errors import ConfigError
 from conductor.files import masking
-from conductor.postgres import binaries, clusters
+from conductor.postgres import binaries
+
+# Imported only by a plan that has such a service: conductor.container (the engine's
+# inspect Structs) for kind = "container", conductor.postgres.clusters (with the
+# template cache's hashlib) for kind = "postgres"; every run pays for what it imports
+# before its first spawn (test_start_imports.py).
+if TYPE_CHECKING:
+    from conductor.postgres import clusters
 
 
 @dataclass(frozen=True)
@@ -206,6 +214,8 @@ def _missing_program(
     if spec.kind == "postgres":
         return binaries.missing(typing.cast(str | None, spec.version))
     if spec.kind == "container":
+        from conductor import container
+
         try:
             container.find_engine(spec.engine, environ)
         except container.NoEngine as exc:
@@ -333,6 +343,7 @@ def _postgres_setup(
 ) -> clusters.Setup:
     """user, password and database filled ({env...}), init files found, settings as -c
     values, and the folder this run's cluster will have."""
+    from conductor.postgres import clusters
 
     def fill(key: str) -> str | None:
         template = getattr(spec, key)
