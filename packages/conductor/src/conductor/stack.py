@@ -23,11 +23,15 @@ from conductor.plan import Plan, check_ports, make_plan
 from conductor.process import kill, ownership, portable, reaper
 from conductor.process.kill import shielded
 from conductor.process.subreaper import Subreaper
-from conductor.report import summary
 from conductor.report.console import Reporter, ServiceReport
-from conductor.rundir import runfolders, watchdog
+from conductor.rundir import watchdog
 from conductor.rundir.run_record import RunDir
 from conductor.service import ECHO_DRAIN, Preload, RunContext, ServiceLife, Teardown
+
+# conductor.report.summary and conductor.rundir.runfolders are imported where used:
+# what they do at the start (the previous run's report files, old run-PID subfolders)
+# waits until the first service is spawned (Stack._tidy), and nothing else of theirs
+# is needed before the end, or a busy folder.
 
 
 class Stack:
@@ -77,6 +81,7 @@ class Stack:
         self._locked = False
         self._teardown = Teardown()
         self._preload = Preload(http=False)  # made again for the plan at the start
+        self._tidy_due = False  # the folder is ours and _tidy has yet to run
         self._used = False
         self._log_handler: object | None = None
         self._reaper: reaper.Reaper | None = None
@@ -151,6 +156,8 @@ class Stack:
         except LogsDirBusy:
             if not self.subfolder_if_busy:
                 raise
+            from conductor.rundir import runfolders
+
             busy = self.logs_dir
             self.logs_dir, made = runfolders.subfolder(busy)
             self._rundir = RunDir(self.logs_dir)
@@ -158,12 +165,33 @@ class Stack:
             runfolders.claim(self.logs_dir, self.run_id, made=made)
             self.reporter.info(f"{busy} is used by another run; this run logs to {self.logs_dir}")
 
-    def _prune(self) -> None:
-        """Finished run-PID subfolders of the configured logs folder beyond the newest
-        few go (runfolders.py); whatever goes wrong is one warning, never the run's end."""
+    def _tidy(self) -> None:
+        """What a start owes the logs folder that no service waits for: the previous
+        run's summary.json and report.html go (a run SIGKILLed from here on writes
+        neither, so the last one's must not speak for it), and finished run-PID
+        subfolders of the configured folder beyond the newest few (runfolders.py);
+        whatever goes wrong is one warning, never the run's end. Once, with the folder
+        locked: just after the first spawn, when the start ends without one, or at
+        release after a start that failed first. Before any spawn it held up every
+        service by its imports and the folder's scan."""
+        if not (self._tidy_due and self._locked):
+            return
+        self._tidy_due = False
+        from conductor.report import summary
+        from conductor.rundir import runfolders
+
+        if problem := summary.forget(self.logs_dir):
+            self.reporter.warning(problem)
         warning = runfolders.prune(self._base_logs_dir).warning()
         if warning:
             self.reporter.warning(warning)
+
+    def _spawned(self) -> None:
+        """After each spawn (RunContext.spawned): the preload's thread, then _tidy, at
+        the loop's next turn, so the other services' spawns do not wait for it."""
+        self._preload()
+        if self._tidy_due:
+            asyncio.get_running_loop().call_soon(self._tidy)
 
     def _unusable_logs_dir(self, exc: OSError) -> ConfigError:
         """One line for a logs folder that is a file, lies under a file, or is not
@@ -224,7 +252,6 @@ class Stack:
             # Busy: this run logs to a run-PID subfolder, which every log path and
             # {logs_dir} names; the only start that plans again.
             unchecked = self._plan()
-        self._prune()
         self._adopt_orphans()
         plan = await self._clear_and_check(unchecked)
         self._begin_record()
@@ -235,7 +262,7 @@ class Stack:
             self.reporter,
             self.started_at,
             self._teardown,
-            spawned=self._preload,
+            spawned=self._spawned,
             died=self._died,
         )
         self.services = {name: ServiceLife(p, run) for name, p in plan.services.items()}
@@ -244,6 +271,7 @@ class Stack:
             for service in self.services.values():
                 service.start_echo()
         await self._bring_all_up()
+        self._tidy()  # a start that spawned nothing (every service reused or skipped)
         self.ready_at = time.monotonic()
         self.reporter.untrack()
 
@@ -272,8 +300,7 @@ class Stack:
         except OSError as exc:
             self._release()
             raise self._unusable_logs_dir(exc) from None
-        if problem := summary.forget(self.logs_dir):
-            self.reporter.warning(problem)
+        self._tidy_due = True  # summary.forget and the prune: after the first spawn
 
     def _adopt_orphans(self) -> None:
         """As subreaper we adopt every orphan below us: wait for each as it dies, not
@@ -432,6 +459,7 @@ class Stack:
         await asyncio.gather(*echoes, return_exceptions=True)
 
     def _release(self) -> None:
+        self._tidy()  # a start that failed before its first spawn still owed it
         self._rundir.tell = None
         if self._watchdog is not None:
             # Everything is stopped: the watchdog goes before the lock it shares.
@@ -445,6 +473,8 @@ class Stack:
             logs.close_event_log(self._log_handler)  # type: ignore[arg-type]
             self._log_handler = None
         if self._locked:
+            from conductor.rundir import runfolders
+
             runfolders.finish(self.logs_dir, self.run_id)
             self._rundir.release()
             self._locked = False
