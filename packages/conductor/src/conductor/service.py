@@ -70,9 +70,10 @@ class RunContext:
 
 class Preload:
     """Import aiohttp (~0.3 s, for HTTP probes), the listener check (once a probe has
-    passed) and psutil (for teardown) in a thread, once the first service is spawned
-    (called after each spawn): earlier, the import would hold the GIL while we fork,
-    and delay the spawn; later, a probe or the teardown would wait for it."""
+    passed), psutil (for teardown) and report.html's drawer (for the end) in a thread,
+    once the first service is spawned (called after each spawn): earlier, the import
+    would hold the GIL while we fork, and delay the spawn; later, a probe, the teardown
+    or the run's end would wait for it."""
 
     def __init__(self, *, http: bool) -> None:
         self.http = http  # whether any service of the plan has an HTTP probe
@@ -93,6 +94,9 @@ class Preload:
         from conductor.process import listeners  # noqa: F401  (lands in sys.modules)
 
         start_stop.preload()
+        from conductor.report import summary
+
+        summary.preload()
 
 
 def _knocks_on_port(ready: ReadySpec) -> bool:

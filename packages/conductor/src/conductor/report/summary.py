@@ -189,6 +189,12 @@ def forget(logs_dir: Path) -> str | None:
     return None
 
 
+def preload() -> None:
+    """Import report.html's drawer ahead of the end of the run (Preload's thread, after
+    the first spawn): save() needs it once COMMAND is over, when the caller waits."""
+    from conductor.report import html_page  # noqa: F401  (lands in sys.modules)
+
+
 def save(logs_dir: Path, summary: Summary) -> None:
     """summary.json, then report.html drawn from the very data it holds (masked)."""
     record = to_builtins(summary)
