@@ -104,8 +104,10 @@ class Run:
     services: list[tuple[float, float]]  # (began, listening)
     flood_s: float | None = None
     cpu: float = 0.0  # user + sys seconds of the tool and every process it reaped
-    # With importtime: (module, self µs) of what the tool imported before its first spawn.
+    # With probe="importtime": (module, self µs) of what the tool imported before its
+    # first spawn; with probe="spawn_cpu": its own CPU seconds (user + sys) until then.
     imports: list[tuple[str, int]] = field(default_factory=list)
+    spawn_cpu: float | None = None
 
 
 def free_port() -> int:
@@ -125,6 +127,39 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+# Runs a Python tool (`-m MODULE ARGS` or `SCRIPT ARGS`) as python would, and writes
+# its own CPU time (user + sys, every thread) to argv[1] at its first spawn of the
+# benchmark's service.py (conductor's watchdog comes first, and counts): the start's
+# cost in the measure least moved by other load. The same few lines for either tool.
+SPAWN_CPU = r"""
+import os, resource, runpy, sys
+out = sys.argv[1]
+def hook(event, args):
+    if event == "subprocess.Popen" and not os.path.exists(out):
+        if any(str(a).endswith("service.py") for a in args[1]):
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            with open(out, "w") as handle:
+                handle.write(str(usage.ru_utime + usage.ru_stime))
+sys.addaudithook(hook)
+if sys.argv[2] == "-m":
+    sys.argv = sys.argv[3:]
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+else:
+    sys.argv = sys.argv[2:]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def instrumented(argv: list[str], probe: str | None, work: Path) -> list[str]:
+    """A Python tool's argv, run with -X importtime or under SPAWN_CPU (`probe`)."""
+    python, *rest = argv
+    if probe == "importtime":
+        return [python, "-X", "importtime", *rest]
+    if probe == "spawn_cpu":
+        return [python, "-c", SPAWN_CPU, str(work / "spawn.cpu"), *rest]
+    return argv
+
+
 def imported_before_spawn(output: str, tool: str) -> list[tuple[str, int]]:
     """`-X importtime` lines of a run's stderr, up to conductor's first "NAME: starting"
     (it prints that just before its first spawn; the launcher imports all it needs first)."""
@@ -139,10 +174,12 @@ def imported_before_spawn(output: str, tool: str) -> list[tuple[str, int]]:
 
 
 def run_once(
-    tool: str, work: Path, delays: list[float], flood: int = 0, *, importtime: bool = False
+    tool: str, work: Path, delays: list[float], flood: int = 0, *, probe: str | None = None
 ) -> Run:
-    for old in work.glob("*.stamp*"):
-        old.unlink()
+    """One run of `tool`; `probe` (conductor and the launcher only): "importtime" or
+    "spawn_cpu" (see instrumented)."""
+    for old in [*work.glob("*.stamp*"), work / "spawn.cpu"]:
+        old.unlink(missing_ok=True)
     ports = [free_port() for _ in delays]
     stamps = [work / f"svc{i}.stamp" for i in range(len(delays))]
     cmd_stamp = work / "command.stamp"
@@ -161,7 +198,6 @@ def run_once(
         (work / "conductor.toml").write_text("\n".join(lines) + "\n")
         argv = [
             sys.executable,
-            *(["-X", "importtime"] if importtime else []),
             "-m",
             "conductor",
             "run",
@@ -170,7 +206,7 @@ def run_once(
             "--",
             *command,
         ]
-        launch = alternatives.Launch(argv)
+        launch = alternatives.Launch(instrumented(argv, probe, work))
     else:
         specs = [
             (service_argv(d, p, stamps[i], flood), p)
@@ -178,9 +214,7 @@ def run_once(
         ]
         if tool == MINIMAL:
             launch = alternatives.minimal(work, specs, command)
-            if importtime:
-                python, *rest = launch.argv
-                launch = alternatives.Launch([python, "-X", "importtime", *rest])
+            launch = alternatives.Launch(instrumented(launch.argv, probe, work))
         else:
             launch = alternatives.LAUNCHERS[tool](work, specs, command)
     out = (work / "tool.out").open("wb")
@@ -221,8 +255,10 @@ def run_once(
     flood_s = None
     if flood:
         flood_s = max(float(Path(str(s) + ".flood").read_text()) for s in stamps)
-    imports = imported_before_spawn((work / "tool.out").read_text(), tool) if importtime else []
-    return Run(wall, launched, exited, c_start, c_end, services, flood_s, cpu, imports)  # type: ignore[arg-type]
+    output = (work / "tool.out").read_text()
+    imports = imported_before_spawn(output, tool) if probe == "importtime" else []
+    spawn_cpu = float((work / "spawn.cpu").read_text()) if probe == "spawn_cpu" else None
+    return Run(wall, launched, exited, c_start, c_end, services, flood_s, cpu, imports, spawn_cpu)  # type: ignore[arg-type]
 
 
 def _gone(pid: int) -> bool:
@@ -325,10 +361,10 @@ def measure(tool: str, runs: int) -> dict[str, float | None]:
             single.append(run_once(tool, work, [0.5]))
             if tool == "conductor":
                 baseline.append(run_once(MINIMAL, work, [0.5]))
-        imports = {
-            t: [run_once(t, work, [0.0], importtime=True) for _ in range(3)]
-            for t in ((tool, MINIMAL) if tool == "conductor" else ())
-        }
+        probed: dict[str, list[Run]] = {tool: [], MINIMAL: []}
+        for probe in ("importtime", "spawn_cpu") * (5 if tool == "conductor" else 0):
+            for each in (tool, MINIMAL):  # in turns too
+                probed[each].append(run_once(each, work, [0.0], probe=probe))
         three, flood = [], []
         if every_row:
             three = [run_once(tool, work, [1.0, 1.0, 1.0]) for _ in range(max(3, runs // 2))]
@@ -350,7 +386,7 @@ def measure(tool: str, runs: int) -> dict[str, float | None]:
 
     return {
         "overhead_ms": 1000 * med([overhead(r) for r in single]) if every_row else None,
-        **(against_launcher(single, baseline, imports, overhead) if baseline else {}),
+        **(against_launcher(single, baseline, probed, overhead) if baseline else {}),
         "latency_ms": 1000 * med([r.command_start - r.services[0][1] for r in single]),
         "three_s": med([r.command_start - r.launched for r in three]) if three else None,
         "teardown_ms": 1000 * med([r.exited - r.command_end for r in single]),
@@ -364,29 +400,42 @@ def measure(tool: str, runs: int) -> dict[str, float | None]:
 def against_launcher(
     single: list[Run],
     baseline: list[Run],
-    imports: dict[str, list[Run]],
+    probed: dict[str, list[Run]],
     overhead: Callable[[Run], float],
 ) -> dict[str, float | None]:
-    """conductor and the minimal launcher, run in turns: each one's value, and
-    conductor's cost over it (the median of the run-by-run differences)."""
+    """conductor and the minimal launcher, run in turns: KEY (conductor's value),
+    launcher_KEY, and over_launcher_KEY, conductor's cost over it: the median of the
+    differences between runs made one after the other."""
     found: dict[str, float | None] = {}
-    for key, of in (("overhead_ms", overhead), ("cpu_ms", lambda r: r.cpu)):
-        ours = [1000 * of(r) for r in single]
-        theirs = [1000 * of(r) for r in baseline]
+
+    def paired(key: str, ours: list[float], theirs: list[float]) -> None:
+        found[key] = statistics.median(ours)
         found[f"launcher_{key}"] = statistics.median(theirs)
         found[f"over_launcher_{key}"] = statistics.median(
             [a - b for a, b in zip(ours, theirs, strict=True)]
         )
-    found["cpu_ms"] = statistics.median([1000 * r.cpu for r in single])
-    for tool, prefix in (("conductor", ""), (MINIMAL, "launcher_")):
-        runs = imports[tool]
-        found[f"{prefix}import_ms"] = statistics.median(
-            [sum(us for _, us in r.imports) / 1000 for r in runs]
-        )
-        found[f"{prefix}import_modules"] = statistics.median([len(r.imports) for r in runs])
-    found["over_launcher_import_ms"] = found["import_ms"] - found["launcher_import_ms"]  # type: ignore[operator]
-    found["over_launcher_import_modules"] = (
-        found["import_modules"] - found["launcher_import_modules"]  # type: ignore[operator]
+
+    paired(
+        "overhead_ms", [1000 * overhead(r) for r in single], [1000 * overhead(r) for r in baseline]
+    )
+    paired("cpu_ms", [1000 * r.cpu for r in single], [1000 * r.cpu for r in baseline])
+    ours, theirs = probed["conductor"], probed[MINIMAL]
+    spawned = [(a, b) for a, b in zip(ours, theirs, strict=True) if a.spawn_cpu is not None]
+    paired(
+        "spawn_cpu_ms",
+        [1000 * (a.spawn_cpu or 0) for a, _ in spawned],
+        [1000 * (b.spawn_cpu or 0) for _, b in spawned],
+    )
+    imported = [(a, b) for a, b in zip(ours, theirs, strict=True) if a.spawn_cpu is None]
+    paired(
+        "import_ms",
+        [sum(us for _, us in a.imports) / 1000 for a, _ in imported],
+        [sum(us for _, us in b.imports) / 1000 for _, b in imported],
+    )
+    paired(
+        "import_modules",
+        [len(a.imports) for a, _ in imported],
+        [len(b.imports) for _, b in imported],
     )
     return found
 
@@ -396,6 +445,7 @@ def against_launcher(
 LAUNCHER_ROWS: list[tuple[str, str, str, str, Callable[[float], bool] | None]] = [
     ("wrapper overhead", "overhead_ms", "ms", "<= 60 ms", lambda v: v <= 60),
     ("CPU of a one-service run (user + sys, all processes)", "cpu_ms", "ms", "-", None),
+    ("CPU before the first spawn (the tool's own, user + sys)", "spawn_cpu_ms", "ms", "-", None),
     ("imports before the first spawn (-X importtime, self times)", "import_ms", "ms", "-", None),
     ("modules imported before the first spawn", "import_modules", "", "-", None),
 ]
