@@ -49,9 +49,7 @@ NOT_BEFORE_THE_FIRST_SPAWN = {
     "html",  # report.html, and masking a hidden secret's HTML form
     "conductor.attach",  # --attach and `up`'s publish
     "conductor.container",  # kind = "container" (and its engine's inspect Structs)
-    "conductor.postgres",  # kind = "postgres"
-    "conductor.postgres.binaries",
-    "conductor.postgres.clusters",
+    "conductor.postgres.clusters",  # kind = "postgres"
     "conductor.postgres.template_cache",
     "conductor.process.listeners",  # whose server answered: once a probe has passed
     "conductor.report.summary",  # summary.json's Structs, and removing the last one's

@@ -18,11 +18,12 @@ from conductor.config import schema, templates
 from conductor.config.loading import Config, ReadySpec, ServiceSpec
 from conductor.errors import ConfigError
 from conductor.files import masking
+from conductor.postgres import binaries
 
 # Imported only by a plan that has such a service: conductor.container (the engine's
-# inspect Structs) for kind = "container", conductor.postgres's binaries and clusters
-# (with the template cache's hashlib) for kind = "postgres"; every run pays for what it
-# imports before its first spawn (test_start_imports.py).
+# inspect Structs) for kind = "container", conductor.postgres.clusters (with the
+# template cache's hashlib) for kind = "postgres"; every run pays for what it imports
+# before its first spawn (test_start_imports.py).
 if TYPE_CHECKING:
     from conductor.postgres import clusters
 
@@ -211,8 +212,6 @@ def _missing_program(
     config: Config, spec: ServiceSpec, context: templates.Context, environ: Mapping[str, str]
 ) -> str | None:
     if spec.kind == "postgres":
-        from conductor.postgres import binaries
-
         return binaries.missing(typing.cast(str | None, spec.version))
     if spec.kind == "container":
         from conductor import container
@@ -344,7 +343,7 @@ def _postgres_setup(
 ) -> clusters.Setup:
     """user, password and database filled ({env...}), init files found, settings as -c
     values, and the folder this run's cluster will have."""
-    from conductor.postgres import binaries, clusters
+    from conductor.postgres import clusters
 
     def fill(key: str) -> str | None:
         template = getattr(spec, key)
