@@ -54,7 +54,6 @@ NOT_BEFORE_THE_FIRST_SPAWN = {
     "conductor.process.listeners",  # whose server answered: once a probe has passed
     "conductor.report.summary",  # summary.json's Structs, and removing the last one's
     "conductor.report.html_page",
-    "conductor.rundir.runfolders",  # pruning old run-PID subfolders
 }
 
 

@@ -73,17 +73,28 @@ class Preload:
     passed), psutil (for teardown) and report.html's drawer (for the end) in a thread,
     once the first service is spawned (called after each spawn): earlier, the import
     would hold the GIL while we fork, and delay the spawn; later, a probe, the teardown
-    or the run's end would wait for it."""
+    or the run's end would wait for it. `then` is the start's own work that no service
+    waits for (Stack._tidy): called once, at the loop's turn after the first spawn (the
+    other services' spawns come first), or by settle() if none came."""
 
-    def __init__(self, *, http: bool) -> None:
+    def __init__(self, *, http: bool, then: Callable[[], None] | None = None) -> None:
         self.http = http  # whether any service of the plan has an HTTP probe
         self.tasks: set[asyncio.Task[None]] = set()
         self._begun = False
+        self._then = then
+
+    def settle(self) -> None:
+        """Call `then` now, unless it has been already."""
+        then, self._then = self._then, None
+        if then is not None:
+            then()
 
     def __call__(self) -> None:
         if self._begun:
             return
         self._begun = True
+        if self._then is not None:
+            asyncio.get_running_loop().call_soon(self.settle)
         task = asyncio.create_task(asyncio.to_thread(self._load))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

@@ -24,14 +24,9 @@ from conductor.process import kill, ownership, portable, reaper
 from conductor.process.kill import shielded
 from conductor.process.subreaper import Subreaper
 from conductor.report.console import Reporter, ServiceReport
-from conductor.rundir import watchdog
+from conductor.rundir import runfolders, watchdog
 from conductor.rundir.run_record import RunDir
 from conductor.service import ECHO_DRAIN, Preload, RunContext, ServiceLife, Teardown
-
-# conductor.report.summary and conductor.rundir.runfolders are imported where used:
-# what they do at the start (the previous run's report files, old run-PID subfolders)
-# waits until the first service is spawned (Stack._tidy), and nothing else of theirs
-# is needed before the end, or a busy folder.
 
 
 class Stack:
@@ -80,8 +75,7 @@ class Stack:
         self._rundir = RunDir(self.logs_dir)
         self._locked = False
         self._teardown = Teardown()
-        self._preload = Preload(http=False)  # made again for the plan at the start
-        self._tidy_due = False  # the folder is ours and _tidy has yet to run
+        self._preload = Preload(http=False)  # made again once the folder is ours
         self._used = False
         self._log_handler: object | None = None
         self._reaper: reaper.Reaper | None = None
@@ -156,8 +150,6 @@ class Stack:
         except LogsDirBusy:
             if not self.subfolder_if_busy:
                 raise
-            from conductor.rundir import runfolders
-
             busy = self.logs_dir
             self.logs_dir, made = runfolders.subfolder(busy)
             self._rundir = RunDir(self.logs_dir)
@@ -166,32 +158,12 @@ class Stack:
             self.reporter.info(f"{busy} is used by another run; this run logs to {self.logs_dir}")
 
     def _tidy(self) -> None:
-        """What a start owes the logs folder that no service waits for: the previous
-        run's summary.json and report.html go (a run SIGKILLed from here on writes
-        neither, so the last one's must not speak for it), and finished run-PID
-        subfolders of the configured folder beyond the newest few (runfolders.py);
-        whatever goes wrong is one warning, never the run's end. Once, with the folder
-        locked: just after the first spawn, when the start ends without one, or at
-        release after a start that failed first. Before any spawn it held up every
-        service by its imports and the folder's scan."""
-        if not (self._tidy_due and self._locked):
-            return
-        self._tidy_due = False
-        from conductor.report import summary
-        from conductor.rundir import runfolders
+        """Preload's `then`: the last run's reports go, then old run-PID subfolders."""
+        from conductor.report import summary  # only now: the first spawn need not wait
 
-        if problem := summary.forget(self.logs_dir):
+        found = (summary.forget(self.logs_dir), runfolders.prune(self._base_logs_dir))
+        for problem in filter(None, (found[0], found[1].warning())):
             self.reporter.warning(problem)
-        warning = runfolders.prune(self._base_logs_dir).warning()
-        if warning:
-            self.reporter.warning(warning)
-
-    def _spawned(self) -> None:
-        """After each spawn (RunContext.spawned): the preload's thread, then _tidy, at
-        the loop's next turn, so the other services' spawns do not wait for it."""
-        self._preload()
-        if self._tidy_due:
-            asyncio.get_running_loop().call_soon(self._tidy)
 
     def _unusable_logs_dir(self, exc: OSError) -> ConfigError:
         """One line for a logs folder that is a file, lies under a file, or is not
@@ -255,14 +227,14 @@ class Stack:
         self._adopt_orphans()
         plan = await self._clear_and_check(unchecked)
         self._begin_record()
-        self._preload = Preload(http=any(p.ready.kind == "http" for p in plan.services.values()))
+        self._preload.http = any(p.ready.kind == "http" for p in plan.services.values())
         run = RunContext(
             self.mark,
             self._rundir,
             self.reporter,
             self.started_at,
             self._teardown,
-            spawned=self._spawned,
+            spawned=self._preload,
             died=self._died,
         )
         self.services = {name: ServiceLife(p, run) for name, p in plan.services.items()}
@@ -271,7 +243,7 @@ class Stack:
             for service in self.services.values():
                 service.start_echo()
         await self._bring_all_up()
-        self._tidy()  # a start that spawned nothing (every service reused or skipped)
+        self._preload.settle()  # _tidy, when nothing was spawned (all reused or skipped)
         self.ready_at = time.monotonic()
         self.reporter.untrack()
 
@@ -300,7 +272,7 @@ class Stack:
         except OSError as exc:
             self._release()
             raise self._unusable_logs_dir(exc) from None
-        self._tidy_due = True  # summary.forget and the prune: after the first spawn
+        self._preload = Preload(http=False, then=self._tidy)  # http: set for the plan
 
     def _adopt_orphans(self) -> None:
         """As subreaper we adopt every orphan below us: wait for each as it dies, not
@@ -459,7 +431,7 @@ class Stack:
         await asyncio.gather(*echoes, return_exceptions=True)
 
     def _release(self) -> None:
-        self._tidy()  # a start that failed before its first spawn still owed it
+        self._preload.settle()  # _tidy, if a start that failed before a spawn owes it
         self._rundir.tell = None
         if self._watchdog is not None:
             # Everything is stopped: the watchdog goes before the lock it shares.
@@ -473,8 +445,6 @@ class Stack:
             logs.close_event_log(self._log_handler)  # type: ignore[arg-type]
             self._log_handler = None
         if self._locked:
-            from conductor.rundir import runfolders
-
             runfolders.finish(self.logs_dir, self.run_id)
             self._rundir.release()
             self._locked = False
