@@ -326,6 +326,14 @@ def _shell(argv: Sequence[str]) -> str:
     return shlex.join(argv)
 
 
+def minimal(work: Path, services: list[Service], command: list[str]) -> Launch:
+    """The baseline, not an anchor: minimal_launcher.py, the least a Python program does
+    for the same job (spawn, knock until it answers, COMMAND, SIGTERM and reap)."""
+    del work
+    script = HERE / "minimal_launcher.py"
+    return Launch([sys.executable, str(script), json.dumps(services), "--", *command])
+
+
 # The anchors of bench_conductor.py, in its table's order: the first two on every row,
 # the libraries on readiness detection and teardown.
 LAUNCHERS: dict[str, Callable[[Path, list[Service], list[str]], Launch]] = {

@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -27,12 +28,16 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import alternatives
 
 HERE = Path(__file__).resolve().parent
+# The baseline (minimal_launcher.py), run beside conductor in the same measure(): not an
+# anchor, the least any launcher does; conductor's cost over it is a row of its own.
+MINIMAL = "minimal launcher"
 
 # A service: sleeps DELAY (its own start time), listens, stamps "<began> <listening>",
 # answers HTTP; with FLOOD_MB it first writes that much to stdout and stamps the seconds.
@@ -98,6 +103,11 @@ class Run:
     command_end: float
     services: list[tuple[float, float]]  # (began, listening)
     flood_s: float | None = None
+    cpu: float = 0.0  # user + sys seconds of the tool and every process it reaped
+    # With probe="importtime": (module, self µs) of what the tool imported before its
+    # first spawn; with probe="spawn_cpu": its own CPU seconds (user + sys) until then.
+    imports: list[tuple[str, int]] = field(default_factory=list)
+    spawn_cpu: float | None = None
 
 
 def free_port() -> int:
@@ -112,9 +122,64 @@ def service_argv(delay: float, port: int, stamp: Path, flood: int) -> list[str]:
     return [sys.executable, str(script), str(delay), str(port), str(stamp), str(flood)]
 
 
-def run_once(tool: str, work: Path, delays: list[float], flood: int = 0) -> Run:
-    for old in work.glob("*.stamp*"):
-        old.unlink()
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# Runs a Python tool (`-m MODULE ARGS` or `SCRIPT ARGS`) as python would, and writes
+# its own CPU time (user + sys, every thread) to argv[1] at its first spawn of the
+# benchmark's service.py (conductor's watchdog comes first, and counts): the start's
+# cost in the measure least moved by other load. The same few lines for either tool.
+SPAWN_CPU = r"""
+import os, resource, runpy, sys
+out = sys.argv[1]
+def hook(event, args):
+    if event == "subprocess.Popen" and not os.path.exists(out):
+        if any(str(a).endswith("service.py") for a in args[1]):
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            with open(out, "w") as handle:
+                handle.write(str(usage.ru_utime + usage.ru_stime))
+sys.addaudithook(hook)
+if sys.argv[2] == "-m":
+    sys.argv = sys.argv[3:]
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+else:
+    sys.argv = sys.argv[2:]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def instrumented(argv: list[str], probe: str | None, work: Path) -> list[str]:
+    """A Python tool's argv, run with -X importtime or under SPAWN_CPU (`probe`)."""
+    python, *rest = argv
+    if probe == "importtime":
+        return [python, "-X", "importtime", *rest]
+    if probe == "spawn_cpu":
+        return [python, "-c", SPAWN_CPU, str(work / "spawn.cpu"), *rest]
+    return argv
+
+
+def imported_before_spawn(output: str, tool: str) -> list[tuple[str, int]]:
+    """`-X importtime` lines of a run's stderr, up to conductor's first "NAME: starting"
+    (it prints that just before its first spawn; the launcher imports all it needs first)."""
+    found = []
+    for line in output.splitlines():
+        if tool == "conductor" and line.startswith("conductor: ") and line.endswith(": starting"):
+            break
+        if line.startswith("import time:") and not line.endswith("imported package"):
+            self_us, _, name = line.removeprefix("import time:").split("|")
+            found.append((name.strip(), int(self_us)))
+    return found
+
+
+def run_once(
+    tool: str, work: Path, delays: list[float], flood: int = 0, *, probe: str | None = None
+) -> Run:
+    """One run of `tool`; `probe` (conductor and the launcher only): "importtime" or
+    "spawn_cpu" (see instrumented)."""
+    for old in [*work.glob("*.stamp*"), work / "spawn.cpu"]:
+        old.unlink(missing_ok=True)
     ports = [free_port() for _ in delays]
     stamps = [work / f"svc{i}.stamp" for i in range(len(delays))]
     cmd_stamp = work / "command.stamp"
@@ -141,14 +206,19 @@ def run_once(tool: str, work: Path, delays: list[float], flood: int = 0) -> Run:
             "--",
             *command,
         ]
-        launch = alternatives.Launch(argv)
+        launch = alternatives.Launch(instrumented(argv, probe, work))
     else:
         specs = [
             (service_argv(d, p, stamps[i], flood), p)
             for i, (d, p) in enumerate(zip(delays, ports, strict=True))
         ]
-        launch = alternatives.LAUNCHERS[tool](work, specs, command)
+        if tool == MINIMAL:
+            launch = alternatives.minimal(work, specs, command)
+            launch = alternatives.Launch(instrumented(launch.argv, probe, work))
+        else:
+            launch = alternatives.LAUNCHERS[tool](work, specs, command)
     out = (work / "tool.out").open("wb")
+    cpu_before = children_cpu()
     launched = time.time()
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -169,6 +239,7 @@ def run_once(tool: str, work: Path, delays: list[float], flood: int = 0) -> Run:
     watchdog.start()
     code = proc.wait()
     wall = time.perf_counter() - started
+    cpu = children_cpu() - cpu_before
     watchdog.cancel()
     if code == -signal.SIGKILL:
         raise SystemExit(f"{tool} did not finish within 120 s; see {work / 'tool.out'}")
@@ -184,7 +255,10 @@ def run_once(tool: str, work: Path, delays: list[float], flood: int = 0) -> Run:
     flood_s = None
     if flood:
         flood_s = max(float(Path(str(s) + ".flood").read_text()) for s in stamps)
-    return Run(wall, launched, exited, c_start, c_end, services, flood_s)  # type: ignore[arg-type]
+    output = (work / "tool.out").read_text()
+    imports = imported_before_spawn(output, tool) if probe == "importtime" else []
+    spawn_cpu = float((work / "spawn.cpu").read_text()) if probe == "spawn_cpu" else None
+    return Run(wall, launched, exited, c_start, c_end, services, flood_s, cpu, imports, spawn_cpu)  # type: ignore[arg-type]
 
 
 def _gone(pid: int) -> bool:
@@ -282,7 +356,15 @@ def measure(tool: str, runs: int) -> dict[str, float | None]:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         run_once(tool, work, [0.1])  # warm caches (npx, imports) before measuring
-        single = [run_once(tool, work, [0.5]) for _ in range(runs)]
+        single, baseline = [], []
+        for _ in range(runs):  # conductor and the launcher in turns: the same load for both
+            single.append(run_once(tool, work, [0.5]))
+            if tool == "conductor":
+                baseline.append(run_once(MINIMAL, work, [0.5]))
+        probed: dict[str, list[Run]] = {tool: [], MINIMAL: []}
+        for probe in ("importtime", "spawn_cpu") * (5 if tool == "conductor" else 0):
+            for each in (tool, MINIMAL):  # in turns too
+                probed[each].append(run_once(each, work, [0.0], probe=probe))
         three, flood = [], []
         if every_row:
             three = [run_once(tool, work, [1.0, 1.0, 1.0]) for _ in range(max(3, runs // 2))]
@@ -299,16 +381,12 @@ def measure(tool: str, runs: int) -> dict[str, float | None]:
     def med(values: list[float]) -> float:
         return statistics.median(values)
 
+    def overhead(r: Run) -> float:
+        return r.wall - (r.services[0][1] - r.services[0][0]) - (r.command_end - r.command_start)
+
     return {
-        "overhead_ms": 1000
-        * med(
-            [
-                r.wall - (r.services[0][1] - r.services[0][0]) - (r.command_end - r.command_start)
-                for r in single
-            ]
-        )
-        if every_row
-        else None,
+        "overhead_ms": 1000 * med([overhead(r) for r in single]) if every_row else None,
+        **(against_launcher(single, baseline, probed, overhead) if baseline else {}),
         "latency_ms": 1000 * med([r.command_start - r.services[0][1] for r in single]),
         "three_s": med([r.command_start - r.launched for r in three]) if three else None,
         "teardown_ms": 1000 * med([r.exited - r.command_end for r in single]),
@@ -318,6 +396,59 @@ def measure(tool: str, runs: int) -> dict[str, float | None]:
         "teardown_500_s": med(scale[500]) if scale else None,
     }
 
+
+def against_launcher(
+    single: list[Run],
+    baseline: list[Run],
+    probed: dict[str, list[Run]],
+    overhead: Callable[[Run], float],
+) -> dict[str, float | None]:
+    """conductor and the minimal launcher, run in turns: KEY (conductor's value),
+    launcher_KEY, and over_launcher_KEY, conductor's cost over it: the median of the
+    differences between runs made one after the other."""
+    found: dict[str, float | None] = {}
+
+    def paired(key: str, ours: list[float], theirs: list[float]) -> None:
+        found[key] = statistics.median(ours)
+        found[f"launcher_{key}"] = statistics.median(theirs)
+        found[f"over_launcher_{key}"] = statistics.median(
+            [a - b for a, b in zip(ours, theirs, strict=True)]
+        )
+
+    paired(
+        "overhead_ms", [1000 * overhead(r) for r in single], [1000 * overhead(r) for r in baseline]
+    )
+    paired("cpu_ms", [1000 * r.cpu for r in single], [1000 * r.cpu for r in baseline])
+    ours, theirs = probed["conductor"], probed[MINIMAL]
+    spawned = [(a, b) for a, b in zip(ours, theirs, strict=True) if a.spawn_cpu is not None]
+    paired(
+        "spawn_cpu_ms",
+        [1000 * (a.spawn_cpu or 0) for a, _ in spawned],
+        [1000 * (b.spawn_cpu or 0) for _, b in spawned],
+    )
+    imported = [(a, b) for a, b in zip(ours, theirs, strict=True) if a.spawn_cpu is None]
+    paired(
+        "import_ms",
+        [sum(us for _, us in a.imports) / 1000 for a, _ in imported],
+        [sum(us for _, us in b.imports) / 1000 for _, b in imported],
+    )
+    paired(
+        "import_modules",
+        [len(a.imports) for a, _ in imported],
+        [len(b.imports) for _, b in imported],
+    )
+    return found
+
+
+# conductor against the minimal launcher: label, key (conductor's; launcher_KEY and
+# over_launcher_KEY are the others), unit, target on the cost, its test.
+LAUNCHER_ROWS: list[tuple[str, str, str, str, Callable[[float], bool] | None]] = [
+    ("wrapper overhead", "overhead_ms", "ms", "<= 60 ms", lambda v: v <= 60),
+    ("CPU of a one-service run (user + sys, all processes)", "cpu_ms", "ms", "-", None),
+    ("CPU before the first spawn (the tool's own, user + sys)", "spawn_cpu_ms", "ms", "-", None),
+    ("imports before the first spawn (-X importtime, self times)", "import_ms", "ms", "-", None),
+    ("modules imported before the first spawn", "import_modules", "", "-", None),
+]
 
 ROWS = [
     ("wrapper overhead", "overhead_ms", "ms", "<= 150 ms", lambda v: v <= 150, False),
@@ -432,6 +563,23 @@ def main() -> None:
             f"| {label} | {a:.{digits}f} {unit} | {' | '.join(cells)} | {target} | "
             f"{'yes' if ok(a) else 'NO'} |"
         )
+    print_against_launcher(ours)
+
+
+def print_against_launcher(ours: dict[str, float | None]) -> None:
+    print(
+        "\nconductor against benchmarks/minimal_launcher.py (the least a Python program does "
+        "for the same job), run in turns with it; cost: the median of run-by-run "
+        "differences\n"
+    )
+    print("| metric | conductor | minimal launcher | cost over the launcher | target | met |")
+    print("|---|---:|---:|---:|---|---|")
+    for label, key, unit, target, ok in LAUNCHER_ROWS:
+        values = [ours[key], ours[f"launcher_{key}"], ours[f"over_launcher_{key}"]]
+        a, b, cost = (f"{v or 0:.0f}" if not unit else f"{v or 0:.1f} {unit}" for v in values)
+        over = ours[f"over_launcher_{key}"] or 0.0
+        met = "-" if ok is None else "yes" if ok(over) else "NO"
+        print(f"| {label} | {a} | {b} | {cost} | {target} | {met} |")
 
 
 if __name__ == "__main__":

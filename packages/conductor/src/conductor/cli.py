@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import NoReturn
 
 from conductor import errors, runner
-from conductor.attach import ATTACH_MODES
 from conductor.config.loading import Config, load_config
 from conductor.environment import Address, address_env
 from conductor.plan import make_plan
@@ -23,6 +22,10 @@ from conductor.report.console import Reporter, redact
 from conductor.rundir import folder_rules
 
 USAGE_RUN = "conductor run [options] [SERVICE ...] -- COMMAND [ARG ...]"
+# conductor.attach's ATTACH_MODES, spelled out as the pytest plugin does: importing
+# attach (hashlib, the record's proofs, the container engine) waits for an --attach
+# (test_start_imports.py checks both that it does and that the two agree).
+ATTACH_MODES = ("auto", "never", "require")
 
 
 def _parser() -> argparse.ArgumentParser:

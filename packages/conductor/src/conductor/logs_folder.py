@@ -12,16 +12,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from conductor.config import schema
 from conductor.config.loading import Config
 from conductor.errors import ConductorError, ConfigError, LogsDirBusy
 from conductor.files import logs
 from conductor.process import ownership, portable
-from conductor.report import summary
 from conductor.report.console import Reporter
 from conductor.rundir import folder_rules, runfolders, watchdog
 from conductor.rundir.run_record import RunDir
+
+if TYPE_CHECKING:
+    from conductor.report import summary
 
 
 class LogsFolder:
@@ -85,7 +88,7 @@ class LogsFolder:
         except (OSError, folder_rules.Unfit) as exc:
             self.release()
             raise self.unusable(exc) from None
-        if problem := summary.forget(self.path):
+        if problem := logs.forget_reports(self.path):
             self.reporter.warning(problem)
 
     def _lock(self) -> None:
@@ -158,7 +161,7 @@ class LogsFolder:
                 notes.append(str(self.kept))
             problems: list[str] = []
             if self._keeping is not None:
-                names = (logs.EVENT_LOG, *summary.REPORT_FILES)
+                names = (logs.EVENT_LOG, *logs.REPORT_FILES)
                 files = [self.path / name for name in names] + service_logs
                 problems = runfolders.finish_keep(self._keeping, files)
                 self._keeping = None
@@ -178,6 +181,8 @@ class LogsFolder:
         keep_logs, the run's files (those, conductor.log and the service logs `keep`)
         kept in runs/; then the folder is let go. Idempotent."""
         if record is not None:
+            from conductor.report import summary  # its Structs: only once the run is over
+
             with logs.step("wrote summary.json and report.html"):
                 summary.write(self.path, record, self.reporter, table=table)
         if keep is not None and self.locked and self.keep_logs is not None:

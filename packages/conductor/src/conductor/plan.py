@@ -10,15 +10,22 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from conductor import container, environment, ports
+from conductor import environment, ports
 from conductor.config import schema, templates
 from conductor.config.loading import Config, ReadySpec, ServiceSpec
 from conductor.errors import ConfigError
 from conductor.files import logs, masking
-from conductor.postgres import binaries, clusters, template_cache
-from conductor.report import summary
+from conductor.postgres import binaries
+
+# Imported only by a plan that has such a service: conductor.container (the engine's
+# inspect Structs) for kind = "container", conductor.postgres.clusters (with the
+# template cache's hashlib) for kind = "postgres"; every run pays for what it imports
+# before its first spawn (test_start_imports.py).
+if TYPE_CHECKING:
+    from conductor.postgres import clusters
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ class Plan:
     @property
     def written(self) -> list[str]:
         """The names of the files a run of this plan writes in its logs folder."""
-        own = [logs.EVENT_LOG, *summary.REPORT_FILES]
+        own = [logs.EVENT_LOG, *logs.REPORT_FILES]
         return own + [service.log_path.name for service in self.services.values()]
 
 
@@ -213,6 +220,8 @@ def _missing_program(
     if spec.kind == "postgres":
         return binaries.missing(typing.cast(str | None, spec.version))
     if spec.kind == "container":
+        from conductor import container
+
         try:
             container.find_engine(spec.engine, environ)
         except container.NoEngine as exc:
@@ -340,6 +349,7 @@ def _postgres_setup(
 ) -> clusters.Setup:
     """user, password and database filled ({env...}), init files found, settings as -c
     values, and the folder this run's cluster will have."""
+    from conductor.postgres import clusters
 
     def fill(key: str) -> str | None:
         template = getattr(spec, key)
@@ -379,6 +389,8 @@ def _postgres_setup(
     problem = clusters.socket_path_problem(folder)
     if problem is not None:
         raise ConfigError(problem, file=config.file, service=name)
+    from conductor.postgres import template_cache  # with clusters: postgres plans only
+
     try:
         cache_entries = template_cache.bound()
     except ValueError as exc:

@@ -15,23 +15,29 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from conductor import attach, errors
-from conductor.attach import AttachedStack, AttachMode
+from conductor import errors
 from conductor.config import schema
 from conductor.config.loading import Config
 from conductor.files import logs, masking
 from conductor.files.printable import printable
-from conductor.postgres import template_cache
 from conductor.process.command import STOP_GRACE, Command, CommandNotRunnable, check_argv
 from conductor.process.kill import shielded
 from conductor.process.signals import CaptureSignals
 from conductor.process.subreaper import Subreaper
-from conductor.report import summary
 from conductor.report.console import Reporter, redact
 from conductor.rundir import lockfile
 from conductor.rundir.run_record import RunDir
 from conductor.stack import Stack
+
+# Imported where used, not here: conductor.attach (its fingerprint's hashlib, the
+# record's proofs, the container engine's inspect) only for --attach and `up`'s
+# publish; conductor.report.summary (summary.json's Structs) once the run is over.
+# A plain `conductor run` gets to its first spawn without either (test_start_imports).
+if TYPE_CHECKING:
+    from conductor.attach import AttachedStack, AttachMode
+    from conductor.postgres import template_cache
 
 _LOCK_POLL = 0.02  # how often clean tries a lock that a killed run's watchdog holds
 
@@ -134,6 +140,11 @@ def _stack_or_attached(
     config: Config, options: Options, reporter: Reporter, subreaper: Subreaper | None
 ) -> Stack | AttachedStack:
     """--attach: the live `up` to reuse when there is one (require: or NotAttachable)."""
+    if options.attach == "never":  # attach.choose's answer for it, without its import
+        return _stack(config, options, reporter, subreaper)
+    from conductor import attach
+    from conductor.attach import AttachedStack
+
     logs_dir = options.logs_dir or config.logs_dir
     live, why = attach.choose(config, options.services or None, logs_dir, options.attach)
     if live is not None:
@@ -300,6 +311,8 @@ def _summarize(
 ) -> None:
     """summary.json, report.html and the closing table, for `run` and `up` alike, while
     the run still holds its logs folder; then the folder is let go."""
+    from conductor.report import summary
+
     record = summary.summarize(
         stack,
         action="run" if command is not None else "up",
@@ -395,6 +408,8 @@ async def up(
             except errors.ServiceFailed:
                 status = outcome.status() or errors.EXIT_SERVICE_FAILED
                 return status
+            from conductor import attach  # only `up` publishes its stack
+
             attach.publish(stack)
             with contextlib.suppress(OSError, ValueError):  # stdout's reader may be gone
                 for name, url in stack.urls.items():
@@ -434,6 +449,8 @@ def clean_cache() -> template_cache.Emptied:
     """`clean --cache`: empty the PostgreSQL template cache of the entries conductor
     made (its manifest in them); nothing else in it, and nothing through a link. A
     run that is copying from one meanwhile doubts it and runs initdb."""
+    from conductor.postgres import template_cache  # (hashlib): clean --cache only
+
     entries = template_cache.root()
     return template_cache.Emptied() if entries is None else template_cache.empty(entries)
 

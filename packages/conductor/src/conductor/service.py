@@ -20,18 +20,24 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from conductor import container, environment, probes
+from conductor import environment, probes
 from conductor.config.loading import ReadySpec
 from conductor.errors import ServiceFailed
 from conductor.files import logs, masking
 from conductor.plan import PlannedService
-from conductor.postgres import clusters
-from conductor.process import kill, listeners, ownership, portable, start_stop
+from conductor.process import kill, ownership, portable, start_stop
 from conductor.report.console import Reporter, ServiceReport
 from conductor.rundir.run_record import RunDir
 
+# Imported where used, not before the first spawn, which every run waits for:
+# conductor.container for kind = "container", conductor.postgres.clusters for
+# kind = "postgres", conductor.process.listeners once a probe has passed (Preload
+# loads it meanwhile, in its thread).
 if typing.TYPE_CHECKING:
     import psutil
+
+    from conductor import container
+    from conductor.postgres import clusters
 
 FATAL = "fail.log"  # the name of a service's fail.log follower task
 FATAL_QUOTE = 300  # the most of a fatal line a failure quotes
@@ -69,19 +75,33 @@ class RunContext:
 
 
 class Preload:
-    """Import aiohttp (~0.3 s, for HTTP probes) and psutil (for teardown) in a thread,
+    """Import aiohttp (~0.3 s, for HTTP probes), the listener check (once a probe has
+    passed), psutil (for teardown) and report.html's drawer (for the end) in a thread,
     once the first service is spawned (called after each spawn): earlier, the import
-    would hold the GIL while we fork; later, a probe would wait for it."""
+    would hold the GIL while we fork, and delay the spawn; later, a probe, the teardown
+    or the run's end would wait for it. `then` is the start's own work that no service
+    waits for (LogsFolder.prune, of old run-PID subfolders): called once, at the loop's
+    turn after the first spawn (the other services' spawns come first), or by settle()
+    if none came."""
 
-    def __init__(self, *, http: bool) -> None:
+    def __init__(self, *, http: bool, then: Callable[[], None] | None = None) -> None:
         self.http = http  # whether any service of the plan has an HTTP probe
         self.tasks: set[asyncio.Task[None]] = set()
         self._begun = False
+        self._then = then
+
+    def settle(self) -> None:
+        """Call `then` now, unless it has been already."""
+        then, self._then = self._then, None
+        if then is not None:
+            then()
 
     def __call__(self) -> None:
         if self._begun:
             return
         self._begun = True
+        if self._then is not None:
+            asyncio.get_running_loop().call_soon(self.settle)
         task = asyncio.create_task(asyncio.to_thread(self._load))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -89,7 +109,12 @@ class Preload:
     def _load(self) -> None:
         if self.http:
             probes.preload_http()
+        from conductor.process import listeners  # noqa: F401  (lands in sys.modules)
+
         start_stop.preload()
+        from conductor.report import summary
+
+        summary.preload()
 
 
 def _knocks_on_port(ready: ReadySpec) -> bool:
@@ -232,6 +257,8 @@ class ServiceLife:
         self.fatal = self._fatal_lines()
         deadline = time.monotonic() + p.spec.ready_timeout
         await self._within(deadline, cluster.refill(log_fd, env), "timed out in initdb")
+        from conductor.postgres import clusters  # a postgres service's own fallback
+
         await self._launch(cluster.command(), env, cwd, clusters.run_as())
         self._launched()
         return deadline
@@ -261,6 +288,8 @@ class ServiceLife:
         command, cwd, run_as = list(p.command), p.cwd, None
         self.run.reporter.event(p.name, "starting")
         if p.pg is not None:
+            from conductor.postgres import clusters
+
             assert p.port is not None
             self.cluster = clusters.Cluster(p.name, p.pg, p.host, p.port, self.run.mark)
             self.run.rundir.add_folder(p.pg.folder)  # recorded first: a kill can come any time
@@ -290,6 +319,8 @@ class ServiceLife:
         output is the container's, into NAME.log; its exit is the container's), so the
         readiness race, the watch and the echo are a process's. The container is
         recorded by name before it exists: a kill that very instant still names it."""
+        from conductor import container
+
         p = self.planned
         spec = p.spec
         assert spec.image is not None
@@ -322,6 +353,8 @@ class ServiceLife:
         """Whose server answered, for a container: the engine's own port mapping of this
         very container (proven by its labels) is the port's; no other listener counts
         (the engine's helper, not the container, holds the host's socket)."""
+        from conductor import container
+
         assert self.engine is not None
         assert self.request is not None
         p = self.planned
@@ -526,6 +559,8 @@ class ServiceLife:
                     f"publish this container's port there; stop what holds it, or pass "
                     "--auto-ports",
                 )
+            from conductor.process import listeners
+
             found = listeners.whose(
                 probes.probe_host(p.host),
                 p.port,
@@ -636,6 +671,8 @@ class ServiceLife:
         volumes, once its labels prove it the run's; `ENGINE run` then ends by itself."""
         if self.engine is None or self.request is None:
             return None
+        from conductor import container
+
         spec = self.planned.spec
         try:
             ended = await container.stop(

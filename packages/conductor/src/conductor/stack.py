@@ -13,6 +13,7 @@ import signal
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from conductor import environment
 from conductor.config.loading import Config
@@ -24,10 +25,12 @@ from conductor.plan import Plan, check_ports, make_plan
 from conductor.process import kill, ownership, reaper
 from conductor.process.kill import shielded
 from conductor.process.subreaper import Subreaper
-from conductor.report import summary
 from conductor.report.console import Reporter, ServiceReport
 from conductor.rundir.run_record import RunDir
 from conductor.service import ECHO_DRAIN, Preload, RunContext, ServiceLife, Teardown
+
+if TYPE_CHECKING:
+    from conductor.report import summary
 
 
 class Stack:
@@ -86,7 +89,7 @@ class Stack:
         self.leftovers: list[str] = []
         self.skipped: dict[str, ServiceReport] = {}
         self._teardown = Teardown()
-        self._preload = Preload(http=False)  # made again for the plan at the start
+        self._preload = Preload(http=False)  # made again once the folder is ours
         self._used = False
         self._reaper: reaper.Reaper | None = None
 
@@ -206,15 +209,15 @@ class Stack:
         unchecked = self._plan()
         self._folder.check_runs()
         self._folder.claim(unchecked.written)
+        self._preload = Preload(http=False, then=self._folder.prune)  # http: set for the plan
         if self.logs_dir != unchecked.logs_dir:
             # Busy: this run logs to a run-PID subfolder, which every log path and
             # {logs_dir} names; the only start that plans again.
             unchecked = self._plan()
-        self._folder.prune()
         self._adopt_orphans()
         plan = await self._clear_and_check(unchecked)
         self._begin_record()
-        self._preload = Preload(http=any(p.ready.kind == "http" for p in plan.services.values()))
+        self._preload.http = any(p.ready.kind == "http" for p in plan.services.values())
         run = RunContext(
             self.mark,
             self._folder.rundir,
@@ -230,6 +233,7 @@ class Stack:
             for service in self.services.values():
                 service.start_echo()
         await self._bring_all_up()
+        self._preload.settle()  # the prune, when nothing was spawned (all reused or skipped)
         self.ready_at = time.monotonic()
         self.reporter.untrack()
 
@@ -421,6 +425,7 @@ class Stack:
 
     def _finish_teardown(self) -> None:
         """Nothing of the run is left: the watchdog and the orphan reaper go."""
+        self._preload.settle()  # the prune, if a start that failed before a spawn owes it
         self._folder.dismiss_watchdog()
         if self._reaper is not None:
             self._reaper.reap()  # the last orphans of the sweep, if SIGCHLD is still queued

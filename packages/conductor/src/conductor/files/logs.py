@@ -21,6 +21,7 @@ from conductor.files import masking, safe_io
 from conductor.files.printable import printable
 
 EVENT_LOG = "conductor.log"  # conductor's own events, in every logs folder
+REPORT_FILES = ("summary.json", "report.html")  # a run's end (report/summary.py)
 FOLLOW_POLL = 0.005
 _CHUNK = 1 << 16
 # The most of one line a reader holds: the log probe matches a line's first LINE_WINDOW
@@ -29,7 +30,6 @@ _CHUNK = 1 << 16
 LINE_WINDOW = 1 << 16
 TAIL_BYTES = 8192  # the failure tail: at most this much of the log's end...
 TAIL_LINE_BYTES = 1024  # ...and this much of any one line
-EVENT_LOG = "conductor.log"  # conductor's own events, in the logs folder
 
 logger = logging.getLogger("conductor")
 # Until a run opens conductor.log, events go nowhere: without this, Python's last-resort
@@ -289,3 +289,19 @@ def _event_handler(handler: logging.Handler) -> logging.Handler:
 def close_event_log(handler: logging.Handler) -> None:
     logger.removeHandler(handler)
     handler.close()
+
+
+def forget_reports(logs_dir: Path) -> str | None:
+    """Remove the folder's summary.json and report.html as a run starts (it has just
+    taken the folder's lock). A run SIGKILLed before its end writes neither, so the
+    previous run's, which may say `exit 0`, must not stay behind to speak for it. Only
+    the names are unlinked: a link there goes, never its target. Returns why one could
+    not be removed, else None."""
+    for name in REPORT_FILES:
+        try:
+            os.unlink(logs_dir / name)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            return f"could not remove the previous run's {logs_dir / name}: {exc.strerror or exc}"
+    return None

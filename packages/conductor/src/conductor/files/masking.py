@@ -19,7 +19,6 @@ falls inside a secret; each piece is then masked on its own and shows no part of
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from urllib.parse import quote
@@ -40,6 +39,8 @@ _reach = _URL_REACH
 def hide(secret: str) -> None:
     """Mask `secret` from now on, as written and as URLs, HTML and JSON escape it."""
     global _pattern, _pattern_bytes, _secrets, _reach
+    import html  # here, not with the module: every run loads masking, few hide a secret
+
     forms = {secret, quote(secret, safe=""), html.escape(secret), json.dumps(secret)[1:-1]}
     forms.discard("")
     if forms <= _hidden:

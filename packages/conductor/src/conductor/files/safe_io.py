@@ -38,10 +38,8 @@ def create(path: Path, mode: int = 0o644, *, append: bool = False) -> int:
 
 def _fresh_beside(path: Path, mode: int) -> tuple[int, Path]:
     """A file just made beside `path` at an unused random name, open for writing."""
-    import secrets
-
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    while True:  # os.urandom, not secrets: that imports hashlib before the first spawn
+        tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode), tmp
         except FileExistsError:

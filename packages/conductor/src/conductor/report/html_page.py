@@ -20,7 +20,7 @@ from typing import Literal
 from urllib.parse import quote
 
 from conductor.files import safe_io
-from conductor.files.logs import tail
+from conductor.files.logs import REPORT_FILES, tail
 from conductor.report.console import Outcome
 from conductor.report.summary import Phase, ServiceSummary, Summary
 
@@ -61,7 +61,7 @@ ENDED: dict[Outcome, str] = {
 
 def write(logs_dir: Path, summary: Summary) -> Path:
     """Write report.html into `logs_dir` (atomically, like summary.json)."""
-    path = logs_dir / "report.html"
+    path = logs_dir / REPORT_FILES[1]
     safe_io.replace(path, render(logs_dir, summary))
     return path
 

@@ -10,7 +10,6 @@ is rendered from the Summary as summary.json holds it, never from prose in it.
 from __future__ import annotations
 
 import json
-import os
 import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -18,13 +17,14 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from conductor.files import masking, safe_io
+from conductor.files.logs import REPORT_FILES
 from conductor.report.console import ENDED_BADLY, Outcome, Reporter, ServiceReport, Status, redact
 
 if TYPE_CHECKING:
     from conductor.stack import Stack
 
 Action = Literal["run", "up", "pytest"]
-REPORT_FILES = ("summary.json", "report.html")
+SUMMARY_FILE, PAGE_FILE = REPORT_FILES  # named once, with conductor.log (files/logs.py)
 Phase = Literal["command", "teardown"]
 
 
@@ -168,36 +168,26 @@ def write(logs_dir: Path, summary: Summary, reporter: Reporter, *, table: bool =
     (with `table`). A run that never got as far as a plan (bad configuration, a busy
     folder) has none (the Stack does not call this); a folder gone or full is a
     warning, never a changed exit status."""
-    path = logs_dir / "summary.json"
+    path = logs_dir / SUMMARY_FILE
     try:
         save(logs_dir, summary)
     except OSError as exc:
         reporter.warning(f"could not write {path}: {exc.strerror or exc}")
     if table:
-        reporter.table(path.with_name("report.html"))
+        reporter.table(path.with_name(PAGE_FILE))
 
 
-def forget(logs_dir: Path) -> str | None:
-    """Remove the folder's summary.json and report.html as a run starts (it has just
-    taken the folder's lock). A run SIGKILLed before its end writes neither, so the
-    previous run's, which may say `exit 0`, must not stay behind to speak for it. Only
-    the names are unlinked: a link there goes, never its target. Returns why one could
-    not be removed, else None."""
-    for name in REPORT_FILES:
-        try:
-            os.unlink(logs_dir / name)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            return f"could not remove the previous run's {logs_dir / name}: {exc.strerror or exc}"
-    return None
+def preload() -> None:
+    """Import report.html's drawer ahead of the end of the run (Preload's thread, after
+    the first spawn): save() needs it once COMMAND is over, when the caller waits."""
+    from conductor.report import html_page  # noqa: F401  (lands in sys.modules)
 
 
 def save(logs_dir: Path, summary: Summary) -> None:
     """summary.json, then report.html drawn from the very data it holds (masked)."""
     record = to_builtins(summary)
     logs_dir.mkdir(parents=True, exist_ok=True)
-    safe_io.replace(logs_dir / "summary.json", json.dumps(record, indent=2) + "\n")
+    safe_io.replace(logs_dir / SUMMARY_FILE, json.dumps(record, indent=2) + "\n")
     from conductor.report import html_page  # only now: a run that never ends never needs it
 
     html_page.write(logs_dir, msgspec.convert(record, Summary))
