@@ -296,3 +296,16 @@ def test_a_folder_conductor_has_used_is_its_own_to_write_again(conductor, config
     )
     assert result.code == 0, result.text
     assert json.loads((earlier / "summary.json").read_text())["exit_code"] == 0
+
+
+@pytest.mark.parametrize("host", ["a..b", "x" * 64 + ".example", "bad\x00host"])
+def test_a_host_the_resolver_cannot_even_encode_is_one_line(conductor, config, host):
+    """A name with an empty label, a label over 63 characters or a NUL byte: the
+    resolver's idna codec raises UnicodeError (or ValueError), not OSError. Before: a
+    UnicodeError traceback from `check` and `run` (found reviewing today's start work)."""
+    config({"svc": {"command": fake("never"), "port": "auto"}}, host=host)
+    for action in (["check"], ["run", "--", PY, "-c", "pass"]):
+        result = conductor.run(action[0], "--config", "conductor.toml", *action[1:])
+        assert result.code == 2, result.text
+        assert "Traceback" not in result.err
+        _one_line(result.err, "key 'host'")

@@ -41,6 +41,8 @@ def bind_error(host: str) -> OSError | None:
         )
     except OSError as exc:  # socket.gaierror
         return exc
+    except (UnicodeError, ValueError):  # the idna codec: an empty label, one too long
+        return OSError(errno.EINVAL, "not a host name the resolver can encode")
     error: OSError | None = None
     for family, kind, proto, _, address in found:
         try:
