@@ -240,14 +240,7 @@ class ServiceLife:
         os.write(log_fd, f"conductor: {said}\n".encode())
         if self.fatal is not None:
             self.fatal.cancel()
-        result = await start_stop.stop_service(
-            self.proc,
-            started=self.started,
-            mark=self.run.mark,
-            service=p.name,
-            stop_signal=p.spec.stop_signal,
-            timeout=p.spec.stop_timeout,
-        )
+        result = await self._stop_leader()
         logs.logger.info("%s: the failed server %s in %.3fs", p.name, result.how, result.seconds)
         self.run.rundir.forget_process(self.proc.pid)
         self.proc = None
@@ -689,6 +682,23 @@ class ServiceLife:
         self.run.rundir.forget_container(self.request.name)
         return ended
 
+    async def _stop_leader(
+        self, *, killed: bool = False, strays: list[psutil.Process] | None = None
+    ) -> start_stop.StopResult:
+        """The service's process stopped as its spec says (start_stop.stop_service)."""
+        assert self.proc is not None
+        p = self.planned
+        return await start_stop.stop_service(
+            self.proc,
+            started=self.started,
+            mark=self.run.mark,
+            service=p.name,
+            stop_signal=p.spec.stop_signal,
+            timeout=p.spec.stop_timeout,
+            killed=killed,
+            strays=strays,
+        )
+
     async def stop(self, strays: list[psutil.Process] | None = None) -> None:
         """Its stop signal to its group and marked strays (`strays`: the teardown's one
         scan found them), SIGKILL after stop_timeout; then its cluster folder and its
@@ -699,16 +709,7 @@ class ServiceLife:
                 return
             report.stop_began = time.monotonic()
             ended = await self._stop_container()
-            result = await start_stop.stop_service(
-                self.proc,
-                started=self.started,
-                mark=self.run.mark,
-                service=p.name,
-                stop_signal=p.spec.stop_signal,
-                timeout=p.spec.stop_timeout,
-                killed=self.run.teardown.killed,
-                strays=strays,
-            )
+            result = await self._stop_leader(killed=self.run.teardown.killed, strays=strays)
             if ended is not None:
                 took = time.monotonic() - report.stop_began
                 result = _as_container(ended, p.spec.stop_signal.name, took)
