@@ -296,3 +296,36 @@ def test_the_busy_message_says_an_up_holds_the_folder_and_what_to_do(conductor, 
     assert "conductor run --attach" in result.err
     assert "--if-busy subfolder" in result.err
     assert len(result.err.strip().splitlines()) == 1, result.err
+
+
+@pytest.mark.parametrize(
+    "where", ["a service's env, with a default", "the top-level env", "a nested default"]
+)
+def test_a_changed_variable_the_ups_templates_read_is_another_stack(conductor, tmp_path, up, where):
+    """The up's services were filled from the environment it started in: a variable
+    their templates read that has changed since makes another stack, not the up's.
+    Before: `{env.X:-d}` was fingerprinted under the name 'X:-d' (never set), and the
+    top-level env's variables not at all, so a run attached to services filled with
+    the old value."""
+    template = {
+        "a service's env, with a default": "{env.CONDUCTOR_T_GREETING:-hi}",
+        "the top-level env": "{env.CONDUCTOR_T_GREETING}",
+        "a nested default": "{env.CONDUCTOR_T_UNSET:-{env.CONDUCTOR_T_GREETING}}",
+    }[where]
+    folder = tmp_path / "a"
+    folder.mkdir()
+    web = dict(WEB)
+    top: dict[str, object] = {"logs_dir": "logs"}
+    if where == "the top-level env":
+        top["env"] = {"GREETING": template}
+    else:
+        web["env"] = {"GREETING": template}
+    config = write_config(folder / "conductor.toml", {"web": web}, **top)
+    conductor.env["CONDUCTOR_T_GREETING"] = "one"
+    live = up(config)
+    assert attach_run(conductor, config).code == 0  # the same environment: attached
+    conductor.env["CONDUCTOR_T_GREETING"] = "two"
+    result = attach_run(conductor, config)
+    assert result.code == 125, result.text
+    assert "was started from a different configuration" in result.err
+    assert live.alive()

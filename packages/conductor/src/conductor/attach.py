@@ -92,8 +92,10 @@ def fingerprint(config: Config, names: list[str] | None) -> Fingerprint:
     --auto-ports want the same stack."""
     services = tuple(config.start_order(names))
     specs = msgspec.to_builtins(dict(config.services), enc_hook=str)
+    # What the up's services were filled from: their own templates and the top-level
+    # env's ([run].env is COMMAND's, which an attached run fills itself).
     used_env = sorted(
-        {name[4:] for text in _strings(specs) for name in _fields(text) if name.startswith("env.")}
+        {name for text in [*_strings(specs), *config.env.values()] for name in _env_names(text)}
     )
     payload = {
         "file": str(config.file),
@@ -110,9 +112,9 @@ def fingerprint(config: Config, names: list[str] | None) -> Fingerprint:
     return Fingerprint(hashlib.sha256(text.encode()).hexdigest(), str(config.file), services)
 
 
-def _fields(text: str) -> list[str]:
+def _env_names(text: str) -> list[str]:
     try:
-        return list(templates.fields(text))
+        return list(templates.env_names(text))
     except templates.TemplateError:
         return []
 

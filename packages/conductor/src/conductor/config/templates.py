@@ -137,6 +137,19 @@ def _field(body: str) -> Field:
     return Field(name, EnvRef(match["var"], match["op"], parse(match["arg"] or "")))
 
 
+def env_names(template: str) -> Iterator[str]:
+    """The environment variables `template` reads (`{env.X:-{env.Y}}`: X, then Y), by
+    the parse that fills it; TemplateError when its braces do not pair up."""
+    yield from _env_names(parse(template))
+
+
+def _env_names(nodes: tuple[Node, ...]) -> Iterator[str]:
+    for node in nodes:
+        if isinstance(node, Field) and node.env is not None:
+            yield node.env.var
+            yield from _env_names(node.env.arg)
+
+
 def _names(nodes: tuple[Node, ...]) -> Iterator[str]:
     for node in nodes:
         if isinstance(node, Field):
